@@ -1,0 +1,28 @@
+//! `bitrouter.yaml`: schema, environment resolution, the built-in provider registry, validation
+//! with line-precise errors, and the routing table that turns a request's `model` into upstream
+//! targets.
+//!
+//! Everything here is pure (no sockets, no process-global state): the environment is read through
+//! [`EnvSource`] so tests pass a map, and files are read only by [`load`].
+
+pub mod env;
+pub mod registry;
+pub mod routing;
+pub mod schema;
+pub mod validate;
+
+mod detect;
+mod glob;
+mod parse;
+mod protocol;
+mod resolve;
+mod resolved;
+mod spans;
+
+pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
+pub use protocol::{AuthStyle, Protocol};
+pub use registry::RegistryEntry;
+pub use resolved::*;
+pub use routing::{ListedModel, Resolution, ResolvedVia, RouteError, RoutingTable, Target};
+pub use schema::{json_schema, ConfigFile};
+pub use validate::{ConfigError, Problem};

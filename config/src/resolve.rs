@@ -1,0 +1,729 @@
+//! [`ConfigFile`] -> [`Config`]: registry defaults inherited, environment overrides applied,
+//! auto-detected providers appended, URLs parsed, and the semantic checks that need more than
+//! one field (unknown endpoint providers, name clashes, globs, addresses).
+
+use crate::parse::{backticked, describe, Parsed};
+use crate::registry::{self, RegistryEntry};
+use crate::schema::{ApiProtocol, ProtocolRule, ProviderSection, ServerSection, StrategyName};
+use crate::spans::Seg;
+use crate::validate::Diagnostics;
+use crate::{
+    detect, glob, AuthStyle, Config, ConfigSource, Endpoint, EnvSource, Origin, Protocol,
+    ProtocolRules, Provider, ProviderOrigin, Secret, ServerConfig, Strategy, VirtualModel,
+};
+use indexmap::IndexMap;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Logged when nothing is routable, with the quickest fix.
+pub(crate) const NO_PROVIDERS_WARNING: &str = "no providers are configured or detected: set a provider key such as OPENAI_API_KEY or ANTHROPIC_API_KEY, or add `providers:` to bitrouter.yaml";
+
+/// The gateway's own credential (not a provider key).
+pub(crate) fn gateway_key(env: &dyn EnvSource) -> Option<Secret> {
+    non_empty(env, "BITROUTER_API_KEY").map(Secret::new)
+}
+
+/// The value of `name` when set and not empty (an empty key is no key).
+pub(crate) fn non_empty(env: &dyn EnvSource, name: &str) -> Option<String> {
+    env.get(name).filter(|v| !v.is_empty())
+}
+
+pub(crate) fn resolve(
+    parsed: Parsed,
+    env: &dyn EnvSource,
+    base_dir: Option<&Path>,
+    source: ConfigSource,
+    diag: &mut Diagnostics,
+) -> Config {
+    let Parsed {
+        file,
+        broken_providers,
+        mut warnings,
+    } = parsed;
+    let server = server(&file.server, env, base_dir, diag, &mut warnings);
+
+    let mut providers = Vec::new();
+    for (id, section) in &file.providers {
+        let path = [Seg::key("providers"), Seg::key(id)];
+        let mut ctx = Ctx {
+            id,
+            path: &path,
+            diag,
+            warnings: &mut warnings,
+            ok: true,
+        };
+        if let Some(p) = configured_provider(&mut ctx, section, env, base_dir) {
+            providers.push(Arc::new(p));
+        }
+    }
+    let configured: Vec<String> = file
+        .providers
+        .keys()
+        .chain(broken_providers.iter())
+        .cloned()
+        .collect();
+    providers.extend(detect::detect(env, &configured, &mut warnings));
+
+    let known: HashSet<&str> = configured
+        .iter()
+        .map(String::as_str)
+        .chain(providers.iter().map(|p| p.id.as_str()))
+        .collect();
+    let models = virtual_models(&file, &known, diag, &mut warnings);
+
+    if providers.is_empty() && !diag.has_problems() {
+        warnings.push(NO_PROVIDERS_WARNING.to_string());
+    }
+    Config {
+        server,
+        providers,
+        models,
+        source,
+        warnings,
+    }
+}
+
+fn server(
+    s: &ServerSection,
+    env: &dyn EnvSource,
+    base_dir: Option<&Path>,
+    diag: &mut Diagnostics,
+    warnings: &mut Vec<String>,
+) -> ServerConfig {
+    let at = |key: &str| [Seg::key("server"), Seg::key(key)];
+    if let Err(why) = check_listen(&s.listen) {
+        diag.at_value(
+            &at("listen"),
+            format!("invalid `listen` address `{}`: {why}", s.listen),
+        );
+    }
+    if s.max_body_bytes == 0 {
+        diag.at_value(&at("max_body_bytes"), "`max_body_bytes` must be at least 1");
+    }
+    let api_key = gateway_key(env);
+    if !s.skip_auth && api_key.is_none() {
+        warnings.push(
+            "`server.skip_auth` is false but BITROUTER_API_KEY is not set: every request will be rejected"
+                .to_string(),
+        );
+    }
+    ServerConfig {
+        listen: s.listen.clone(),
+        log_level: s.log_level.as_str().to_string(),
+        skip_auth: s.skip_auth,
+        control_socket: s.control_socket.as_deref().map(|p| rooted(p, base_dir)),
+        max_body_bytes: s.max_body_bytes,
+        shutdown_grace_secs: s.shutdown_grace_secs,
+        threads: s.threads.map(|n| n.get()),
+        api_key,
+    }
+}
+
+/// `host:port`, `[v6]:port` or an IP socket address.
+fn check_listen(listen: &str) -> Result<(), String> {
+    if listen.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err("expected `host:port`, e.g. `127.0.0.1:4356`".to_string());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("port `{port}` is not a number from 0 to 65535"));
+    }
+    if host.is_empty() {
+        return Err("the host is missing (use `0.0.0.0` for every interface)".to_string());
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address must be in brackets, e.g. `[::1]:4356`".to_string());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(format!("`{host}` is not a host name or IP address"));
+    }
+    Ok(())
+}
+
+/// A relative path from the file, rooted at the file's directory.
+fn rooted(path: &Path, base_dir: Option<&Path>) -> PathBuf {
+    match base_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What every check of one configured provider needs.
+struct Ctx<'a> {
+    id: &'a str,
+    path: &'a [Seg],
+    diag: &'a mut Diagnostics,
+    warnings: &'a mut Vec<String>,
+    ok: bool,
+}
+
+impl Ctx<'_> {
+    fn sub(&self, rest: &[Seg]) -> Vec<Seg> {
+        [self.path, rest].concat()
+    }
+    fn problem_at_key(&mut self, rest: &[Seg], message: String) {
+        let path = self.sub(rest);
+        self.diag.at_key(&path, message);
+        self.ok = false;
+    }
+    fn problem_at_value(&mut self, rest: &[Seg], message: String) {
+        let path = self.sub(rest);
+        self.diag.at_value(&path, message);
+        self.ok = false;
+    }
+}
+
+fn configured_provider(
+    cx: &mut Ctx<'_>,
+    s: &ProviderSection,
+    env: &dyn EnvSource,
+    base_dir: Option<&Path>,
+) -> Option<Provider> {
+    let id = cx.id;
+    if let Err(why) = check_provider_id(id) {
+        cx.problem_at_key(&[], format!("invalid provider id `{id}`: {why}"));
+    }
+    let entry = registry::find(id);
+
+    let base_var = registry::api_base_var(id);
+    let base = match (non_empty(env, &base_var), &s.api_base, entry) {
+        (Some(url), ..) => parse_base(&url)
+            .map_err(|why| {
+                cx.problem_at_key(
+                    &[],
+                    format!("`{base_var}` (the base URL of provider `{id}`) is invalid: {why}"),
+                )
+            })
+            .ok(),
+        (None, Some(url), _) => parse_base(url)
+            .map_err(|why| {
+                cx.problem_at_value(
+                    &[Seg::key("api_base")],
+                    format!("invalid `api_base` of provider `{id}`: {why}"),
+                )
+            })
+            .ok(),
+        (None, None, Some(e)) => parse_base(e.api_base).ok(),
+        (None, None, None) => {
+            cx.problem_at_key(
+                &[],
+                format!(
+                    "provider `{id}` needs an `api_base`: it is not a built-in provider ({})",
+                    backticked(&registry::builtin().iter().map(|e| e.id).collect::<Vec<_>>())
+                ),
+            );
+            None
+        }
+    };
+
+    let api_key = match &s.api_key {
+        Some(key) => Some(key.clone()).filter(|k| !k.is_empty()),
+        None => key_vars(id, entry)
+            .iter()
+            .find_map(|var| non_empty(env, var)),
+    };
+    if api_key
+        .as_deref()
+        .is_some_and(|k| k.chars().any(char::is_control))
+    {
+        let message = format!(
+            "the API key of provider `{id}` contains a control character (a trailing line break?)"
+        );
+        match s.api_key {
+            Some(_) => cx.problem_at_value(&[Seg::key("api_key")], message),
+            None => cx.problem_at_key(&[], message),
+        }
+    }
+
+    let default_protocols = match (entry, &base) {
+        (Some(e), _) => e.protocols.to_vec(),
+        (None, Some(b)) => vec![infer_protocol(b)],
+        (None, None) => vec![Protocol::ChatCompletions],
+    };
+    let protocols = protocol_rules(cx, s.api_protocol.as_ref(), default_protocols);
+
+    let preferred = protocols
+        .rules
+        .iter()
+        .find(|(g, _)| g == "*")
+        .and_then(|(_, list)| list.first().copied())
+        .unwrap_or(Protocol::ChatCompletions);
+    let mut auth = match (s.auth, &s.api_protocol, entry) {
+        (Some(auth), ..) => auth,
+        (None, None, Some(e)) => e.auth,
+        _ => preferred.default_auth(),
+    };
+    if auth == AuthStyle::None && api_key.is_some() {
+        if s.auth.is_some() {
+            cx.warnings.push(format!(
+                "provider `{id}` has an API key but `auth: none`: the key is not sent"
+            ));
+        } else {
+            auth = preferred.default_auth();
+        }
+    }
+    if api_key.is_none() && auth != AuthStyle::None {
+        if let Some(e) = entry.filter(|e| e.auth != AuthStyle::None) {
+            cx.warnings.push(format!(
+                "provider `{id}` has no API key: set {} or `api_key`",
+                e.env_keys.join(" or ")
+            ));
+        }
+    }
+
+    let listed = listed_models(cx, s);
+    let (models, model_patterns) = match (listed.is_empty(), entry) {
+        (false, _) => (listed, Vec::new()),
+        (true, Some(e)) => (strings(e.models), strings(e.model_patterns)),
+        (true, None) => (Vec::new(), Vec::new()),
+    };
+
+    let mut headers = headers(cx, s, entry);
+    add_protocol_headers(&protocols, &mut headers);
+
+    let ca_file = s.ca_file.as_deref().map(|p| rooted(p, base_dir));
+    if let (Some(path), Some(_)) = (&ca_file, base_dir) {
+        if !path.is_file() {
+            cx.problem_at_value(
+                &[Seg::key("ca_file")],
+                format!(
+                    "`ca_file` of provider `{id}`: `{}` is not a readable file",
+                    path.display()
+                ),
+            );
+        }
+    }
+
+    let base = base?;
+    if !cx.ok {
+        return None;
+    }
+    Some(Provider {
+        id: id.to_string(),
+        api_base: base.api_base,
+        origin: base.origin,
+        base_path: base.base_path,
+        api_key: api_key.map(Secret::new),
+        protocols,
+        auth,
+        models,
+        model_patterns,
+        ca_file,
+        headers,
+        source: ProviderOrigin::Config,
+    })
+}
+
+/// Variables holding a provider's key, most specific first.
+pub(crate) fn key_vars(id: &str, entry: Option<&RegistryEntry>) -> Vec<String> {
+    match entry {
+        Some(e) => strings(e.env_keys),
+        None => vec![registry::api_key_var(id)],
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A provider id must survive `provider/model`, `provider:model` and `BITROUTER_<ID>_API_KEY`.
+fn check_provider_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    match id
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        Some(c) => Err(format!(
+            "it contains {c:?}, which would make `{id}/model` ambiguous"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `api_protocol` rules, with a catch-all `*` rule for the default protocols appended when
+/// the file has none, so that every model id has a protocol.
+fn protocol_rules(
+    cx: &mut Ctx<'_>,
+    configured: Option<&ApiProtocol>,
+    default: Vec<Protocol>,
+) -> ProtocolRules {
+    let mut rules: Vec<(String, Vec<Protocol>)> = Vec::new();
+    match configured {
+        None => {}
+        Some(ApiProtocol::All(choice)) => rules.push(("*".to_string(), choice.as_slice().to_vec())),
+        Some(ApiProtocol::Rules(list)) => {
+            for (i, ProtocolRule(map)) in list.iter().enumerate() {
+                let at = [Seg::key("api_protocol"), Seg::Index(i)];
+                if map.len() != 1 {
+                    cx.problem_at_key(
+                        &at,
+                        format!(
+                            "each `api_protocol` entry of provider `{}` must be one `\"glob\": protocol` pair, found {} pairs",
+                            cx.id,
+                            map.len()
+                        ),
+                    );
+                }
+                for (pattern, choice) in map {
+                    if let Err(why) = glob::check(pattern) {
+                        cx.problem_at_key(
+                            &[at[0].clone(), at[1].clone(), Seg::key(pattern)],
+                            format!(
+                                "invalid glob `{pattern}` in `api_protocol` of provider `{}`: {why}",
+                                cx.id
+                            ),
+                        );
+                    }
+                    rules.push((pattern.clone(), choice.as_slice().to_vec()));
+                }
+            }
+        }
+    }
+    if !rules.iter().any(|(g, _)| g == "*") {
+        rules.push(("*".to_string(), default));
+    }
+    ProtocolRules { rules }
+}
+
+fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
+    let mut listed: Vec<String> = Vec::new();
+    for (i, entry) in s.models.iter().flatten().enumerate() {
+        let id = entry.id();
+        let at = [Seg::key("models"), Seg::Index(i)];
+        if id.trim().is_empty() {
+            cx.problem_at_key(
+                &at,
+                format!("{} has an empty model id", describe(&cx.sub(&at))),
+            );
+        } else if id.trim() != id {
+            cx.problem_at_key(
+                &at,
+                format!(
+                    "model id `{id}` of provider `{}` has leading or trailing spaces",
+                    cx.id
+                ),
+            );
+        } else if !listed.iter().any(|m| m == id) {
+            listed.push(id.to_string());
+        }
+    }
+    listed
+}
+
+/// Registry headers, then the file's (which replace a registry header of the same name).
+fn headers(
+    cx: &mut Ctx<'_>,
+    s: &ProviderSection,
+    entry: Option<&RegistryEntry>,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = entry
+        .map(|e| {
+            e.headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, value) in s.headers.iter().flatten() {
+        let at = [Seg::key("headers"), Seg::key(name)];
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            cx.problem_at_key(&at, format!("`{name}` is not a valid HTTP header name"));
+            continue;
+        }
+        if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+            cx.problem_at_value(
+                &at,
+                format!("the value of header `{name}` contains a line break"),
+            );
+            continue;
+        }
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.clone(), value.clone()));
+    }
+    headers
+}
+
+/// The version header the Messages API requires, for any provider that may be spoken to in
+/// that protocol: the proxy adds `provider.headers` only where the client sent none, and a
+/// client speaking another protocol sends none.
+pub(crate) const ANTHROPIC_VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
+
+fn add_protocol_headers(protocols: &ProtocolRules, headers: &mut Vec<(String, String)>) {
+    let speaks_messages = protocols
+        .rules
+        .iter()
+        .any(|(_, list)| list.contains(&Protocol::Messages));
+    let (name, value) = ANTHROPIC_VERSION;
+    if speaks_messages && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        headers.push((name.to_string(), value.to_string()));
+    }
+}
+
+/// A parsed `api_base`.
+pub(crate) struct Base {
+    pub api_base: String,
+    pub origin: Origin,
+    pub base_path: String,
+}
+
+/// Parses an `api_base`: http(s) only, no credentials, query or fragment.
+pub(crate) fn parse_base(raw: &str) -> Result<Base, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if !text.contains("://") {
+        return Err(format!("`{text}` must start with `http://` or `https://`"));
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL ({e})"))?;
+    let tls = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => {
+            return Err(format!(
+                "scheme `{other}` is not supported: use http or https"
+            ))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not supported: use `api_key`".to_string());
+    }
+    if url.query().is_some() {
+        return Err(format!(
+            "`{text}` has a query string, which is not supported"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("`{text}` has a fragment, which is not supported"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        None => return Err(format!("`{text}` has no host")),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("`{text}` has no port"))?;
+    Ok(Base {
+        api_base: text.trim_end_matches('/').to_string(),
+        origin: Origin { tls, host, port },
+        base_path: url.path().trim_end_matches('/').to_string(),
+    })
+}
+
+/// The protocol a provider with no registry entry and no `api_protocol` speaks, from its host.
+pub(crate) fn infer_protocol(base: &Base) -> Protocol {
+    let host = base.origin.host.to_ascii_lowercase();
+    let under = |domain: &str| {
+        host == domain
+            || host
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('.'))
+    };
+    if under("anthropic.com") {
+        Protocol::Messages
+    } else if under("googleapis.com") && !base.base_path.split('/').any(|s| s == "openai") {
+        // `.../v1beta/openai` is Google's OpenAI-compatible surface.
+        Protocol::GenerateContent
+    } else {
+        Protocol::ChatCompletions
+    }
+}
+
+/// A provider from the registry (auto-detected: no file entry).
+pub(crate) fn builtin_provider(
+    entry: &RegistryEntry,
+    base: Base,
+    api_key: Option<String>,
+    source: ProviderOrigin,
+) -> Provider {
+    let preferred = entry
+        .protocols
+        .first()
+        .copied()
+        .unwrap_or(Protocol::ChatCompletions);
+    let auth = match entry.auth {
+        AuthStyle::None if api_key.is_some() => preferred.default_auth(),
+        auth => auth,
+    };
+    Provider {
+        id: entry.id.to_string(),
+        api_base: base.api_base,
+        origin: base.origin,
+        base_path: base.base_path,
+        api_key: api_key.map(Secret::new),
+        protocols: ProtocolRules {
+            rules: vec![("*".to_string(), entry.protocols.to_vec())],
+        },
+        auth,
+        models: strings(entry.models),
+        model_patterns: strings(entry.model_patterns),
+        ca_file: None,
+        headers: entry
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        source,
+    }
+}
+
+/// A provider detected from `BITROUTER_<X>_API_KEY` + `BITROUTER_<X>_API_BASE`.
+pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: String) -> Provider {
+    let protocol = infer_protocol(&base);
+    let protocols = ProtocolRules {
+        rules: vec![("*".to_string(), vec![protocol])],
+    };
+    let mut headers = Vec::new();
+    add_protocol_headers(&protocols, &mut headers);
+    Provider {
+        id,
+        api_base: base.api_base,
+        origin: base.origin,
+        base_path: base.base_path,
+        api_key: Some(Secret::new(api_key)),
+        protocols,
+        auth: protocol.default_auth(),
+        models: Vec::new(),
+        model_patterns: Vec::new(),
+        ca_file: None,
+        headers,
+        source: ProviderOrigin::Env { var },
+    }
+}
+
+fn virtual_models(
+    file: &crate::schema::ConfigFile,
+    known: &HashSet<&str>,
+    diag: &mut Diagnostics,
+    warnings: &mut Vec<String>,
+) -> IndexMap<String, VirtualModel> {
+    let mut out = IndexMap::new();
+    for (name, vm) in &file.models {
+        let path = [Seg::key("models"), Seg::key(name)];
+        let mut ok = true;
+        let mut problem = |diag: &mut Diagnostics, at: &[Seg], value: bool, message: String| {
+            let full = [&path[..], at].concat();
+            if value {
+                diag.at_value(&full, message);
+            } else {
+                diag.at_key(&full, message);
+            }
+            ok = false;
+        };
+        if name.trim().is_empty() {
+            problem(
+                diag,
+                &[],
+                false,
+                "a virtual model name must not be empty".to_string(),
+            );
+        } else if name.trim() != name {
+            problem(
+                diag,
+                &[],
+                false,
+                format!("virtual model name `{name}` has leading or trailing spaces; no request could name it"),
+            );
+        }
+        if file.providers.contains_key(name) {
+            problem(
+                diag,
+                &[],
+                false,
+                format!("virtual model `{name}` has the same name as provider `{name}`; rename one of them"),
+            );
+        }
+        if vm.strategy != StrategyName::Priority {
+            warnings.push(format!(
+                "virtual model `{name}`: strategy `{}` is not implemented yet; endpoints are tried in declared (priority) order",
+                vm.strategy.as_str()
+            ));
+        }
+        if vm.endpoints.is_empty() {
+            problem(
+                diag,
+                &[Seg::key("endpoints")],
+                false,
+                format!("virtual model `{name}` has no endpoints: list at least one `{{provider, service_id}}`"),
+            );
+        }
+        for (i, ep) in vm.endpoints.iter().enumerate() {
+            let at = |key: &str| [Seg::key("endpoints"), Seg::Index(i), Seg::key(key)];
+            if !known.contains(ep.provider.as_str()) {
+                problem(
+                    diag,
+                    &at("provider"),
+                    true,
+                    unknown_provider(&ep.provider, name, known),
+                );
+            }
+            if ep.service_id.trim().is_empty() {
+                problem(
+                    diag,
+                    &at("service_id"),
+                    true,
+                    format!(
+                        "endpoint {} of virtual model `{name}` has an empty `service_id`",
+                        i + 1
+                    ),
+                );
+            }
+        }
+        if ok {
+            out.insert(
+                name.clone(),
+                VirtualModel {
+                    name: name.clone(),
+                    strategy: Strategy::Priority,
+                    endpoints: vm
+                        .endpoints
+                        .iter()
+                        .map(|ep| Endpoint {
+                            provider: ep.provider.clone(),
+                            service_id: ep.service_id.clone(),
+                        })
+                        .collect(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn unknown_provider(provider: &str, model: &str, known: &HashSet<&str>) -> String {
+    let head = format!("unknown provider `{provider}` in virtual model `{model}`");
+    if let Some(entry) = registry::find(provider) {
+        let how = if entry.auth == AuthStyle::None {
+            registry::api_base_var(provider)
+        } else {
+            entry
+                .env_keys
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .to_string()
+        };
+        return format!(
+            "{head}: the built-in provider `{provider}` is not active; set {how} or add it under `providers:`"
+        );
+    }
+    let mut names: Vec<&str> = known.iter().copied().collect();
+    names.sort_unstable();
+    if names.is_empty() {
+        format!("{head}: no providers are configured or detected")
+    } else {
+        format!("{head}, expected one of {}", backticked(&names))
+    }
+}

@@ -1,0 +1,233 @@
+//! The resolved configuration the proxy runs on: `${VAR}`s substituted, registry defaults
+//! inherited, auto-detected providers appended, every URL parsed. Built by [`load`] / [`zero_config`].
+
+use crate::{AuthStyle, ConfigError, EnvSource, Protocol};
+use indexmap::IndexMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the configuration came from; shown at start-up and by `bitrouter route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A `bitrouter.yaml` file.
+    File(PathBuf),
+    /// No file was found: providers come from the environment only.
+    ZeroConfig,
+}
+
+/// A secret string (an API key). Its `Debug`/`Display` never reveal the value, so a key cannot
+/// reach a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The raw value, for the one place that needs it: the upstream auth header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Configured providers in file order, then auto-detected providers in registry order.
+    pub providers: Vec<Arc<Provider>>,
+    /// Virtual models (`models:` section), in file order.
+    pub models: IndexMap<String, VirtualModel>,
+    pub source: ConfigSource,
+    /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
+    pub warnings: Vec<String>,
+}
+
+/// The `server:` section with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `host:port` to bind; default `127.0.0.1:4356`. Port 0 means "pick a free port".
+    pub listen: String,
+    /// `error|warn|info|debug|trace`; default `info`.
+    pub log_level: String,
+    /// Admit requests without a credential. Default `true` (loopback development).
+    pub skip_auth: bool,
+    /// Unix control socket for the daemon verbs (not used by `serve` yet).
+    pub control_socket: Option<PathBuf>,
+    /// Largest request body accepted; default 32 MiB.
+    pub max_body_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests; default 5 s.
+    pub shutdown_grace_secs: u64,
+    /// Worker threads; default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// Gateway credential required when `skip_auth` is false (from `BITROUTER_API_KEY`).
+    pub api_key: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            log_level: "info".to_string(),
+            skip_auth: true,
+            control_socket: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace_secs: 5,
+            threads: None,
+            api_key: None,
+        }
+    }
+}
+
+/// Default listen address: loopback only, the documented port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4356";
+/// Default `server.max_body_bytes`: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Where a provider entry came from (for the start-up log and `bitrouter route`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderOrigin {
+    /// Declared under `providers:` in the file.
+    Config,
+    /// Auto-detected from an environment variable (the variable's name, never its value).
+    Env { var: String },
+}
+
+/// The scheme, host and port of an upstream, parsed once at load time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// `api_protocol`: ordered `(glob, protocols)` rules; the first rule whose glob matches the
+/// service id applies, and the head of its list is the preferred outbound protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolRules {
+    pub rules: Vec<(String, Vec<Protocol>)>,
+}
+
+/// One upstream provider, fully resolved. Its `Debug` shows header names but not values (a
+/// header may carry a credential); the key is a [`Secret`].
+#[derive(Clone)]
+pub struct Provider {
+    pub id: String,
+    /// The `api_base` as written (after `${VAR}` and env override), without a trailing slash.
+    pub api_base: String,
+    pub origin: Origin,
+    /// The path part of `api_base` without trailing slash (`""`, `/v1`, `/api/v1`, ...).
+    pub base_path: String,
+    pub api_key: Option<Secret>,
+    pub protocols: ProtocolRules,
+    pub auth: AuthStyle,
+    /// Model ids the provider lists (config `models:` or the registry's defaults).
+    pub models: Vec<String>,
+    /// Globs for bare model ids this provider serves without listing them (registry: `claude-*`).
+    pub model_patterns: Vec<String>,
+    /// PEM file of CA certificates trusted for this provider instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Extra headers sent upstream on every request (e.g. `anthropic-version`).
+    pub headers: Vec<(String, String)>,
+    pub source: ProviderOrigin,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Provider")
+            .field("id", &self.id)
+            .field("api_base", &self.api_base)
+            .field("origin", &self.origin)
+            .field("base_path", &self.base_path)
+            .field("api_key", &self.api_key)
+            .field("protocols", &self.protocols)
+            .field("auth", &self.auth)
+            .field("models", &self.models)
+            .field("model_patterns", &self.model_patterns)
+            .field("ca_file", &self.ca_file)
+            .field("header_names", &header_names)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Provider {
+    /// The outbound protocol for `service_id` (first matching `api_protocol` rule's head).
+    pub fn protocol_for(&self, service_id: &str) -> Protocol {
+        crate::routing::protocol_for(self, service_id)
+    }
+
+    /// Every protocol the provider speaks for `service_id`, preferred first (the matching
+    /// `api_protocol` rule's list). A same-protocol request uses its own protocol when it is in
+    /// this list, so bytes pass through untranslated.
+    pub fn protocols_for(&self, service_id: &str) -> &[Protocol] {
+        crate::routing::protocols_for(self, service_id)
+    }
+
+    /// Path (and query) of the upstream endpoint for `protocol`, honouring a version segment
+    /// already present in `api_base`: `/v1/chat/completions`,
+    /// `/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse`, ...
+    pub fn endpoint_path(&self, protocol: Protocol, service_id: &str, stream: bool) -> String {
+        crate::routing::endpoint_path(self, protocol, service_id, stream)
+    }
+}
+
+/// A virtual model from the `models:` section.
+#[derive(Debug, Clone)]
+pub struct VirtualModel {
+    pub name: String,
+    pub strategy: Strategy,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One `endpoints:` entry of a virtual model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub provider: String,
+    pub service_id: String,
+}
+
+/// How a virtual model picks among its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Ordered failover: the first endpoint, then the next on failure.
+    #[default]
+    Priority,
+}
+
+/// Finds the config file: `explicit`, else `./bitrouter.yaml` in `cwd`, else
+/// `$XDG_CONFIG_HOME/bitrouter/bitrouter.yaml` (`$HOME/.config` when XDG is unset).
+/// `None` means zero-config. An explicit path that does not exist is returned as-is so that
+/// [`load`] reports it.
+pub fn discover(explicit: Option<&Path>, cwd: &Path, env: &dyn EnvSource) -> Option<PathBuf> {
+    crate::validate::discover(explicit, cwd, env)
+}
+
+/// Loads and resolves `path` (or the zero-config defaults when `None`).
+pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigError> {
+    crate::validate::load(path, env)
+}
+
+/// Parses and resolves YAML text; `file_name` is used in error locations.
+pub fn load_str(text: &str, file_name: &str, env: &dyn EnvSource) -> Result<Config, ConfigError> {
+    crate::validate::load_str(text, file_name, env)
+}
+
+/// The configuration with no file: defaults plus every provider detected in `env`.
+pub fn zero_config(env: &dyn EnvSource) -> Config {
+    crate::validate::zero_config(env)
+}

@@ -1,0 +1,596 @@
+//! The serde types of `bitrouter.yaml`, exactly as users write it (`deny_unknown_fields`
+//! everywhere, so a typo is an error rather than a silently ignored key). No logic beyond
+//! decoding: defaults from the registry and the environment are applied by the resolver.
+//!
+//! The doc comments become the descriptions of the published JSON Schema
+//! (`schemas/bitrouter.config.schema.json`, see [`json_schema`]), which editors use through the
+//! `# yaml-language-server: $schema=...` header.
+
+use crate::{AuthStyle, Protocol};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+/// Every top-level section, in the order the documentation lists them.
+pub const SECTIONS: [&str; 12] = [
+    "server",
+    "providers",
+    "models",
+    "presets",
+    "variants",
+    "mcp",
+    "mcp_servers",
+    "agents",
+    "server_tools",
+    "database",
+    "plugins",
+    "inherit_defaults",
+];
+
+/// Sections that are accepted (so existing files keep loading) but have no effect yet.
+pub const NOT_IMPLEMENTED_SECTIONS: [&str; 9] = [
+    "presets",
+    "variants",
+    "mcp",
+    "mcp_servers",
+    "agents",
+    "server_tools",
+    "database",
+    "plugins",
+    "inherit_defaults",
+];
+
+/// BitRouter configuration (`bitrouter.yaml`). Any string value may contain `${VAR}`
+/// placeholders, resolved from the environment at load time (`${VAR:-default}` gives a default;
+/// `$${` is a literal `${`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "bitrouter.yaml")]
+pub struct ConfigFile {
+    /// The HTTP server: listen address, logging, authentication, limits.
+    #[serde(default)]
+    #[schemars(with = "Option<ServerSection>")]
+    pub server: ServerSection,
+    /// Upstream providers keyed by provider id (`openai`, `anthropic`, `ollama`, ...). An id
+    /// that names a built-in provider inherits its base URL, protocol, auth style and models
+    /// (an empty entry, `openai:`, is enough); any other id needs `api_base`.
+    #[serde(default)]
+    #[schemars(with = "Option<IndexMap<String, Option<ProviderSection>>>")]
+    pub providers: IndexMap<String, ProviderSection>,
+    /// Virtual models: names clients may use as `model`, each an ordered list of
+    /// provider endpoints to fail over between.
+    #[serde(default)]
+    #[schemars(with = "Option<IndexMap<String, VirtualModelSection>>")]
+    pub models: IndexMap<String, VirtualModelSection>,
+    /// Named request presets. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub presets: Option<serde_yaml::Value>,
+    /// Model variants (`model:suffix`). Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub variants: Option<serde_yaml::Value>,
+    /// MCP gateway settings. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub mcp: Option<serde_yaml::Value>,
+    /// Upstream MCP servers. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub mcp_servers: Option<serde_yaml::Value>,
+    /// ACP agents. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub agents: Option<serde_yaml::Value>,
+    /// Tools executed by the server. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub server_tools: Option<serde_yaml::Value>,
+    /// Database for virtual keys and usage. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub database: Option<serde_yaml::Value>,
+    /// Plugins. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub plugins: Option<serde_yaml::Value>,
+    /// Inheritance of built-in defaults. Accepted but not implemented yet: it has no effect.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub inherit_defaults: Option<serde_yaml::Value>,
+}
+
+/// The `server:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `host:port` to listen on. Loopback by default; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Log verbosity.
+    #[serde(default)]
+    pub log_level: LogLevel,
+    /// Admit requests that carry no credential. When false, requests must present the gateway
+    /// key from `BITROUTER_API_KEY`. Never expose a `skip_auth: true` router beyond loopback
+    /// without an authenticating layer in front.
+    #[serde(default = "default_true")]
+    pub skip_auth: bool,
+    /// Path of the Unix control socket used by the daemon verbs (`stop`, `reload`, `status`).
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_body_bytes: usize,
+    /// Seconds a shutdown waits for in-flight requests before closing them.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Worker threads (default: one per CPU).
+    #[serde(default)]
+    pub threads: Option<NonZeroUsize>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            log_level: LogLevel::default(),
+            skip_auth: true,
+            control_socket: None,
+            max_body_bytes: default_max_body_bytes(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            threads: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    crate::DEFAULT_LISTEN.to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_body_bytes() -> usize {
+    crate::DEFAULT_MAX_BODY_BYTES
+}
+fn default_shutdown_grace_secs() -> u64 {
+    5
+}
+
+/// Log verbosity, least to most verbose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the config (and understood by `env_logger`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// One upstream provider.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Base URL of the provider's API (`https://api.openai.com/v1`); `http` or `https`. The
+    /// protocol's version segment may be included or left out (`https://api.anthropic.com`
+    /// and `https://api.anthropic.com/v1` are equivalent). Required unless the id names a
+    /// built-in provider; `BITROUTER_<ID>_API_BASE` overrides it.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// The provider's API key, normally a `${VAR}` reference. When absent, the key comes from
+    /// `BITROUTER_<ID>_API_KEY` or the built-in provider's usual variable (`OPENAI_API_KEY`).
+    /// Local servers need none.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The outbound wire protocol, per model. When absent: the built-in provider's protocol, or
+    /// inferred from the host (`messages` for anthropic.com, `generate_content` for
+    /// googleapis.com, `chat_completions` otherwise).
+    #[serde(default)]
+    pub api_protocol: Option<ApiProtocol>,
+    /// Model ids the provider serves. They become routable by bare id (`gpt-4o`) and as
+    /// `provider/model`, and are listed by `GET /v1/models`. When absent, a built-in provider's
+    /// default list and patterns apply.
+    #[serde(default)]
+    pub models: Option<Vec<ModelEntry>>,
+    /// How the key is sent upstream, overriding the protocol's usual header.
+    #[serde(default)]
+    pub auth: Option<AuthStyle>,
+    /// Extra headers sent upstream on every request (values may use `${VAR}`).
+    #[serde(default)]
+    pub headers: Option<IndexMap<String, String>>,
+    /// PEM file of CA certificates trusted for this provider instead of the system roots
+    /// (relative paths are relative to the config file).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Never prints the key or header values: they are secrets once `${VAR}`s are expanded.
+impl fmt::Debug for ProviderSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Option<Vec<&str>> = self
+            .headers
+            .as_ref()
+            .map(|h| h.keys().map(String::as_str).collect());
+        f.debug_struct("ProviderSection")
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_protocol", &self.api_protocol)
+            .field("models", &self.models)
+            .field("auth", &self.auth)
+            .field("header_names", &headers)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// `api_protocol`: either one protocol (or list) for every model, or an ordered list of
+/// `- "glob": protocol` rules matched against the model id, first match wins. The head of a
+/// protocol list is the preferred outbound protocol.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum ApiProtocol {
+    /// Shorthand for `- "*": <protocols>`.
+    All(ProtocolChoice),
+    /// Ordered `glob: protocol(s)` rules, e.g. `- "claude-*": messages` then
+    /// `- "*": chat_completions`.
+    Rules(Vec<ProtocolRule>),
+}
+
+/// One `- "glob": protocol(s)` rule: a single-entry map from a model-id glob (`*`, `?`,
+/// `[a-z]`) to a protocol or a list of protocols.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct ProtocolRule(pub IndexMap<String, ProtocolChoice>);
+
+/// A protocol, or a list of protocols whose head is preferred.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum ProtocolChoice {
+    One(Protocol),
+    #[schemars(extend("minItems" = 1))]
+    Many(Vec<Protocol>),
+}
+
+impl ProtocolChoice {
+    /// The protocols, preferred first.
+    pub fn as_slice(&self) -> &[Protocol] {
+        match self {
+            ProtocolChoice::One(p) => std::slice::from_ref(p),
+            ProtocolChoice::Many(list) => list,
+        }
+    }
+}
+
+/// A model a provider serves: `- id: gpt-4o`, or the shorthand `- gpt-4o`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum ModelEntry {
+    /// Shorthand: just the id.
+    Id(String),
+    /// The id with optional descriptive fields.
+    Detailed(ModelDetails),
+}
+
+impl ModelEntry {
+    /// The model id the provider knows.
+    pub fn id(&self) -> &str {
+        match self {
+            ModelEntry::Id(id) => id,
+            ModelEntry::Detailed(d) => &d.id,
+        }
+    }
+}
+
+/// A model entry with metadata. Only `id` affects routing; the other fields are informational.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDetails {
+    /// The model id as the provider knows it (`gpt-4o`, `llama3.1:8b`).
+    pub id: String,
+    /// A display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Context window, in tokens.
+    #[serde(default)]
+    pub context_length: Option<u64>,
+    /// Largest completion, in tokens.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+}
+
+/// A virtual model.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualModelSection {
+    /// How an endpoint is picked. Only `priority` is implemented; the others are accepted and
+    /// currently behave as `priority`.
+    #[serde(default)]
+    pub strategy: StrategyName,
+    /// The endpoints, in priority order: the first is tried first, the next on failure.
+    #[schemars(length(min = 1))]
+    pub endpoints: Vec<EndpointSection>,
+}
+
+/// `strategy` of a virtual model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    /// Ordered failover in declared order.
+    #[default]
+    Priority,
+    /// Rotate across endpoints (not implemented yet: behaves as `priority`).
+    RoundRobin,
+    /// Split by `weight` (not implemented yet: behaves as `priority`).
+    Weighted,
+    /// Prefer the fastest endpoint (not implemented yet: behaves as `priority`).
+    LeastLatency,
+}
+
+impl StrategyName {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::Priority => "priority",
+            StrategyName::RoundRobin => "round_robin",
+            StrategyName::Weighted => "weighted",
+            StrategyName::LeastLatency => "least_latency",
+        }
+    }
+}
+
+/// One endpoint of a virtual model.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    /// A provider id: configured under `providers:` or detected from the environment.
+    pub provider: String,
+    /// The model id to request from that provider.
+    pub service_id: String,
+    /// Relative weight for the `weighted` strategy (not used yet).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// The JSON Schema of `bitrouter.yaml` (draft-07, which yaml-language-server and most editors
+/// understand), for `schemas/bitrouter.config.schema.json` and a `config schema` verb.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<ConfigFile>();
+    schema.to_value()
+}
+
+/// [`json_schema`] pretty-printed with a trailing newline: the exact content of the committed
+/// schema file.
+pub fn json_schema_pretty() -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+// ----- Hand-written decoders: the derived untagged ones would turn every mistake into "data
+// did not match any variant", losing the field-level messages of the inner types.
+
+fn protocol_named<E: de::Error>(name: &str) -> Result<Protocol, E> {
+    Protocol::parse(name).ok_or_else(|| {
+        E::custom(format_args!(
+            "unknown protocol `{name}`, expected one of `chat_completions`, `responses`, `messages`, `generate_content`"
+        ))
+    })
+}
+
+/// One protocol name inside a list, with the same message as a single name.
+struct ProtocolName(Protocol);
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ProtocolName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a protocol name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ProtocolName, E> {
+                protocol_named(s).map(ProtocolName)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProtocolChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ProtocolChoice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a protocol name or a list of protocol names")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ProtocolChoice, E> {
+                protocol_named(s).map(ProtocolChoice::One)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ProtocolChoice, A::Error> {
+                let mut list = Vec::new();
+                while let Some(ProtocolName(p)) = seq.next_element()? {
+                    list.push(p);
+                }
+                if list.is_empty() {
+                    return Err(de::Error::custom("an empty protocol list"));
+                }
+                Ok(ProtocolChoice::Many(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ApiProtocol;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a protocol name or a list of `- \"glob\": protocol` rules")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ApiProtocol, E> {
+                protocol_named(s).map(|p| ApiProtocol::All(ProtocolChoice::One(p)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ApiProtocol, A::Error> {
+                let mut rules = Vec::new();
+                while let Some(rule) = seq.next_element()? {
+                    rules.push(rule);
+                }
+                Ok(ApiProtocol::Rules(rules))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ModelEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a model id or a mapping like `{id: gpt-4o}`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ModelEntry, E> {
+                Ok(ModelEntry::Id(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
+                ModelDetails::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ModelEntry::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn model_entries_accept_both_forms() {
+        let models: Vec<ModelEntry> =
+            yaml("- gpt-4o\n- id: llama3.1:8b\n  context_length: 8192\n").unwrap();
+        assert_eq!(models[0], ModelEntry::Id("gpt-4o".into()));
+        assert_eq!(models[1].id(), "llama3.1:8b");
+        let err = yaml::<Vec<ModelEntry>>("- {id: a, nme: b}\n").unwrap_err();
+        assert!(err.contains("unknown field `nme`"), "{err}");
+        let err = yaml::<Vec<ModelEntry>>("- 3\n").unwrap_err();
+        assert!(err.contains("a model id or a mapping"), "{err}");
+    }
+
+    #[test]
+    fn api_protocol_forms() {
+        let p: ApiProtocol = yaml("- \"*\": messages\n").unwrap();
+        let ApiProtocol::Rules(rules) = p else {
+            panic!()
+        };
+        assert_eq!(rules[0].0["*"].as_slice(), &[Protocol::Messages]);
+        let p: ApiProtocol =
+            yaml("- \"claude-*\": [messages, chat_completions]\n- \"*\": chat_completions\n")
+                .unwrap();
+        let ApiProtocol::Rules(rules) = p else {
+            panic!()
+        };
+        assert_eq!(
+            rules[0].0["claude-*"].as_slice(),
+            &[Protocol::Messages, Protocol::ChatCompletions]
+        );
+        let p: ApiProtocol = yaml("generate_content").unwrap();
+        assert_eq!(
+            p,
+            ApiProtocol::All(ProtocolChoice::One(Protocol::GenerateContent))
+        );
+        let err = yaml::<ApiProtocol>("- \"*\": mesages\n").unwrap_err();
+        assert!(err.contains("unknown protocol `mesages`"), "{err}");
+        let err = yaml::<ApiProtocol>("- \"*\": []\n").unwrap_err();
+        assert!(err.contains("empty protocol list"), "{err}");
+    }
+
+    #[test]
+    fn strategy_names() {
+        let err = yaml::<VirtualModelSection>(
+            "strategy: fastest\nendpoints: [{provider: a, service_id: b}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`priority`, `round_robin`, `weighted`, `least_latency`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_debug_hides_secrets() {
+        let p: ProviderSection =
+            yaml("api_key: sk-secret\nheaders: {x-token: tok-secret}\n").unwrap();
+        let dbg = format!("{p:?}");
+        assert!(
+            !dbg.contains("sk-secret") && !dbg.contains("tok-secret"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("x-token"), "{dbg}");
+    }
+
+    /// The committed schema must match the types. To update it after changing them, run
+    /// `BITROUTER_UPDATE_SCHEMA=1 cargo test -p bitrouter-config`.
+    #[test]
+    fn committed_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/bitrouter.config.schema.json"
+        );
+        let generated = json_schema_pretty();
+        if std::env::var_os("BITROUTER_UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is out of date with the config types; regenerate it with \
+             `BITROUTER_UPDATE_SCHEMA=1 cargo test -p bitrouter-config` and commit the result"
+        );
+    }
+
+    #[test]
+    fn schema_describes_sections() {
+        let schema = json_schema();
+        let props = schema["properties"].as_object().unwrap();
+        for s in SECTIONS {
+            assert!(props.contains_key(s), "{s}");
+        }
+        assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+        assert_eq!(
+            schema["$schema"],
+            serde_json::json!("http://json-schema.org/draft-07/schema#")
+        );
+    }
+}

@@ -1,0 +1,871 @@
+//! Loading and validation through the public API: the documented examples, every problem with
+//! its position, registry inheritance and environment overrides.
+
+use bitrouter_config::{
+    load, load_str, AuthStyle, Config, ConfigError, ConfigSource, MapEnv, Protocol, ProviderOrigin,
+    RoutingTable,
+};
+use std::path::Path;
+
+fn env(pairs: &[(&str, &str)]) -> MapEnv {
+    MapEnv::new(pairs.iter().copied())
+}
+
+fn ok(text: &str, env: &MapEnv) -> Config {
+    match load_str(text, "bitrouter.yaml", env) {
+        Ok(c) => c,
+        Err(e) => panic!("expected the config to load, got:\n{e}"),
+    }
+}
+
+fn err(text: &str, env: &MapEnv) -> ConfigError {
+    match load_str(text, "bitrouter.yaml", env) {
+        Ok(c) => panic!("expected problems, got {c:#?}"),
+        Err(e) => e,
+    }
+}
+
+/// (line, col, message) of every problem.
+fn problems(text: &str, env: &MapEnv) -> Vec<(usize, usize, String)> {
+    err(text, env)
+        .problems
+        .into_iter()
+        .map(|p| (p.line, p.col, p.message))
+        .collect()
+}
+
+fn assert_problem(problems: &[(usize, usize, String)], line: usize, col: usize, needle: &str) {
+    assert!(
+        problems
+            .iter()
+            .any(|(l, c, m)| *l == line && *c == col && m.contains(needle)),
+        "no problem at {line}:{col} containing {needle:?} in {problems:#?}"
+    );
+}
+
+const SELF_HOST: &str = include_str!("fixtures/self_host.yaml");
+const LOCAL_MODELS: &str = include_str!("fixtures/local_models.yaml");
+
+fn keys() -> MapEnv {
+    env(&[
+        ("OPENAI_API_KEY", "sk-openai"),
+        ("ANTHROPIC_API_KEY", "sk-ant"),
+    ])
+}
+
+#[test]
+fn self_host_example_loads_unchanged() {
+    let config = ok(SELF_HOST, &keys());
+    assert_eq!(config.source, ConfigSource::File("bitrouter.yaml".into()));
+    assert_eq!(config.server.listen, "127.0.0.1:4356");
+    assert_eq!(config.server.log_level, "info");
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+    let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["openai", "anthropic"]);
+
+    let openai = &config.providers[0];
+    assert_eq!(openai.api_base, "https://api.openai.com/v1");
+    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-openai");
+    assert_eq!(openai.models, ["gpt-4o"]);
+    assert!(
+        openai.model_patterns.is_empty(),
+        "an explicit list replaces the patterns"
+    );
+    assert_eq!(openai.auth, AuthStyle::Bearer);
+    assert_eq!(openai.protocol_for("gpt-4o"), Protocol::ChatCompletions);
+    assert_eq!(openai.source, ProviderOrigin::Config);
+
+    let anthropic = &config.providers[1];
+    assert_eq!(anthropic.api_base, "https://api.anthropic.com");
+    assert_eq!(anthropic.base_path, "");
+    assert_eq!(anthropic.origin.host, "api.anthropic.com");
+    assert_eq!(anthropic.origin.port, 443);
+    assert!(anthropic.origin.tls);
+    assert_eq!(anthropic.auth, AuthStyle::XApiKey);
+    assert_eq!(
+        anthropic.protocol_for("claude-sonnet-4-6"),
+        Protocol::Messages
+    );
+    assert!(anthropic
+        .headers
+        .contains(&("anthropic-version".to_string(), "2023-06-01".to_string())));
+    assert_eq!(
+        anthropic.endpoint_path(Protocol::Messages, "claude-sonnet-4-6", false),
+        "/v1/messages"
+    );
+
+    let smart = &config.models["smart"];
+    assert_eq!(smart.endpoints.len(), 2);
+    assert_eq!(smart.endpoints[0].provider, "anthropic");
+    assert_eq!(smart.endpoints[1].service_id, "gpt-4o");
+
+    let table = RoutingTable::new(&config);
+    let r = table.resolve("smart").unwrap();
+    let order: Vec<(&str, &str, Protocol)> = r
+        .targets
+        .iter()
+        .map(|t| (t.provider.id.as_str(), t.service_id.as_str(), t.protocol))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("anthropic", "claude-sonnet-4-6", Protocol::Messages),
+            ("openai", "gpt-4o", Protocol::ChatCompletions)
+        ]
+    );
+}
+
+#[test]
+fn unset_placeholder_is_named_with_its_position() {
+    let e = err(SELF_HOST, &env(&[("OPENAI_API_KEY", "sk")]));
+    assert_eq!(e.problems.len(), 1, "{e}");
+    let p = &e.problems[0];
+    assert_eq!((p.line, p.col), (16, 14));
+    assert!(p.message.contains("`ANTHROPIC_API_KEY`"), "{}", p.message);
+    assert!(
+        p.message.contains("providers.anthropic.api_key"),
+        "{}",
+        p.message
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("bitrouter.yaml:16:14: {}", p.message)
+    );
+}
+
+#[test]
+fn local_models_example_loads() {
+    let config = ok(LOCAL_MODELS, &env(&[]));
+    assert_eq!(config.providers.len(), 1);
+    let ollama = &config.providers[0];
+    assert_eq!(ollama.id, "ollama");
+    assert_eq!(ollama.api_base, "http://localhost:11434/v1");
+    assert!(!ollama.origin.tls);
+    assert_eq!(ollama.origin.port, 11434);
+    assert_eq!(ollama.base_path, "/v1");
+    assert!(ollama.api_key.is_none());
+    assert_eq!(ollama.models, ["llama3.1"]);
+    assert_eq!(ollama.protocol_for("llama3.1"), Protocol::ChatCompletions);
+    assert_eq!(
+        ollama.endpoint_path(Protocol::ChatCompletions, "llama3.1", true),
+        "/v1/chat/completions"
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let table = RoutingTable::new(&config);
+    assert_eq!(
+        table.resolve("llama3.1").unwrap().targets[0].provider.id,
+        "ollama"
+    );
+}
+
+#[test]
+fn local_server_without_api_protocol_infers_chat_completions() {
+    let text =
+        "providers:\n  vllm:\n    api_base: http://127.0.0.1:8000\n    models: [Qwen/Qwen3-8B]\n";
+    let config = ok(text, &env(&[]));
+    let vllm = &config.providers[0];
+    assert_eq!(
+        vllm.protocol_for("Qwen/Qwen3-8B"),
+        Protocol::ChatCompletions
+    );
+    assert_eq!(vllm.auth, AuthStyle::Bearer);
+    assert!(vllm.api_key.is_none());
+    assert_eq!(
+        vllm.endpoint_path(Protocol::ChatCompletions, "x", false),
+        "/v1/chat/completions"
+    );
+}
+
+#[test]
+fn unknown_top_level_section_is_reported_at_its_key() {
+    let text = "server:\n  listen: 127.0.0.1:1\nprovders:\n  openai: {}\n";
+    let p = problems(text, &env(&[]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(
+        &p,
+        3,
+        1,
+        "unknown top-level section `provders`, expected one of `server`, `providers`",
+    );
+}
+
+#[test]
+fn unknown_nested_field_is_reported_at_its_key() {
+    let text = "\
+providers:
+  openai:
+    api_bse: https://api.openai.com/v1
+    models:
+      - id: gpt-4o
+        nme: GPT
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        3,
+        5,
+        "unknown field `api_bse` in provider `openai`, expected one of `api_base`, `api_key`",
+    );
+    assert_problem(
+        &p,
+        6,
+        9,
+        "unknown field `nme` in `models[0]` of provider `openai`",
+    );
+    assert_eq!(p.len(), 2, "{p:#?}");
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = "\
+server:
+  log_level: verbose
+  listen: localhost
+providers:
+  good:
+    api_base: http://localhost:1234
+    api_protocol:
+      - \"gpt-[4\": chat_completions
+  bad:
+    api_base: ftp://example.com
+    api_key: ${NOT_SET}
+  typo:
+    api_bse: x
+models:
+  smart:
+    endpoints:
+      - provider: nobody
+        service_id: m
+  empty:
+    endpoints: []
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        2,
+        14,
+        "unknown variant `verbose`, expected one of `error`, `warn`, `info`, `debug`, `trace`",
+    );
+    assert_problem(&p, 8, 9, "invalid glob `gpt-[4`");
+    assert_problem(&p, 11, 14, "`NOT_SET`");
+    assert_problem(&p, 13, 5, "unknown field `api_bse` in provider `typo`");
+    assert_problem(
+        &p,
+        17,
+        19,
+        "unknown provider `nobody` in virtual model `smart`",
+    );
+    assert_problem(&p, 20, 5, "virtual model `empty` has no endpoints");
+    let lines: Vec<usize> = p.iter().map(|(l, _, _)| *l).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "problems are in file order");
+    // `listen: localhost` is checked too (server decoded, then validated), as is the bad URL
+    // once its placeholder problem is fixed.
+    let text_fixed = text.replace("${NOT_SET}", "k").replace("verbose", "info");
+    let p = problems(&text_fixed, &env(&[]));
+    assert_problem(&p, 3, 11, "invalid `listen` address `localhost`");
+    assert_problem(&p, 10, 15, "scheme `ftp` is not supported");
+}
+
+#[test]
+fn invalid_values_are_reported_at_the_value() {
+    let text = "\
+server:
+  max_body_bytes: lots
+  threads: 0
+providers:
+  p:
+    api_base: not a url
+    models:
+      - id: a
+        context_length: big
+        max_output_tokens: -1
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        2,
+        19,
+        "`server.max_body_bytes`: invalid type: string \"lots\", expected a non-negative integer",
+    );
+    assert_problem(&p, 3, 12, "expected a positive integer");
+    assert_problem(&p, 9, 25, "`providers.p.models[0].context_length`");
+    assert_problem(&p, 10, 28, "`providers.p.models[0].max_output_tokens`");
+    assert_eq!(p.len(), 4, "{p:#?}");
+}
+
+#[test]
+fn missing_required_fields() {
+    let text = "\
+providers:
+  p:
+    api_base: http://x
+    models:
+      - name: no id
+models:
+  m:
+    endpoints:
+      - provider: p
+  n:
+    strategy: priority
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        5,
+        9,
+        "missing field `id` in `models[0]` of provider `p`",
+    );
+    assert_problem(
+        &p,
+        9,
+        9,
+        "missing field `service_id` in `endpoints[0]` of virtual model `m`",
+    );
+    assert_problem(&p, 10, 3, "missing field `endpoints` in virtual model `n`");
+}
+
+#[test]
+fn yaml_syntax_errors_use_the_parser_position() {
+    let p = problems("server:\n  listen: [1\n", &env(&[]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].0 >= 2 && p[0].2.starts_with("invalid YAML:"), "{p:#?}");
+
+    let p = problems(
+        "providers:\n  a: {api_base: http://a}\n  b: {api_base: http://b}\n  a: {api_base: http://c}\n",
+        &env(&[]),
+    );
+    assert_eq!(p, [(4, 3, "duplicate key `a` in `providers`".to_string())]);
+
+    let p = problems("- just\n- a list\n", &env(&[]));
+    assert_problem(&p, 1, 1, "the top level must be a mapping");
+}
+
+#[test]
+fn missing_file_is_one_problem_without_position() {
+    let e = load(Some(Path::new("/nonexistent/bitrouter.yaml")), &env(&[])).unwrap_err();
+    assert_eq!(e.problems.len(), 1);
+    assert_eq!(e.problems[0].line, 0);
+    assert_eq!(e.problems[0].file, "/nonexistent/bitrouter.yaml");
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/bitrouter.yaml: config file not found"
+    );
+}
+
+#[test]
+fn not_implemented_sections_warn_once_each() {
+    let text = "mcp:\n  servers: [a]\nagents: {x: 1}\ndatabase: sqlite://x\npresets:\n";
+    let config = ok(text, &env(&[("OPENAI_API_KEY", "k")]));
+    for s in ["mcp", "agents", "database", "presets"] {
+        let n = config
+            .warnings
+            .iter()
+            .filter(|w| w.contains(&format!("section `{s}` is parsed but not implemented yet")))
+            .count();
+        assert_eq!(n, 1, "{s}: {:?}", config.warnings);
+    }
+    // Placeholders in sections that have no effect are not resolved (and cannot fail).
+    ok(
+        "plugins:\n  - ${UNSET_PLUGIN}\n",
+        &env(&[("OPENAI_API_KEY", "k")]),
+    );
+}
+
+#[test]
+fn strategies() {
+    let base = "providers:\n  p: {api_base: 'http://x'}\nmodels:\n  m:\n    strategy: STRATEGY\n    endpoints: [{provider: p, service_id: a, weight: 3}]\n";
+    for s in ["round_robin", "weighted", "least_latency"] {
+        let config = ok(&base.replace("STRATEGY", s), &env(&[]));
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|w| w.contains(&format!("strategy `{s}` is not implemented yet"))),
+            "{:?}",
+            config.warnings
+        );
+        assert_eq!(
+            config.models["m"].strategy,
+            bitrouter_config::Strategy::Priority
+        );
+    }
+    let config = ok(&base.replace("STRATEGY", "priority"), &env(&[]));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let p = problems(&base.replace("STRATEGY", "fastest"), &env(&[]));
+    assert_problem(
+        &p,
+        5,
+        15,
+        "unknown variant `fastest`, expected one of `priority`, `round_robin`, `weighted`, `least_latency`",
+    );
+}
+
+#[test]
+fn virtual_model_names() {
+    let text = "providers:\n  p: {api_base: 'http://x'}\nmodels:\n  p:\n    endpoints: [{provider: p, service_id: a}]\n  team/fast:\n    endpoints: [{provider: p, service_id: a}]\n";
+    let p = problems(text, &env(&[]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(
+        &p,
+        4,
+        3,
+        "virtual model `p` has the same name as provider `p`",
+    );
+    let config = ok(
+        &text.replace("  p:\n    endpoints", "  q:\n    endpoints"),
+        &env(&[]),
+    );
+    assert!(config.models.contains_key("team/fast"));
+}
+
+#[test]
+fn endpoint_naming_an_inactive_builtin_says_how_to_activate_it() {
+    let text =
+        "models:\n  m:\n    endpoints: [{provider: anthropic, service_id: claude-sonnet-4-5}]\n";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        3,
+        28,
+        "built-in provider `anthropic` is not active; set ANTHROPIC_API_KEY",
+    );
+    // Detected from the environment, it is a valid endpoint.
+    let config = ok(text, &env(&[("ANTHROPIC_API_KEY", "k")]));
+    assert_eq!(
+        config.providers[0].source,
+        ProviderOrigin::Env {
+            var: "ANTHROPIC_API_KEY".into()
+        }
+    );
+}
+
+#[test]
+fn broken_provider_does_not_cascade_into_virtual_models() {
+    let text = "providers:\n  p:\n    api_base: http://x\n    colour: red\nmodels:\n  m:\n    endpoints: [{provider: p, service_id: a}]\n";
+    let p = problems(text, &env(&[]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(&p, 4, 5, "unknown field `colour`");
+}
+
+#[test]
+fn api_base_is_normalised() {
+    let text = "\
+providers:
+  a: {api_base: 'https://api.anthropic.com/', api_protocol: messages}
+  b: {api_base: 'https://api.anthropic.com/v1/', api_protocol: messages}
+  r: {api_base: 'https://openrouter.ai/api/v1'}
+  v6: {api_base: 'http://[::1]:8080/base/'}
+";
+    let config = ok(text, &env(&[]));
+    let [a, b, r, v6] = &config.providers[..] else {
+        panic!()
+    };
+    assert_eq!(
+        (a.api_base.as_str(), a.base_path.as_str()),
+        ("https://api.anthropic.com", "")
+    );
+    assert_eq!(
+        (b.api_base.as_str(), b.base_path.as_str()),
+        ("https://api.anthropic.com/v1", "/v1")
+    );
+    for p in [a, b] {
+        assert_eq!(
+            p.endpoint_path(Protocol::Messages, "claude-x", false),
+            "/v1/messages"
+        );
+        assert_eq!(p.auth, AuthStyle::XApiKey);
+    }
+    assert_eq!(
+        r.endpoint_path(r.protocol_for("x"), "x", false),
+        "/api/v1/chat/completions"
+    );
+    assert_eq!(
+        (v6.origin.host.as_str(), v6.origin.port, v6.origin.tls),
+        ("::1", 8080, false)
+    );
+    assert_eq!(v6.base_path, "/base");
+}
+
+#[test]
+fn invalid_api_bases() {
+    for (base, why) in [
+        ("localhost:11434", "must start with `http://` or `https://`"),
+        ("ftp://x", "scheme `ftp` is not supported"),
+        ("http://user:pw@x", "credentials in the URL"),
+        ("http://x/?a=b", "query string"),
+        ("''", "it is empty"),
+    ] {
+        let text = format!("providers:\n  p:\n    api_base: {base}\n");
+        let p = problems(&text, &env(&[]));
+        assert_problem(&p, 3, 15, why);
+        assert!(
+            !p[0].2.contains("pw"),
+            "credentials must not be echoed: {}",
+            p[0].2
+        );
+    }
+}
+
+#[test]
+fn protocol_inference_from_host() {
+    let text = "\
+providers:
+  claude-proxy: {api_base: 'https://eu.anthropic.com'}
+  gem: {api_base: 'https://generativelanguage.googleapis.com'}
+  gem-openai: {api_base: 'https://generativelanguage.googleapis.com/v1beta/openai'}
+  other: {api_base: 'https://llm.example.com/v1', api_key: k}
+";
+    let config = ok(text, &env(&[]));
+    let get = |id: &str| config.providers.iter().find(|p| p.id == id).unwrap();
+    let claude = get("claude-proxy");
+    assert_eq!(claude.protocol_for("x"), Protocol::Messages);
+    assert_eq!(claude.auth, AuthStyle::XApiKey);
+    // Messages needs a version header even when the client speaks another protocol.
+    assert_eq!(
+        claude.headers,
+        [("anthropic-version".to_string(), "2023-06-01".to_string())]
+    );
+    assert!(get("other").headers.is_empty());
+    let gem = get("gem");
+    assert_eq!(
+        gem.protocol_for("gemini-2.5-pro"),
+        Protocol::GenerateContent
+    );
+    assert_eq!(gem.auth, AuthStyle::GoogApiKey);
+    assert_eq!(
+        gem.endpoint_path(Protocol::GenerateContent, "gemini-2.5-pro", false),
+        "/v1beta/models/gemini-2.5-pro:generateContent"
+    );
+    let gem_openai = get("gem-openai");
+    assert_eq!(
+        gem_openai.protocol_for("gemini-2.5-pro"),
+        Protocol::ChatCompletions
+    );
+    assert_eq!(
+        gem_openai.endpoint_path(Protocol::ChatCompletions, "x", false),
+        "/v1beta/openai/chat/completions"
+    );
+    assert_eq!(get("other").protocol_for("x"), Protocol::ChatCompletions);
+    assert_eq!(get("other").auth, AuthStyle::Bearer);
+}
+
+#[test]
+fn api_protocol_rules() {
+    let text = "\
+providers:
+  zen:
+    api_base: https://zen.example.com/v1
+    api_protocol:
+      - \"claude-*\": messages
+      - \"gemini-*\": [generate_content, chat_completions]
+  one:
+    api_base: https://one.example.com
+    api_protocol: [{\"*\": responses}]
+";
+    let config = ok(text, &env(&[]));
+    let zen = &config.providers[0];
+    assert_eq!(zen.protocol_for("claude-sonnet-4-5"), Protocol::Messages);
+    assert_eq!(
+        zen.protocol_for("gemini-2.5-pro"),
+        Protocol::GenerateContent
+    );
+    // No `*` rule: the inferred protocol is the catch-all.
+    assert_eq!(zen.protocol_for("kimi-k2"), Protocol::ChatCompletions);
+    assert_eq!(zen.auth, AuthStyle::Bearer);
+    assert!(zen.headers.iter().any(|(n, _)| n == "anthropic-version"));
+    let one = &config.providers[1];
+    assert_eq!(one.protocol_for("x"), Protocol::Responses);
+    assert_eq!(
+        one.endpoint_path(Protocol::Responses, "x", false),
+        "/v1/responses"
+    );
+
+    let bad = "providers:\n  p:\n    api_base: http://x\n    api_protocol:\n      - {\"a*\": messages, \"*\": chat_completions}\n      - \"*\": mesages\n";
+    let p = problems(bad, &env(&[]));
+    assert_problem(
+        &p,
+        6,
+        14,
+        "unknown protocol `mesages`, expected one of `chat_completions`",
+    );
+}
+
+#[test]
+fn api_protocol_rule_with_two_pairs() {
+    let bad = "providers:\n  p:\n    api_base: http://x\n    api_protocol:\n      - {\"a*\": messages, \"*\": chat_completions}\n";
+    let p = problems(bad, &env(&[]));
+    assert_problem(
+        &p,
+        5,
+        10,
+        "must be one `\"glob\": protocol` pair, found 2 pairs",
+    );
+}
+
+#[test]
+fn registry_defaults_are_inherited() {
+    let text = "providers:\n  openai: {}\n  anthropic:\n    api_key: ${MY_KEY}\n  google:\n";
+    let config = ok(
+        text,
+        &env(&[
+            ("OPENAI_API_KEY", "sk-o"),
+            ("MY_KEY", "sk-a"),
+            ("GEMINI_API_KEY", "g"),
+        ]),
+    );
+    let [openai, anthropic, google] = &config.providers[..] else {
+        panic!("{:?}", config.providers)
+    };
+    assert_eq!(openai.api_base, "https://api.openai.com/v1");
+    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-o");
+    assert!(openai.models.iter().any(|m| m == "gpt-4o"));
+    assert!(openai.model_patterns.iter().any(|m| m == "gpt-*"));
+    assert_eq!(
+        openai.protocols.rules,
+        [(
+            "*".to_string(),
+            vec![Protocol::ChatCompletions, Protocol::Responses]
+        )]
+    );
+    assert_eq!(openai.source, ProviderOrigin::Config);
+    assert_eq!(anthropic.api_key.as_ref().unwrap().expose(), "sk-a");
+    assert_eq!(anthropic.api_base, "https://api.anthropic.com/v1");
+    assert_eq!(google.api_key.as_ref().unwrap().expose(), "g");
+    assert_eq!(google.auth, AuthStyle::GoogApiKey);
+    assert_eq!(
+        google.endpoint_path(Protocol::GenerateContent, "gemini-2.5-flash", true),
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+}
+
+#[test]
+fn configured_builtin_without_key_warns() {
+    let config = ok("providers:\n  openai: {}\n", &env(&[]));
+    assert!(config.providers[0].api_key.is_none());
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("provider `openai` has no API key")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn env_overrides_base_url_and_supplies_keys() {
+    let text = "providers:\n  openai: {}\n  mine:\n    api_base: http://file\n";
+    let config = ok(
+        text,
+        &env(&[
+            ("BITROUTER_OPENAI_API_BASE", "http://127.0.0.1:9000/v1"),
+            ("BITROUTER_OPENAI_API_KEY", "sk-bitrouter"),
+            ("OPENAI_API_KEY", "sk-plain"),
+            ("BITROUTER_MINE_API_BASE", "http://127.0.0.1:9001"),
+            ("BITROUTER_MINE_API_KEY", "sk-mine"),
+        ]),
+    );
+    let [openai, mine] = &config.providers[..] else {
+        panic!("{:?}", config.providers)
+    };
+    assert_eq!(openai.api_base, "http://127.0.0.1:9000/v1");
+    assert_eq!(openai.origin.port, 9000);
+    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-bitrouter");
+    assert_eq!(mine.api_base, "http://127.0.0.1:9001");
+    assert_eq!(mine.api_key.as_ref().unwrap().expose(), "sk-mine");
+
+    let p = problems(text, &env(&[("BITROUTER_MINE_API_BASE", "nope")]));
+    assert_problem(
+        &p,
+        3,
+        3,
+        "`BITROUTER_MINE_API_BASE` (the base URL of provider `mine`) is invalid",
+    );
+}
+
+#[test]
+fn configured_providers_come_first_and_are_not_duplicated() {
+    let config = ok(
+        "providers:\n  anthropic: {}\n",
+        &env(&[
+            ("ANTHROPIC_API_KEY", "a"),
+            ("OPENAI_API_KEY", "o"),
+            ("OPENROUTER_API_KEY", "r"),
+        ]),
+    );
+    let ids: Vec<(&str, &ProviderOrigin)> = config
+        .providers
+        .iter()
+        .map(|p| (p.id.as_str(), &p.source))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("anthropic", &ProviderOrigin::Config),
+            (
+                "openai",
+                &ProviderOrigin::Env {
+                    var: "OPENAI_API_KEY".into()
+                }
+            ),
+            (
+                "openrouter",
+                &ProviderOrigin::Env {
+                    var: "OPENROUTER_API_KEY".into()
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn placeholders_cannot_inject_structure() {
+    let text = "providers:\n  p:\n    api_base: http://x\n    api_key: ${EVIL}\n    headers:\n      X-Team: ${TEAM:-core}\n";
+    // The value is one string (rejected as a key for its line break), never YAML.
+    let p = problems(text, &env(&[("EVIL", "k\n    models: [injected]")]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(&p, 4, 14, "contains a control character");
+    let config = ok(text, &env(&[("EVIL", "a: [b], c: {d}")]));
+    let p = &config.providers[0];
+    assert_eq!(p.api_key.as_ref().unwrap().expose(), "a: [b], c: {d}");
+    assert!(p.models.is_empty());
+    assert_eq!(p.headers, [("X-Team".to_string(), "core".to_string())]);
+}
+
+#[test]
+fn control_characters_in_keys_and_headers_are_rejected() {
+    let text = "providers:\n  p:\n    api_base: http://x\n    api_key: ${K}\n    headers:\n      X-A: ${H}\n      'bad name': v\n";
+    let p = problems(text, &env(&[("K", "sk\n"), ("H", "v\r\nX-Evil: 1")]));
+    assert_problem(&p, 4, 14, "contains a control character");
+    assert_problem(&p, 6, 12, "header `X-A` contains a line break");
+    assert_problem(&p, 7, 7, "`bad name` is not a valid HTTP header name");
+}
+
+#[test]
+fn model_entries_accept_the_shorthand() {
+    let text = "providers:\n  ollama:\n    models:\n      - llama3.1:8b\n      - id: qwen3:4b\n        name: Qwen\n        context_length: 32768\n        max_output_tokens: 8192\n";
+    let config = ok(text, &env(&[]));
+    assert_eq!(config.providers[0].models, ["llama3.1:8b", "qwen3:4b"]);
+    assert_eq!(config.providers[0].api_base, "http://localhost:11434/v1");
+    assert_eq!(config.providers[0].auth, AuthStyle::None);
+}
+
+#[test]
+fn debug_output_never_contains_secrets() {
+    let text = "providers:\n  p:\n    api_base: http://x\n    api_key: ${KEY}\n    headers:\n      Authorization: Bearer tok-secret-2\n";
+    let config = ok(
+        text,
+        &env(&[
+            ("KEY", "sk-secret-1"),
+            ("BITROUTER_API_KEY", "gw-secret-3"),
+            ("OPENAI_API_KEY", "sk-secret-4"),
+        ]),
+    );
+    let dbg = format!("{config:?} {config:#?}");
+    for secret in ["sk-secret-1", "tok-secret-2", "gw-secret-3", "sk-secret-4"] {
+        assert!(!dbg.contains(secret), "{secret} leaked");
+    }
+    assert!(dbg.contains("Secret(***)"));
+    assert_eq!(
+        config.server.api_key.as_ref().unwrap().expose(),
+        "gw-secret-3"
+    );
+}
+
+#[test]
+fn server_section() {
+    let text = "server:\n  listen: '[::1]:0'\n  log_level: debug\n  skip_auth: false\n  control_socket: /run/bitrouter.sock\n  max_body_bytes: 1024\n  shutdown_grace_secs: 2\n  threads: 4\n";
+    let config = ok(text, &env(&[("BITROUTER_API_KEY", "gw")]));
+    let s = &config.server;
+    assert_eq!(s.listen, "[::1]:0");
+    assert_eq!(s.log_level, "debug");
+    assert!(!s.skip_auth);
+    assert_eq!(
+        s.control_socket.as_deref(),
+        Some(Path::new("/run/bitrouter.sock"))
+    );
+    assert_eq!(
+        (s.max_body_bytes, s.shutdown_grace_secs, s.threads),
+        (1024, 2, Some(4))
+    );
+    // No providers is worth a warning, not an error.
+    assert!(config.warnings.iter().any(|w| w.contains("no providers")));
+
+    let defaults = ok("", &env(&[])).server;
+    assert_eq!(defaults.listen, "127.0.0.1:4356");
+    assert_eq!(defaults.max_body_bytes, 32 * 1024 * 1024);
+    assert_eq!(defaults.shutdown_grace_secs, 5);
+    assert!(defaults.skip_auth);
+
+    let warned = ok("server:\n  skip_auth: false\n", &env(&[]));
+    assert!(warned
+        .warnings
+        .iter()
+        .any(|w| w.contains("BITROUTER_API_KEY is not set")));
+
+    for (listen, why) in [
+        ("localhost:99999", "port `99999`"),
+        (":4356", "host is missing"),
+        ("::1:4356", "IPv6 address must be in brackets"),
+    ] {
+        let p = problems(&format!("server:\n  listen: '{listen}'\n"), &env(&[]));
+        assert_problem(&p, 2, 11, why);
+    }
+}
+
+#[test]
+fn files_resolve_relative_paths_and_check_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  control_socket: run/ctl.sock\nproviders:\n  mock:\n    api_base: https://127.0.0.1:1\n    ca_file: ca.pem\n",
+    )
+    .unwrap();
+    let e = load(Some(&path), &env(&[])).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert_eq!((e.problems[0].line, e.problems[0].col), (6, 14));
+    assert!(e.problems[0].message.contains("is not a readable file"));
+
+    std::fs::write(dir.path().join("ca.pem"), "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let config = load(Some(&path), &env(&[])).unwrap();
+    assert_eq!(
+        config.providers[0].ca_file.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+    assert_eq!(
+        config.server.control_socket.as_deref(),
+        Some(dir.path().join("run/ctl.sock").as_path())
+    );
+    assert_eq!(config.source, ConfigSource::File(path.clone()));
+}
+
+#[test]
+fn merge_keys_and_anchors_work() {
+    let text = "\
+x-local: &local
+  api_protocol: chat_completions
+providers:
+  a:
+    <<: *local
+    api_base: http://a
+";
+    // `x-local` is not a section: anchors must live inside a known section or be rejected.
+    let p = problems(text, &env(&[]));
+    assert_problem(&p, 1, 1, "unknown top-level section `x-local`");
+    let text = "\
+providers:
+  a: &local
+    api_base: http://a
+    api_protocol: messages
+  b:
+    <<: *local
+    api_base: http://b
+";
+    let config = ok(text, &env(&[]));
+    assert_eq!(config.providers[1].api_base, "http://b");
+    assert_eq!(config.providers[1].protocol_for("x"), Protocol::Messages);
+}
