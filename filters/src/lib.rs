@@ -1,0 +1,11 @@
+//! Pure transforms the proxy's phases call: reading the few request fields routing needs,
+//! rewriting the model, and encoding errors in each wire protocol's own format.
+//!
+//! Nothing here does I/O, so every function is unit-testable without a server and safe to
+//! fuzz: all input is untrusted bytes and every failure is a typed error, never a panic.
+
+pub mod body;
+pub mod canonical;
+pub mod protocol;
+
+pub use bitrouter_config::Protocol;
