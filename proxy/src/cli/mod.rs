@@ -1,0 +1,97 @@
+//! The command line: one file per verb.
+
+mod config_cmd;
+mod init;
+mod models;
+mod route;
+mod serve;
+
+use bitrouter_config::{Config, ConfigError, ProcessEnv};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// bitrouter: an agent-native LLM router. Point agents at http://127.0.0.1:4356 and it routes
+/// OpenAI, Anthropic and Google requests to every provider whose key it has.
+#[derive(Debug, Parser)]
+#[command(name = "bitrouter", version)]
+pub struct Cli {
+    /// Path to bitrouter.yaml (default: ./bitrouter.yaml, then
+    /// $XDG_CONFIG_HOME/bitrouter/bitrouter.yaml, else zero-config from the environment).
+    #[arg(short = 'c', long = "config", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router in the foreground, logging to stdout (what a supervisor should run).
+    Serve {
+        /// Listen address, overriding server.listen (port 0 picks a free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+    /// Write a commented starter bitrouter.yaml (with skip_auth: true).
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Show how a model name resolves: virtual model, endpoints, providers, protocols, URLs.
+    Route {
+        /// The model name as a client would send it (`smart`, `openai/gpt-4o`, `claude-sonnet-4-5`).
+        model: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every routable model.
+    Models {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check bitrouter.yaml and list every problem with its line number.
+    Validate,
+}
+
+/// Parses the command line and runs the verb; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { listen } => serve::run(config, listen),
+        Command::Init { force } => init::run(config, force),
+        Command::Config {
+            command: ConfigCommand::Validate,
+        } => config_cmd::validate(config),
+        Command::Route { model, json } => route::run(config, &model, json),
+        Command::Models { json } => models::run(config, json),
+    }
+}
+
+/// Loads the configuration the way every verb does: explicit path, discovery, or zero-config.
+pub(crate) fn load_config(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let env = ProcessEnv;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path = bitrouter_config::discover(explicit, &cwd, &env);
+    bitrouter_config::load(path.as_deref(), &env)
+}
+
+/// Prints a load failure: one problem per line, each with file:line:col.
+pub(crate) fn report_config_error(e: &ConfigError) {
+    eprintln!("error: invalid configuration");
+    for line in e.to_string().lines() {
+        eprintln!("  {line}");
+    }
+}

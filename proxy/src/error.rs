@@ -1,0 +1,158 @@
+//! Every way a request can fail inside bitrouter, each knowing its status, whose fault it is,
+//! and whether another attempt could succeed. Rendered once, in [`crate::render`].
+
+use bitrouter_config::{Protocol, RouteError};
+use bitrouter_filters::body::PeekError;
+use bitrouter_filters::canonical::{CanonicalError, ErrorKind};
+
+/// Whose fault an error is: decides log level and whether it counts against an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something wrong.
+    Downstream,
+    /// The upstream failed or misbehaved.
+    Upstream,
+    /// bitrouter itself.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for {method} {path}; bitrouter serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1beta/models/{{model}}:generateContent and GET /v1/models")]
+    NotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("the request body is larger than the limit of {limit} bytes (server.max_body_bytes)")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    BadBody(#[from] PeekError),
+    #[error("the request has no `model` field; set it to a model id, `provider/model`, or a virtual model from bitrouter.yaml")]
+    MissingModel,
+    #[error("{0}")]
+    Route(#[from] RouteError),
+    #[error("model `{model}` resolves to provider `{provider}`, which speaks `{upstream}`, but this request uses `{inbound}`; cross-protocol routing is not available yet in this build")]
+    CrossProtocol {
+        model: String,
+        provider: String,
+        inbound: Protocol,
+        upstream: Protocol,
+    },
+    #[error("could not read the request body: {0}")]
+    ClientBody(String),
+    #[error("could not connect to provider `{provider}`: {detail}")]
+    UpstreamConnect { provider: String, detail: String },
+    #[error("provider `{provider}` did not answer in time: {detail}")]
+    UpstreamTimeout { provider: String, detail: String },
+    #[error("provider `{provider}` failed mid-response: {detail}")]
+    UpstreamBroken { provider: String, detail: String },
+    #[error("the client closed the connection")]
+    ClientGone,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// The status the client sees.
+    pub fn status(&self) -> u16 {
+        self.kind_and_status().1
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            ProxyError::NotFound { .. }
+            | ProxyError::MethodNotAllowed { .. }
+            | ProxyError::Unauthorized(_)
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadBody(_)
+            | ProxyError::MissingModel
+            | ProxyError::Route(_)
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientGone => Fault::Downstream,
+            ProxyError::CrossProtocol { .. } | ProxyError::Internal(_) => Fault::Internal,
+            ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::UpstreamBroken { .. } => Fault::Upstream,
+        }
+    }
+
+    /// Whether trying another upstream (or the same one later) could succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamTimeout { .. }
+        )
+    }
+
+    fn kind_and_status(&self) -> (ErrorKind, u16) {
+        let kind = match self {
+            ProxyError::NotFound { .. } => ErrorKind::NotFound,
+            ProxyError::MethodNotAllowed { .. } => return (ErrorKind::InvalidRequest, 405),
+            // nginx's "client closed request": only ever seen in logs and metrics.
+            ProxyError::ClientGone => return (ErrorKind::InvalidRequest, 499),
+            ProxyError::Unauthorized(_) => ErrorKind::Authentication,
+            ProxyError::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
+            ProxyError::BadBody(_) | ProxyError::MissingModel | ProxyError::ClientBody(_) => {
+                ErrorKind::InvalidRequest
+            }
+            ProxyError::Route(RouteError::UnknownModel { .. }) => ErrorKind::NotFound,
+            ProxyError::Route(_) => ErrorKind::InvalidRequest,
+            ProxyError::CrossProtocol { .. } => return (ErrorKind::Internal, 501),
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
+                ErrorKind::BadGateway
+            }
+            ProxyError::UpstreamTimeout { .. } => ErrorKind::Timeout,
+            ProxyError::Internal(_) => ErrorKind::Internal,
+        };
+        (kind, kind.status())
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            ProxyError::NotFound { .. } => "unknown_url",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::Unauthorized(_) => "invalid_api_key",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BadBody(PeekError::Malformed(_) | PeekError::NotAnObject) => "invalid_json",
+            ProxyError::BadBody(_) => "invalid_type",
+            ProxyError::MissingModel => "missing_model",
+            ProxyError::Route(RouteError::UnknownModel { .. }) => "model_not_found",
+            ProxyError::Route(RouteError::UnknownSuffix { .. }) => "unknown_model_variant",
+            ProxyError::Route(RouteError::EmptyModel) => "missing_model",
+            ProxyError::CrossProtocol { .. } => "cross_protocol_unavailable",
+            ProxyError::ClientBody(_) | ProxyError::ClientGone => return None,
+            ProxyError::UpstreamConnect { .. } => "upstream_connect_error",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::UpstreamBroken { .. } => "upstream_error",
+            ProxyError::Internal(_) => "internal_error",
+        })
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::MissingModel | ProxyError::Route(_) | ProxyError::CrossProtocol { .. } => {
+                Some("model")
+            }
+            ProxyError::BadBody(PeekError::ModelNotString) => Some("model"),
+            ProxyError::BadBody(PeekError::StreamNotBool) => Some("stream"),
+            _ => None,
+        }
+    }
+
+    /// The protocol-neutral form, ready for [`crate::render`].
+    pub fn to_canonical(&self) -> CanonicalError {
+        let (kind, status) = self.kind_and_status();
+        CanonicalError {
+            kind,
+            status,
+            message: self.to_string(),
+            code: self.code(),
+            param: self.param(),
+        }
+    }
+}

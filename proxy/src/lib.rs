@@ -1,0 +1,22 @@
+//! bitrouter's proxy: the Pingora service, its request path, the CLI, metrics and admin
+//! endpoints.
+//!
+//! The request path (see [`gateway`]): `request_filter` classifies the path
+//! ([`surface`]), checks the credential and reads the body ([`phases::request`]), resolves the
+//! model to upstream targets ([`phases::route`]), calls the upstream through Pingora's connector
+//! and streams the answer back ([`phases::upstream`]); `logging` records one line and the
+//! metrics ([`phases::logging`]). Every error is rendered once, at the edge, in the caller's own
+//! protocol ([`render`]).
+
+pub mod admin;
+pub mod cli;
+pub mod error;
+pub mod gateway;
+pub mod logger;
+pub mod metrics;
+pub mod phases;
+pub mod render;
+pub mod server;
+pub mod state;
+pub mod surface;
+pub mod upstream;

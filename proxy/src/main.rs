@@ -1,0 +1,5 @@
+//! The `bitrouter` binary: parse the command line and run the verb.
+
+fn main() {
+    std::process::exit(bitrouter_proxy::cli::main());
+}

@@ -1,0 +1,50 @@
+//! The `logging` phase: one line per request and the request metrics.
+
+use super::RequestCtx;
+use crate::state::AppState;
+use pingora_error::Error;
+use pingora_proxy::Session;
+
+/// Records a finished request. Never logs credentials or bodies.
+pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &RequestCtx) {
+    let elapsed = ctx.start.elapsed();
+    let req = session.req_header();
+    let inbound = ctx.inbound.map(|p| p.as_str()).unwrap_or(ctx.surface);
+    let provider = ctx.provider.as_deref().unwrap_or("-");
+    let model = ctx.service_id.as_deref().unwrap_or("-");
+    let status = ctx.status.to_string();
+    let labels = [inbound, provider, model, status.as_str()];
+    let m = &state.metrics;
+    m.requests.with_label_values(&labels).inc();
+    m.duration
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+    if let Some(ttfb) = ctx.upstream_ttfb {
+        m.ttfb
+            .with_label_values(&[provider, model])
+            .observe(ttfb.as_secs_f64());
+    }
+    m.bytes_out
+        .with_label_values(&[inbound, provider])
+        .inc_by(ctx.bytes_out as u64);
+    if matches!(ctx.surface, "health" | "metrics") && ctx.error.is_none() {
+        return;
+    }
+    log::info!(
+        "{} {} model={} provider={} upstream_model={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}",
+        req.method,
+        req.uri.path(),
+        ctx.model.as_deref().unwrap_or("-"),
+        provider,
+        model,
+        ctx.status,
+        ctx.stream,
+        elapsed.as_secs_f64() * 1000.0,
+        ctx.bytes_in,
+        ctx.bytes_out,
+        ctx.error
+            .as_deref()
+            .map(|e| format!(" error=\"{e}\""))
+            .unwrap_or_default(),
+    );
+}

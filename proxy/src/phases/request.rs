@@ -1,0 +1,121 @@
+//! Admission: the client's credential and its body.
+
+use super::RequestCtx;
+use crate::error::ProxyError;
+use crate::state::AppState;
+use crate::surface::query_param;
+use bytes::{Bytes, BytesMut};
+use pingora_proxy::Session;
+
+/// The client's credential, from whichever header its SDK uses: `Authorization: Bearer`,
+/// `x-api-key`, `x-goog-api-key`, or `?key=`. Every surface accepts every form (the official
+/// Anthropic SDK can send Bearer; google-genai may use `?key=`).
+pub fn credential(session: &Session) -> Option<String> {
+    let req = session.req_header();
+    let header = |name: &str| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(auth) = header("authorization") {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .unwrap_or(auth)
+            .trim();
+        if !token.is_empty() {
+            return Some(token.to_string());
+        }
+    }
+    header("x-api-key")
+        .or_else(|| header("x-goog-api-key"))
+        .map(str::to_string)
+        .or_else(|| query_param(req.uri.query(), "key").filter(|k| !k.is_empty()))
+}
+
+/// Checks the gateway credential unless `server.skip_auth` is on.
+pub fn authorize(state: &AppState, session: &Session) -> Result<(), ProxyError> {
+    let server = &state.config.server;
+    if server.skip_auth {
+        return Ok(());
+    }
+    let Some(expected) = &server.api_key else {
+        return Err(ProxyError::Unauthorized(
+            "server.skip_auth is false but no gateway key is configured (set BITROUTER_API_KEY)",
+        ));
+    };
+    match credential(session) {
+        None => Err(ProxyError::Unauthorized(
+            "missing credential: send the gateway key as `Authorization: Bearer <key>`, `x-api-key`, `x-goog-api-key` or `?key=`",
+        )),
+        Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => Ok(()),
+        Some(_) => Err(ProxyError::Unauthorized("invalid credential for this bitrouter")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads the whole request body, refusing more than `server.max_body_bytes` (early, from
+/// `content-length`, when the client declares it).
+pub async fn read_body(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Bytes, ProxyError> {
+    let limit = state.config.server.max_body_bytes;
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // curl sends `Expect: 100-continue` for bodies over 1 MB and waits a second for it.
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(ProxyError::BodyTooLarge { limit });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
+        }
+    }
+    ctx.bytes_in = buf.len();
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

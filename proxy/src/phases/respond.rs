@@ -1,0 +1,69 @@
+//! Responses bitrouter writes itself: JSON documents and errors in the caller's protocol.
+
+use super::{Handled, RequestCtx};
+use crate::error::{Fault, ProxyError};
+use crate::render;
+use bitrouter_config::Protocol;
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Writes a complete response with a body.
+pub async fn send(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> Result<(), ProxyError> {
+    let mut resp = ResponseHeader::build(status, Some(3))
+        .map_err(|e| ProxyError::Internal(format!("response header: {e}")))?;
+    let set = |resp: &mut ResponseHeader, name: &'static str, value: String| {
+        resp.insert_header(name, value)
+            .map_err(|e| ProxyError::Internal(format!("response header: {e}")))
+    };
+    set(&mut resp, "content-type", content_type.to_string())?;
+    set(&mut resp, "content-length", body.len().to_string())?;
+    ctx.status = status;
+    ctx.bytes_out += body.len();
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await
+        .map_err(|_| ProxyError::ClientGone)?;
+    if !head_only {
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(|_| ProxyError::ClientGone)?;
+    }
+    Ok(())
+}
+
+/// Answers with `error` in `protocol`'s error format, or, when the response has already
+/// started, gives up on the connection.
+pub async fn error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    protocol: Protocol,
+    error: &ProxyError,
+) -> Handled {
+    ctx.error = Some(error.to_string());
+    if matches!(error, ProxyError::ClientGone) {
+        if ctx.status == 0 {
+            ctx.status = error.status();
+        }
+        return Handled::Aborted;
+    }
+    if session.response_written().is_some() {
+        return Handled::Aborted;
+    }
+    if error.fault() == Fault::Internal {
+        log::error!("{error}");
+    }
+    let (status, body) = render::error_body(protocol, &error.to_canonical());
+    match send(session, ctx, status, "application/json", body).await {
+        Ok(()) => Handled::Complete,
+        Err(_) => Handled::Aborted,
+    }
+}

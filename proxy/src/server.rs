@@ -1,0 +1,113 @@
+//! Assembling and running the Pingora server: the gateway service on the listen address, and a
+//! background task that ends the process as soon as a graceful shutdown has drained.
+
+use crate::gateway::Gateway;
+use crate::state::AppState;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora_proxy::http_proxy_service_with_name;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Turns `listen` into a concrete socket address. Port 0 picks a free port now, so the address
+/// can be printed (tests read it from the log).
+pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("server.listen `{listen}` is not a usable address: {e}"))?
+        .next()
+        .ok_or_else(|| format!("server.listen `{listen}` resolves to no address"))?;
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    probe
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))
+}
+
+/// Runs the server until a shutdown signal. Never returns on success.
+pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
+    // Fail early, with a clear message, if the port is taken (Pingora would panic).
+    drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+
+    let server_cfg = &state.config.server;
+    let conf = ServerConf {
+        threads: server_cfg.threads.unwrap_or_else(default_threads),
+        grace_period_seconds: Some(server_cfg.shutdown_grace_secs),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 256,
+        pid_file: std::env::temp_dir()
+            .join(format!("bitrouter-{}.pid", std::process::id()))
+            .to_string_lossy()
+            .into_owned(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("bitrouter-upgrade-{}.sock", listen.port()))
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut gateway = http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            state: state.clone(),
+        },
+        "bitrouter",
+    );
+    gateway.add_tcp(&listen.to_string());
+    server.add_service(gateway);
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            state: state.clone(),
+            grace: Duration::from_secs(server_cfg.shutdown_grace_secs),
+        },
+    ));
+
+    println!("bitrouter listening on http://{listen}");
+    log::info!("bitrouter listening on http://{listen}");
+    server.run_forever();
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Ends the process once a graceful shutdown has no request left in flight (Pingora itself
+/// would wait out the whole grace period even when idle).
+struct Drain {
+    state: Arc<AppState>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        log::info!(
+            "shutting down: waiting up to {:?} for {} in-flight request(s)",
+            self.grace,
+            self.state.inflight()
+        );
+        while self.state.inflight() > 0 && started.elapsed() < self.grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.state.inflight();
+        if left > 0 {
+            log::warn!("grace period over with {left} request(s) still in flight");
+        }
+        log::info!("bitrouter stopped");
+        std::process::exit(0);
+    }
+}

@@ -1,0 +1,244 @@
+//! Which API a request is for, from its method and path alone.
+//!
+//! Clients reach us with base URLs written both with and without `/v1` (the openai SDK wants
+//! `/v1`, users often set `OPENAI_BASE_URL=http://localhost:4356`), and google-genai calls
+//! `/v1/models/...` unless told `/v1beta`, with a `provider/model` name unescaped in the path.
+//! All of those forms land here.
+
+use bitrouter_config::Protocol;
+
+/// The API surface a request addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Surface {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/responses`
+    Responses,
+    /// `POST /v1/messages`
+    Messages,
+    /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
+    Gemini { model: String, stream: bool },
+    /// `GET /v1/models`
+    ListModels,
+    /// `GET /health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// A known path with the wrong method.
+    WrongMethod {
+        allowed: &'static str,
+        protocol: Protocol,
+    },
+    /// Anything else.
+    Unknown,
+}
+
+impl Surface {
+    /// The wire protocol of the surface (for LLM surfaces), used to parse the body and to render
+    /// errors.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            Surface::ChatCompletions => Some(Protocol::ChatCompletions),
+            Surface::Responses => Some(Protocol::Responses),
+            Surface::Messages => Some(Protocol::Messages),
+            Surface::Gemini { .. } => Some(Protocol::GenerateContent),
+            Surface::WrongMethod { protocol, .. } => Some(*protocol),
+            _ => None,
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Surface::ChatCompletions => "chat_completions",
+            Surface::Responses => "responses",
+            Surface::Messages => "messages",
+            Surface::Gemini { .. } => "generate_content",
+            Surface::ListModels => "models",
+            Surface::Health => "health",
+            Surface::Metrics => "metrics",
+            Surface::WrongMethod { .. } => "wrong_method",
+            Surface::Unknown => "unknown",
+        }
+    }
+}
+
+/// Classifies a request. `path` excludes the query string.
+pub fn classify(method: &str, path: &str) -> Surface {
+    let is_post = method.eq_ignore_ascii_case("POST");
+    let is_get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let llm = |s: Surface, p: Protocol| {
+        if is_post {
+            s
+        } else {
+            Surface::WrongMethod {
+                allowed: "POST",
+                protocol: p,
+            }
+        }
+    };
+    match trimmed {
+        "/v1/chat/completions" | "/chat/completions" => {
+            return llm(Surface::ChatCompletions, Protocol::ChatCompletions)
+        }
+        "/v1/responses" | "/responses" => return llm(Surface::Responses, Protocol::Responses),
+        "/v1/messages" | "/messages" => return llm(Surface::Messages, Protocol::Messages),
+        "/v1/models" | "/models" if is_get => return Surface::ListModels,
+        "/health" | "/healthz" if is_get => return Surface::Health,
+        "/metrics" if is_get => return Surface::Metrics,
+        _ => {}
+    }
+    if let Some(rest) = ["/v1beta/models/", "/v1/models/", "/v1alpha/models/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))
+    {
+        if let Some((model, action)) = rest.rsplit_once(':') {
+            let stream = match action {
+                "generateContent" => false,
+                "streamGenerateContent" => true,
+                _ => return Surface::Unknown,
+            };
+            if !is_post {
+                return Surface::WrongMethod {
+                    allowed: "POST",
+                    protocol: Protocol::GenerateContent,
+                };
+            }
+            let model = percent_decode(model);
+            let model = model.strip_prefix("models/").unwrap_or(&model).to_string();
+            return Surface::Gemini { model, stream };
+        }
+    }
+    Surface::Unknown
+}
+
+/// For a path we do not serve, the protocol its caller most likely speaks, so even a 404 comes
+/// in a format the client's SDK can parse.
+pub fn guess_protocol(path: &str, headers: &http::HeaderMap) -> Protocol {
+    if path.contains("/models/") && path.contains(':') || headers.contains_key("x-goog-api-key") {
+        Protocol::GenerateContent
+    } else if path.contains("messages") || headers.contains_key("anthropic-version") {
+        Protocol::Messages
+    } else if path.contains("responses") {
+        Protocol::Responses
+    } else {
+        Protocol::ChatCompletions
+    }
+}
+
+/// Decodes `%XX` escapes (google-genai may or may not escape a `/` in the model name).
+/// Invalid escapes are kept literally.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    if !bytes.contains(&b'%') {
+        return s.to_string();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of `name` in a query string, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_with_and_without_v1() {
+        assert_eq!(
+            classify("POST", "/v1/chat/completions"),
+            Surface::ChatCompletions
+        );
+        assert_eq!(
+            classify("POST", "/chat/completions"),
+            Surface::ChatCompletions
+        );
+        assert_eq!(classify("POST", "/v1/responses/"), Surface::Responses);
+        assert_eq!(classify("POST", "/responses"), Surface::Responses);
+        assert_eq!(classify("POST", "/v1/messages"), Surface::Messages);
+        assert_eq!(classify("GET", "/v1/models"), Surface::ListModels);
+        assert_eq!(classify("GET", "/models"), Surface::ListModels);
+    }
+
+    #[test]
+    fn gemini_paths() {
+        assert_eq!(
+            classify("POST", "/v1beta/models/gemini-2.5-pro:generateContent"),
+            Surface::Gemini {
+                model: "gemini-2.5-pro".into(),
+                stream: false
+            }
+        );
+        assert_eq!(
+            classify("POST", "/v1/models/openai/gpt-4o:streamGenerateContent"),
+            Surface::Gemini {
+                model: "openai/gpt-4o".into(),
+                stream: true
+            }
+        );
+        assert_eq!(
+            classify("POST", "/v1beta/models/openai%2Fgpt-4o:generateContent"),
+            Surface::Gemini {
+                model: "openai/gpt-4o".into(),
+                stream: false
+            }
+        );
+        assert_eq!(
+            classify("POST", "/v1beta/models/ollama/llama3.1:8b:generateContent"),
+            Surface::Gemini {
+                model: "ollama/llama3.1:8b".into(),
+                stream: false
+            }
+        );
+        assert_eq!(
+            classify("POST", "/v1beta/models/x:embedContent"),
+            Surface::Unknown
+        );
+    }
+
+    #[test]
+    fn wrong_method_and_unknown() {
+        assert!(matches!(
+            classify("GET", "/v1/chat/completions"),
+            Surface::WrongMethod {
+                protocol: Protocol::ChatCompletions,
+                ..
+            }
+        ));
+        assert_eq!(classify("POST", "/v2/whatever"), Surface::Unknown);
+        assert_eq!(classify("GET", "/"), Surface::Unknown);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(
+            query_param(Some("alt=sse&key=a%2Bb"), "key").as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(query_param(Some("alt=sse"), "key"), None);
+    }
+}

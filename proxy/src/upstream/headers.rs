@@ -1,0 +1,152 @@
+//! The headers of the upstream request and of the response relayed to the client.
+//!
+//! Upstream: the client's own credential never leaves bitrouter; the provider's key is set in
+//! the provider's auth style. Client headers that describe the API call (`anthropic-beta`,
+//! `anthropic-version`, `openai-beta`, `user-agent`, SDK telemetry, `accept`) are forwarded on a
+//! same-protocol hop; hop-by-hop headers and those tied to the client's account are not.
+
+use crate::error::ProxyError;
+use bitrouter_config::{AuthStyle, Provider};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Version};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Request headers never forwarded upstream.
+const DROP_UPSTREAM: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "cookie",
+    "accept-encoding",
+    "openai-organization",
+    "openai-project",
+    "anthropic-dangerous-direct-browser-access",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Response headers never relayed to the client (framing is Pingora's job on our side).
+const DROP_DOWNSTREAM: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "alt-svc",
+    "set-cookie",
+];
+
+fn internal(e: impl std::fmt::Display) -> ProxyError {
+    ProxyError::Internal(format!("building upstream request: {e}"))
+}
+
+/// The request header for `provider` at `path`, carrying `client` headers worth forwarding.
+pub fn upstream_request(
+    provider: &Provider,
+    path: &str,
+    client: &HeaderMap,
+    body_len: usize,
+    h2: bool,
+) -> Result<RequestHeader, ProxyError> {
+    let mut req =
+        RequestHeader::build("POST", path.as_bytes(), Some(client.len() + 6)).map_err(internal)?;
+    let origin = &provider.origin;
+    let default_port = if origin.tls { 443 } else { 80 };
+    let authority = if origin.port == default_port {
+        origin.host.clone()
+    } else {
+        format!("{}:{}", origin.host, origin.port)
+    };
+    if h2 {
+        let uri = http::Uri::builder()
+            .scheme(if origin.tls { "https" } else { "http" })
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+            .map_err(internal)?;
+        req.set_uri(uri);
+        req.set_version(Version::HTTP_2);
+    } else {
+        req.insert_header(http::header::HOST, authority)
+            .map_err(internal)?;
+    }
+    for (name, value) in client {
+        let n = name.as_str();
+        if DROP_UPSTREAM.contains(&n) || n.starts_with("x-bitrouter-") {
+            continue;
+        }
+        req.append_header(name.clone(), value.clone())
+            .map_err(internal)?;
+    }
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")
+        .map_err(internal)?;
+    req.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())
+        .map_err(internal)?;
+    req.insert_header(http::header::ACCEPT_ENCODING, "identity")
+        .map_err(internal)?;
+    for (name, value) in &provider.headers {
+        if req.headers.get(name.as_str()).is_none() {
+            req.insert_header(name.clone(), value.as_str())
+                .map_err(internal)?;
+        }
+    }
+    if let Some(key) = &provider.api_key {
+        let (name, value) = match provider.auth {
+            AuthStyle::Bearer => ("authorization", format!("Bearer {}", key.expose())),
+            AuthStyle::XApiKey => ("x-api-key", key.expose().to_string()),
+            AuthStyle::GoogApiKey => ("x-goog-api-key", key.expose().to_string()),
+            AuthStyle::None => return Ok(req),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            ProxyError::Internal(format!(
+                "the api_key of provider `{}` contains characters not allowed in a header",
+                provider.id
+            ))
+        })?;
+        value.set_sensitive(true);
+        req.insert_header(HeaderName::from_static(name), value)
+            .map_err(internal)?;
+    }
+    Ok(req)
+}
+
+/// The response header relayed to the client: the upstream's status and headers minus
+/// hop-by-hop ones, plus where the request went.
+pub fn downstream_response(
+    upstream: &ResponseHeader,
+    provider: &str,
+    service_id: &str,
+) -> Result<ResponseHeader, ProxyError> {
+    let mut resp = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))
+        .map_err(internal)?;
+    for (name, value) in &upstream.headers {
+        if DROP_DOWNSTREAM.contains(&name.as_str()) {
+            continue;
+        }
+        resp.append_header(name.clone(), value.clone())
+            .map_err(internal)?;
+    }
+    resp.insert_header("x-bitrouter-provider", provider)
+        .map_err(internal)?;
+    if let Ok(v) = HeaderValue::from_str(service_id) {
+        resp.insert_header("x-bitrouter-model", v)
+            .map_err(internal)?;
+    }
+    Ok(resp)
+}

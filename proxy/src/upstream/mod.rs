@@ -1,0 +1,127 @@
+//! Calling providers: one Pingora [`Connector`] (pooled, reused connections, HTTP/1.1 and h2
+//! over TLS), peers built from resolved addresses, per-provider trust roots.
+
+pub mod dns;
+pub mod headers;
+pub mod tls;
+
+use crate::error::ProxyError;
+use bitrouter_config::{Config, Provider};
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::protocols::tls::CaType;
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::HttpPeer;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts applied to every upstream call. (Per-provider overrides arrive with the reliability
+/// work; these are the documented defaults.)
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Idle read timeout: resets on every chunk, so a stream stalled mid-way is caught.
+    pub read: Duration,
+    pub write: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(120),
+            write: Duration::from_secs(60),
+            pool_idle: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The shared upstream client.
+pub struct UpstreamClient {
+    connector: Connector,
+    resolver: dns::Resolver,
+    cas: HashMap<PathBuf, Arc<CaType>>,
+    pub timeouts: Timeouts,
+}
+
+impl UpstreamClient {
+    /// Builds the client, loading every provider's `ca_file` up front so a bad file fails at
+    /// start-up, not on the first request.
+    pub fn new(config: &Config) -> Result<UpstreamClient, String> {
+        let mut cas = HashMap::new();
+        for provider in &config.providers {
+            if let Some(path) = &provider.ca_file {
+                if !cas.contains_key(path) {
+                    let ca = tls::load_ca_file(path)
+                        .map_err(|e| format!("provider `{}`: {e}", provider.id))?;
+                    cas.insert(path.clone(), ca);
+                }
+            }
+        }
+        let mut options = ConnectorOptions::new(256);
+        options.keepalive_pool_size = 256;
+        Ok(UpstreamClient {
+            connector: Connector::new(Some(options)),
+            resolver: dns::Resolver::default(),
+            cas,
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Peers for `provider`, one per resolved address, in the order to try them.
+    pub async fn peers(&self, provider: &Provider) -> Result<Vec<HttpPeer>, ProxyError> {
+        let origin = &provider.origin;
+        let addrs = self
+            .resolver
+            .resolve(&origin.host, origin.port)
+            .await
+            .map_err(|detail| ProxyError::UpstreamConnect {
+                provider: provider.id.clone(),
+                detail,
+            })?;
+        let ca = provider
+            .ca_file
+            .as_ref()
+            .and_then(|p| self.cas.get(p))
+            .cloned();
+        // Pingora pools connections by address and SNI, not by trust roots: keep connections
+        // verified against a private CA apart from those verified against the system roots.
+        let group_key = provider.ca_file.as_ref().map_or(0, |p| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            p.hash(&mut h);
+            h.finish()
+        });
+        let t = self.timeouts;
+        Ok(addrs
+            .into_iter()
+            .map(|addr| {
+                let mut peer = HttpPeer::new(addr, origin.tls, origin.host.clone());
+                peer.options.connection_timeout = Some(t.connect);
+                peer.options.total_connection_timeout = Some(t.connect);
+                peer.options.read_timeout = Some(t.read);
+                peer.options.write_timeout = Some(t.write);
+                peer.options.idle_timeout = Some(t.pool_idle);
+                peer.options.alpn = if origin.tls { ALPN::H2H1 } else { ALPN::H1 };
+                peer.options.ca = ca.clone();
+                peer.group_key = group_key;
+                peer
+            })
+            .collect())
+    }
+
+    /// Forget cached addresses for a host after a connect failure, so the next request resolves
+    /// again.
+    pub fn forget(&self, provider: &Provider) {
+        self.resolver
+            .forget(&provider.origin.host, provider.origin.port);
+    }
+}

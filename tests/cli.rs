@@ -1,0 +1,242 @@
+//! The CLI verbs, run as a user would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::Value;
+use support::{cli, stderr, stdout, workspace};
+
+#[test]
+fn help_lists_the_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&["--help"], &[], dir.path());
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for verb in ["serve", "init", "config", "route", "models"] {
+        assert!(text.contains(verb), "{verb} missing from --help:\n{text}");
+    }
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&["init"], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(dir.path().join("bitrouter.yaml")).unwrap();
+    assert!(written.contains("skip_auth: true"));
+
+    let again = cli(&["init"], &[], dir.path());
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--force"));
+
+    std::fs::write(dir.path().join("bitrouter.yaml"), "# mine\n").unwrap();
+    let forced = cli(&["init", "--force"], &[], dir.path());
+    assert!(forced.status.success());
+    assert!(std::fs::read_to_string(dir.path().join("bitrouter.yaml"))
+        .unwrap()
+        .contains("skip_auth: true"));
+
+    // The starter validates as written, found in the working directory.
+    let v = cli(&["config", "validate"], &[], dir.path());
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+
+    // -c with a directory that does not exist yet.
+    let nested = dir.path().join("etc/bitrouter/bitrouter.yaml");
+    let out = cli(&["init", "-c", nested.to_str().unwrap()], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(nested.exists());
+}
+
+#[test]
+fn validate_lists_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  listen: 127.0.0.1:4356\nproviders:\n  openai:\n    api_bse: https://api.openai.com/v1\n    api_key: ${NOT_SET_ANYWHERE}\nmodels:\n  smart:\n    endpoints:\n      - provider: nobody\n        service_id: x\nfrobnicate: true\n",
+    )
+    .unwrap();
+    let out = cli(
+        &["config", "validate", "-c", path.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml:5:"),
+        "unknown field at line 5:\n{err}"
+    );
+    assert!(err.contains("api_bse"), "{err}");
+    assert!(
+        err.contains("bad.yaml:12:"),
+        "unknown top-level key at line 12:\n{err}"
+    );
+    assert!(err.contains("frobnicate"), "{err}");
+}
+
+#[test]
+fn validate_names_an_unset_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.yaml");
+    std::fs::write(
+        &path,
+        "providers:\n  openai:\n    api_key: ${NOT_SET_ANYWHERE}\n",
+    )
+    .unwrap();
+    let out = cli(
+        &["config", "validate", "-c", path.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("NOT_SET_ANYWHERE"), "{err}");
+    assert!(err.contains("b.yaml:3:"), "{err}");
+    let ok = cli(
+        &["config", "validate", "-c", path.to_str().unwrap()],
+        &[("NOT_SET_ANYWHERE", "sk-1")],
+        dir.path(),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&["config", "validate", "-c", "nope.yaml"], &[], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope.yaml"));
+}
+
+#[test]
+fn unimplemented_sections_warn_but_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "mcp:\n  servers: []\nguardrails_later: 1\n").unwrap();
+    let out = cli(
+        &["config", "validate", "-c", path.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(!out.status.success(), "unknown key must still fail");
+    std::fs::write(&path, "mcp:\n  servers: []\npresets: {}\n").unwrap();
+    let out = cli(
+        &["config", "validate", "-c", path.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("mcp") && text.contains("presets"), "{text}");
+}
+
+#[test]
+fn shipped_example_configs_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["conf/hosted.yaml", "conf/local.yaml"] {
+        let path = workspace().join(name);
+        let out = cli(
+            &["config", "validate", "-c", path.to_str().unwrap()],
+            &[],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+fn route_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("bitrouter.yaml");
+    std::fs::write(
+        &path,
+        r#"
+providers:
+  openai:
+    api_base: https://api.openai.com/v1
+    api_key: sk-x
+    models:
+      - id: gpt-4o
+  anthropic:
+    api_base: https://api.anthropic.com
+    api_key: sk-y
+    models:
+      - id: claude-sonnet-4-5
+models:
+  smart:
+    strategy: priority
+    endpoints:
+      - provider: anthropic
+        service_id: claude-sonnet-4-5
+      - provider: openai
+        service_id: gpt-4o
+"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn route_prints_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    route_config(dir.path());
+    let out = cli(&["route", "smart"], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("virtual model `smart`"), "{text}");
+    let a = text.find("provider anthropic").unwrap();
+    let o = text.find("provider openai").unwrap();
+    assert!(a < o, "priority order kept:\n{text}");
+    assert!(text.contains("protocol messages"));
+    assert!(text.contains("/v1/messages"));
+    assert!(!text.contains("sk-x") && !text.contains("sk-y"));
+
+    let out = cli(&["route", "openai/gpt-4o", "--json"], &[], dir.path());
+    assert!(out.status.success());
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["endpoints"][0]["provider"], "openai");
+    assert_eq!(v["endpoints"][0]["path"], "/v1/chat/completions");
+
+    let out = cli(&["route", "definitely-unknown"], &[], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("definitely-unknown"));
+}
+
+#[test]
+fn models_lists_routable_models() {
+    let dir = tempfile::tempdir().unwrap();
+    route_config(dir.path());
+    let out = cli(&["models"], &[], dir.path());
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for m in ["smart", "openai/gpt-4o", "anthropic/claude-sonnet-4-5"] {
+        assert!(text.contains(m), "{m}:\n{text}");
+    }
+    let out = cli(&["models", "--json"], &[], dir.path());
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(v.as_array().unwrap().iter().any(|m| m["id"] == "smart"));
+}
+
+#[test]
+fn xdg_config_home_is_searched() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("bitrouter")).unwrap();
+    std::fs::write(
+        xdg.join("bitrouter/bitrouter.yaml"),
+        "models:\n  only-in-xdg:\n    endpoints:\n      - provider: openai\n        service_id: gpt-4o\nproviders:\n  openai:\n    api_key: k\n",
+    )
+    .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = cli(
+        &["route", "only-in-xdg"],
+        &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())],
+        &work,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
