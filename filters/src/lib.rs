@@ -7,5 +7,8 @@
 pub mod body;
 pub mod canonical;
 pub mod protocol;
+pub mod sse;
+pub mod stream;
+pub mod translate;
 
 pub use bitrouter_config::Protocol;

@@ -1,4 +1,4 @@
-//! OpenAI error bodies (shared by chat completions and responses):
+//! OpenAI error bodies, shared by chat completions and responses:
 //! `{"error":{"message","type","param","code"}}`.
 
 use crate::canonical::{CanonicalError, ErrorKind};
@@ -30,6 +30,35 @@ pub fn encode_error(error: &CanonicalError) -> Vec<u8> {
         }
     });
     body.to_string().into_bytes()
+}
+
+/// Decodes an OpenAI-format error body (`{"error":{"message","type","code"}}`), falling back to
+/// the raw text for anything else (a proxy's HTML page, an empty body).
+pub fn decode_error(status: u16, body: &[u8]) -> CanonicalError {
+    let kind = ErrorKind::from_status(status);
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(|e| e.get("message").or(Some(e)))
+        .and_then(|m| m.as_str().map(str::to_string))
+        .unwrap_or_else(|| fallback_message(status, body));
+    CanonicalError::new(kind, message).with_status(status)
+}
+
+/// A readable message from a body that is not in the expected error format.
+pub fn fallback_message(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("upstream returned HTTP {status} with an empty body")
+    } else {
+        let mut t: String = text.chars().take(500).collect();
+        if text.chars().count() > 500 {
+            t.push('…');
+        }
+        format!("upstream returned HTTP {status}: {t}")
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,124 @@
+//! Whole-body translation helpers the proxy calls: requests, non-streaming responses, errors.
+//! (Streams go through [`crate::stream::StreamTranslator`].)
+
+use crate::canonical::{
+    CanonicalError, ChatRequest, ChatResponse, EncodeOptions, Encoded, ErrorKind, Part, PartKind,
+    ResponseContext, StreamEvent,
+};
+use crate::protocol;
+use bitrouter_config::Protocol;
+
+/// Re-encodes a client request for an upstream speaking `upstream`.
+pub fn translate_request(
+    request: &ChatRequest,
+    upstream: Protocol,
+    options: &EncodeOptions,
+) -> Result<Encoded, CanonicalError> {
+    protocol::encode_request(upstream, request, options)
+}
+
+/// Translates a successful upstream body into the client's protocol.
+pub fn translate_response(
+    upstream: Protocol,
+    client: Protocol,
+    body: &[u8],
+    ctx: &ResponseContext,
+) -> Result<Vec<u8>, CanonicalError> {
+    let response = protocol::decode_response(upstream, body, ctx)?;
+    Ok(protocol::encode_response(client, &response, ctx))
+}
+
+/// Translates an upstream error (status >= 400, any body) into the client's format and the
+/// status to answer with.
+pub fn translate_error(
+    upstream: Protocol,
+    client: Protocol,
+    status: u16,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut error = protocol::decode_error(upstream, status, body);
+    error.status = client_status(client, error.status);
+    (error.status, protocol::encode_error(client, &error))
+}
+
+/// The status a client of `client`'s protocol should see for an upstream status: Anthropic's
+/// 529 (overloaded) means nothing to other SDKs, which retry on 503.
+pub fn client_status(client: Protocol, status: u16) -> u16 {
+    match (client, status) {
+        (Protocol::Messages, s) => s,
+        (_, 529) => 503,
+        (_, s) if !(100..=599).contains(&s) => 502,
+        (_, s) => s,
+    }
+}
+
+/// The stream a client would have received for `response`: used when an upstream answers a
+/// streaming request with a plain JSON body.
+pub fn response_to_events(response: &ChatResponse) -> Vec<StreamEvent> {
+    let mut events = vec![StreamEvent::Start {
+        id: response.id.clone(),
+        model: response.model.clone(),
+        created: response.created,
+        usage: None,
+    }];
+    for (index, part) in response.parts.iter().enumerate() {
+        match part {
+            Part::Text(text) => {
+                events.push(StreamEvent::PartStart {
+                    index,
+                    kind: PartKind::Text,
+                });
+                events.push(StreamEvent::TextDelta {
+                    index,
+                    text: text.clone(),
+                });
+            }
+            Part::Thinking(t) => {
+                let kind = match &t.redacted {
+                    Some(data) => PartKind::RedactedThinking { data: data.clone() },
+                    None => PartKind::Thinking,
+                };
+                events.push(StreamEvent::PartStart { index, kind });
+                if !t.text.is_empty() {
+                    events.push(StreamEvent::ThinkingDelta {
+                        index,
+                        text: t.text.clone(),
+                    });
+                }
+                if let Some(sig) = &t.signature {
+                    events.push(StreamEvent::ThinkingSignature {
+                        index,
+                        signature: sig.clone(),
+                    });
+                }
+            }
+            Part::ToolCall(call) => {
+                events.push(StreamEvent::PartStart {
+                    index,
+                    kind: PartKind::ToolCall {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                    },
+                });
+                events.push(StreamEvent::ToolArgsDelta {
+                    index,
+                    json: call.arguments.clone(),
+                });
+            }
+            // Responses never contain images or tool results.
+            Part::Image(_) | Part::ToolResult(_) => continue,
+        }
+        events.push(StreamEvent::PartStop { index });
+    }
+    events.push(StreamEvent::Finish {
+        stop: response.stop.clone(),
+    });
+    events.push(StreamEvent::Usage(response.usage));
+    events.push(StreamEvent::Done);
+    events
+}
+
+/// A 502 for an upstream body that could not be read as its protocol's response.
+pub fn unreadable_upstream(detail: impl Into<String>) -> CanonicalError {
+    CanonicalError::new(ErrorKind::BadGateway, detail).with_code("upstream_invalid_response")
+}
