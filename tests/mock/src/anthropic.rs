@@ -84,6 +84,13 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
             });
         }
     }
+    match req.get("tool_choice") {
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("tool") => {
+            prompt.force(c.get("name").and_then(Value::as_str));
+        }
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("any") => prompt.force(Some("")),
+        _ => {}
+    }
     prompt
 }
 

@@ -97,6 +97,19 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
             }
         }
     }
+    let calling = req
+        .pointer("/toolConfig/functionCallingConfig")
+        .or_else(|| req.pointer("/tool_config/function_calling_config"));
+    if let Some(cfg) = calling {
+        if cfg.get("mode").and_then(Value::as_str) == Some("ANY") {
+            let allowed = cfg
+                .get("allowedFunctionNames")
+                .or_else(|| cfg.get("allowed_function_names"))
+                .and_then(|a| a.get(0))
+                .and_then(Value::as_str);
+            prompt.force(Some(allowed.unwrap_or("")));
+        }
+    }
     prompt
 }
 

@@ -69,6 +69,13 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
     {
         prompt.tools.push(decl(function));
     }
+    match req.get("tool_choice") {
+        Some(Value::String(s)) if s == "required" => prompt.force(Some("")),
+        Some(c @ Value::Object(_)) => {
+            prompt.force(c.pointer("/function/name").and_then(Value::as_str));
+        }
+        _ => {}
+    }
     prompt
 }
 

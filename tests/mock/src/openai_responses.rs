@@ -78,6 +78,11 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
             });
         }
     }
+    match req.get("tool_choice") {
+        Some(Value::String(s)) if s == "required" => prompt.force(Some("")),
+        Some(c @ Value::Object(_)) => prompt.force(c.get("name").and_then(Value::as_str)),
+        _ => {}
+    }
     prompt
 }
 

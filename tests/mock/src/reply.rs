@@ -34,6 +34,17 @@ pub(crate) struct Prompt {
     pub(crate) input_words: usize,
     /// Declared tools.
     pub(crate) tools: Vec<ToolDecl>,
+    /// The request forces a tool call (`tool_choice` naming a tool or requiring one): the
+    /// tool to call, as a real model would, when the prompt has no explicit marker.
+    pub(crate) forced_tool: Option<String>,
+}
+
+impl Prompt {
+    /// Records a forced tool: `Some(name)` for a named tool, `Some("")` for "any tool" (the
+    /// first declared one is used).
+    pub(crate) fn force(&mut self, name: Option<&str>) {
+        self.forced_tool = name.map(str::to_owned);
+    }
 }
 
 impl Prompt {
@@ -99,6 +110,20 @@ pub(crate) fn generate(prompt: &Prompt, reply_override: Option<&str>) -> Output 
     let calls = tool_markers(&prompt.last_user_text, &prompt.tools);
     if !calls.is_empty() {
         return Output::ToolCalls(calls);
+    }
+    if let Some(forced) = &prompt.forced_tool {
+        let tool = if forced.is_empty() {
+            prompt.tools.first()
+        } else {
+            prompt.tools.iter().find(|t| &t.name == forced)
+        };
+        if let Some(tool) = tool {
+            return Output::ToolCalls(vec![ToolCall {
+                id: new_id("", 24),
+                name: tool.name.clone(),
+                arguments: synthesize(&tool.parameters),
+            }]);
+        }
     }
     Output::Text(format!("mock reply: {}", prompt.last_user_text))
 }
@@ -342,5 +367,22 @@ mod tests {
     fn tool_result_texts() {
         assert_eq!(tool_result_text(&json!({"result":"sunny"})), "sunny");
         assert_eq!(tool_result_text(&json!({"a":1})), "{\"a\":1}");
+    }
+
+    #[test]
+    fn forced_tool_choice_calls_the_tool() {
+        let mut p = prompt("plain question");
+        p.tools.push(ToolDecl {
+            name: "place".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        });
+        p.force(Some("place"));
+        let Output::ToolCalls(calls) = generate(&p, None) else {
+            panic!("expected a forced tool call");
+        };
+        assert_eq!(calls[0].name, "place");
+        assert_eq!(calls[0].arguments["city"], "mock");
+        p.force(Some(""));
+        assert!(matches!(generate(&p, None), Output::ToolCalls(_)));
     }
 }
