@@ -564,24 +564,6 @@ async fn failover_to_next_endpoint_when_first_is_unreachable() {
 }
 
 #[tokio::test]
-async fn cross_protocol_is_a_clear_error_for_now() {
-    let resp = post(
-        "/v1/chat/completions",
-        json!({"model": "claude", "messages": []}),
-    )
-    .await;
-    assert_eq!(resp.status(), 501);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "cross_protocol_unavailable");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("cross-protocol"));
-}
-
-// ---------- bodies and streams ----------
-
-#[tokio::test]
 async fn one_megabyte_request_goes_through_whole() {
     let t = tag("big");
     let filler = "x".repeat(1024 * 1024);

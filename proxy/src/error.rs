@@ -1,7 +1,7 @@
 //! Every way a request can fail inside bitrouter, each knowing its status, whose fault it is,
 //! and whether another attempt could succeed. Rendered once, in [`crate::render`].
 
-use bitrouter_config::{Protocol, RouteError};
+use bitrouter_config::RouteError;
 use bitrouter_filters::body::PeekError;
 use bitrouter_filters::canonical::{CanonicalError, ErrorKind};
 
@@ -36,13 +36,10 @@ pub enum ProxyError {
     MissingModel,
     #[error("{0}")]
     Route(#[from] RouteError),
-    #[error("model `{model}` resolves to provider `{provider}`, which speaks `{upstream}`, but this request uses `{inbound}`; cross-protocol routing is not available yet in this build")]
-    CrossProtocol {
-        model: String,
-        provider: String,
-        inbound: Protocol,
-        upstream: Protocol,
-    },
+    /// A request or response that could not be translated between protocols (carries its
+    /// own status and message).
+    #[error("{}", .0.message)]
+    Translate(CanonicalError),
     #[error("could not read the request body: {0}")]
     ClientBody(String),
     #[error("could not connect to provider `{provider}`: {detail}")]
@@ -74,7 +71,9 @@ impl ProxyError {
             | ProxyError::Route(_)
             | ProxyError::ClientBody(_)
             | ProxyError::ClientGone => Fault::Downstream,
-            ProxyError::CrossProtocol { .. } | ProxyError::Internal(_) => Fault::Internal,
+            ProxyError::Translate(e) if e.status < 500 => Fault::Downstream,
+            ProxyError::Translate(_) => Fault::Upstream,
+            ProxyError::Internal(_) => Fault::Internal,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamBroken { .. } => Fault::Upstream,
@@ -102,7 +101,7 @@ impl ProxyError {
             }
             ProxyError::Route(RouteError::UnknownModel { .. }) => ErrorKind::NotFound,
             ProxyError::Route(_) => ErrorKind::InvalidRequest,
-            ProxyError::CrossProtocol { .. } => return (ErrorKind::Internal, 501),
+            ProxyError::Translate(e) => return (e.kind, e.status),
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
                 ErrorKind::BadGateway
             }
@@ -124,7 +123,7 @@ impl ProxyError {
             ProxyError::Route(RouteError::UnknownModel { .. }) => "model_not_found",
             ProxyError::Route(RouteError::UnknownSuffix { .. }) => "unknown_model_variant",
             ProxyError::Route(RouteError::EmptyModel) => "missing_model",
-            ProxyError::CrossProtocol { .. } => "cross_protocol_unavailable",
+            ProxyError::Translate(e) => return e.code,
             ProxyError::ClientBody(_) | ProxyError::ClientGone => return None,
             ProxyError::UpstreamConnect { .. } => "upstream_connect_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -135,9 +134,8 @@ impl ProxyError {
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            ProxyError::MissingModel | ProxyError::Route(_) | ProxyError::CrossProtocol { .. } => {
-                Some("model")
-            }
+            ProxyError::MissingModel | ProxyError::Route(_) => Some("model"),
+            ProxyError::Translate(e) => e.param,
             ProxyError::BadBody(PeekError::ModelNotString) => Some("model"),
             ProxyError::BadBody(PeekError::StreamNotBool) => Some("stream"),
             _ => None,

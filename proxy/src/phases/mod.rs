@@ -6,6 +6,7 @@ pub mod logging;
 pub mod request;
 pub mod respond;
 pub mod route;
+pub mod translate;
 pub mod upstream;
 
 use crate::admin;
@@ -110,7 +111,9 @@ async fn llm(
     surface: Surface,
 ) -> Result<(), ProxyError> {
     request::authorize(state, session)?;
+    let gemini_sse =
+        surface::query_param(session.req_header().uri.query(), "alt").as_deref() == Some("sse");
     let body = request::read_body(state, session, ctx).await?;
-    let plan = route::plan(state, &surface, body, ctx)?;
+    let plan = route::plan(state, &surface, gemini_sse, body, ctx)?;
     upstream::forward(state, session, ctx, plan).await
 }

@@ -1,5 +1,7 @@
 //! Routing: read the `model` (from the body, or the path for Gemini), resolve it through the
-//! routing table, and prepare what each candidate upstream needs.
+//! routing table, and prepare what each candidate upstream needs: the same bytes with only the
+//! model changed when the upstream speaks the client's protocol, or a re-encoded body when it
+//! speaks another one.
 
 use super::RequestCtx;
 use crate::error::ProxyError;
@@ -7,16 +9,24 @@ use crate::state::AppState;
 use crate::surface::Surface;
 use bitrouter_config::{Protocol, Resolution, Target};
 use bitrouter_filters::body;
+use bitrouter_filters::canonical::{CanonicalError, ChatRequest, EncodeOptions, ResponseContext};
+use bitrouter_filters::{protocol, translate};
 use bytes::Bytes;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 /// A routed request: the candidates in order and the body to adapt for each.
 pub struct Plan {
     pub inbound: Protocol,
     pub stream: bool,
     pub resolution: Resolution,
+    /// Gemini clients choose the stream framing: `?alt=sse` (SSE) or none (a JSON array).
+    gemini_sse: bool,
     body: Bytes,
     model_span: Option<Range<usize>>,
+    /// The request in canonical form, decoded on first need (only cross-protocol attempts
+    /// need it) and reused by every later attempt.
+    canonical: OnceLock<Result<ChatRequest, CanonicalError>>,
 }
 
 /// One upstream call to make.
@@ -26,12 +36,24 @@ pub struct Attempt<'a> {
     /// Path and query on the provider's origin.
     pub path: String,
     pub body: Bytes,
+    /// Set when the upstream speaks another protocol than the client.
+    pub translation: Option<Translation>,
+}
+
+/// What the response side of a cross-protocol attempt needs.
+pub struct Translation {
+    pub upstream: Protocol,
+    pub client: Protocol,
+    pub ctx: ResponseContext,
+    /// Request fields with no equivalent upstream (reported in `x-bitrouter-dropped-params`).
+    pub dropped: Vec<String>,
 }
 
 /// Reads the model and resolves it.
 pub fn plan(
     state: &AppState,
     surface: &Surface,
+    gemini_sse: bool,
     body: Bytes,
     ctx: &mut RequestCtx,
 ) -> Result<Plan, ProxyError> {
@@ -56,15 +78,17 @@ pub fn plan(
         inbound,
         stream,
         resolution,
+        gemini_sse,
         body,
         model_span,
+        canonical: OnceLock::new(),
     })
 }
 
 impl Plan {
-    /// The upstream call for `target`: same-protocol targets get the body with only `model`
-    /// rewritten (Gemini: only the path). A target that needs another protocol is refused until
-    /// translation lands.
+    /// The upstream call for `target`. The provider's own protocol list decides: the client's
+    /// protocol when the provider speaks it (bytes pass through with only `model` rewritten, or
+    /// only the Gemini path), else the provider's preferred protocol with the body translated.
     pub fn attempt<'a>(&self, target: &'a Target) -> Result<Attempt<'a>, ProxyError> {
         let provider = &target.provider;
         let protocol = if provider
@@ -75,32 +99,107 @@ impl Plan {
         } else {
             target.protocol
         };
-        if protocol != self.inbound {
-            return Err(ProxyError::CrossProtocol {
-                model: self.resolution.requested.clone(),
-                provider: provider.id.clone(),
-                inbound: self.inbound,
-                upstream: protocol,
+        let mut path = provider.endpoint_path(protocol, &target.service_id, self.stream);
+        if protocol == self.inbound {
+            if protocol == Protocol::GenerateContent && self.stream && !self.gemini_sse {
+                // Pass-through keeps the client's framing: no `alt=sse`, a JSON array comes back.
+                if let Some(p) = path.strip_suffix("?alt=sse") {
+                    path = p.to_string();
+                }
+            }
+            return Ok(Attempt {
+                target,
+                protocol,
+                path,
+                body: self.passthrough_body(&target.service_id),
+                translation: None,
             });
         }
-        let body = match &self.model_span {
-            Some(span)
-                if self.body.get(span.start + 1..span.end.saturating_sub(1))
-                    != Some(target.service_id.as_bytes()) =>
-            {
-                Bytes::from(body::replace_model(
-                    &self.body,
-                    span.clone(),
-                    &target.service_id,
-                ))
-            }
-            _ => self.body.clone(),
+        let canonical = self
+            .canonical
+            .get_or_init(|| self.decode())
+            .as_ref()
+            .map_err(|e| ProxyError::Translate(e.clone()))?;
+        let mut request = canonical.clone();
+        request.model = target.service_id.clone();
+        let options = EncodeOptions {
+            default_max_tokens: default_max_tokens(&target.service_id),
         };
+        let encoded = translate::translate_request(&request, protocol, &options)
+            .map_err(ProxyError::Translate)?;
+        let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
+        ctx.structured_output_tool = encoded.structured_output_tool;
+        ctx.json_array_stream = self.inbound == Protocol::GenerateContent && !self.gemini_sse;
+        let mut dropped = canonical.dropped.clone();
+        for name in encoded.dropped {
+            if !dropped.contains(&name) {
+                dropped.push(name);
+            }
+        }
         Ok(Attempt {
             target,
             protocol,
-            path: provider.endpoint_path(protocol, &target.service_id, self.stream),
-            body,
+            path,
+            body: Bytes::from(encoded.body),
+            translation: Some(Translation {
+                upstream: protocol,
+                client: self.inbound,
+                ctx,
+                dropped,
+            }),
         })
+    }
+
+    /// The client's body with only `model` replaced by the target's service id.
+    fn passthrough_body(&self, service_id: &str) -> Bytes {
+        match &self.model_span {
+            Some(span)
+                if self.body.get(span.start + 1..span.end.saturating_sub(1))
+                    != Some(service_id.as_bytes()) =>
+            {
+                Bytes::from(body::replace_model(&self.body, span.clone(), service_id))
+            }
+            _ => self.body.clone(),
+        }
+    }
+
+    fn decode(&self) -> Result<ChatRequest, CanonicalError> {
+        let mut request = protocol::decode_request(self.inbound, &self.body)?;
+        request.model = self.resolution.requested.clone();
+        if self.inbound == Protocol::GenerateContent {
+            // The Gemini body has no model and no stream flag: both live in the path.
+            request.stream = self.stream;
+            request.include_usage = true;
+        }
+        Ok(request)
+    }
+}
+
+/// `max_tokens` for targets that require one (Anthropic) when the client gave none: the model
+/// family's documented output limit, capped so a forgotten limit does not reserve a huge budget.
+pub fn default_max_tokens(service_id: &str) -> u64 {
+    let id = service_id.to_ascii_lowercase();
+    if id.contains("claude-3-haiku")
+        || id.contains("claude-3-opus")
+        || id.contains("claude-3-sonnet")
+    {
+        4096
+    } else if id.contains("claude-3-5") {
+        8192
+    } else {
+        16384
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_max_tokens;
+
+    #[test]
+    fn max_tokens_defaults_follow_the_family() {
+        assert_eq!(default_max_tokens("claude-3-haiku-20240307"), 4096);
+        assert_eq!(default_max_tokens("claude-3-5-sonnet-latest"), 8192);
+        assert_eq!(default_max_tokens("claude-sonnet-4-5"), 16384);
+        assert_eq!(default_max_tokens("llama3.1"), 16384);
     }
 }

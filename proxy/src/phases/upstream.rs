@@ -12,14 +12,16 @@
 //! disconnects stops the upstream from generating (and billing) more tokens.
 
 use super::route::{Attempt, Plan};
-use super::RequestCtx;
+use super::{translate, RequestCtx};
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::upstream::headers;
 use bitrouter_config::Provider;
+use bytes::Bytes;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use std::sync::Arc;
 
@@ -76,58 +78,19 @@ async fn call(
         }
     };
     ctx.upstream_ttfb = Some(ctx.start.elapsed());
-
-    let up_header = up
-        .response_header()
-        .ok_or_else(|| broken(provider, "no response header"))?;
-    let resp = headers::downstream_response(up_header, &provider.id, &attempt.target.service_id)?;
     if let HttpSession::H1(h1) = &mut up {
         h1.respect_keepalive();
     }
-    ctx.status = resp.status.as_u16();
-    if session
-        .write_response_header(Box::new(resp), false)
-        .await
-        .is_err()
-    {
-        return Err(ProxyError::ClientGone);
+    let mut body = UpstreamBody {
+        up,
+        provider,
+        watch_client: true,
+    };
+    match &attempt.translation {
+        None => relay(session, ctx, &mut body, &attempt.target.service_id).await?,
+        Some(t) => translate::relay(session, ctx, &mut body, t, &attempt.target.service_id).await?,
     }
-    let mut watch_client = true;
-    loop {
-        let read = if watch_client {
-            tokio::select! {
-                r = up.read_response_body() => r,
-                r = session.read_body_or_idle(true) => match r {
-                    // The client closed its side: stop reading (and paying for) the upstream.
-                    Err(_) => return Err(ProxyError::ClientGone),
-                    Ok(_) => {
-                        watch_client = false;
-                        continue;
-                    }
-                },
-            }
-        } else {
-            up.read_response_body().await
-        };
-        match read {
-            Ok(Some(chunk)) => {
-                ctx.bytes_out += chunk.len();
-                if session
-                    .write_response_body(Some(chunk), false)
-                    .await
-                    .is_err()
-                {
-                    // Dropping `up` without releasing it closes the upstream connection.
-                    return Err(ProxyError::ClientGone);
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Err(classify(provider, &e, true)),
-        }
-    }
-    if session.write_response_body(None, true).await.is_err() {
-        return Err(ProxyError::ClientGone);
-    }
+    let mut up = body.up;
     if up.response_done() {
         let idle = state.upstream.timeouts.pool_idle;
         state
@@ -137,6 +100,95 @@ async fn call(
             .await;
     } else {
         up.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The upstream response being read, watched together with the client's connection.
+pub struct UpstreamBody<'a> {
+    pub up: HttpSession,
+    pub provider: &'a Provider,
+    watch_client: bool,
+}
+
+impl UpstreamBody<'_> {
+    /// The upstream's response header (present once `exchange` returned).
+    pub fn header(&self) -> Result<&ResponseHeader, ProxyError> {
+        self.up
+            .response_header()
+            .ok_or_else(|| broken(self.provider, "no response header"))
+    }
+
+    /// The next body chunk, `None` at the end. Returns [`ProxyError::ClientGone`] as soon as
+    /// the client closes its side, so we stop reading (and paying for) the upstream.
+    pub async fn next(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
+        loop {
+            let read = if self.watch_client {
+                tokio::select! {
+                    r = self.up.read_response_body() => r,
+                    r = session.read_body_or_idle(true) => match r {
+                        Err(_) => return Err(ProxyError::ClientGone),
+                        Ok(_) => {
+                            self.watch_client = false;
+                            continue;
+                        }
+                    },
+                }
+            } else {
+                self.up.read_response_body().await
+            };
+            return read.map_err(|e| classify(self.provider, &e, true));
+        }
+    }
+
+    /// The whole remaining body, refusing more than `limit` bytes.
+    pub async fn read_all(
+        &mut self,
+        session: &mut Session,
+        limit: usize,
+    ) -> Result<Bytes, ProxyError> {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = self.next(session).await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(broken(
+                    self.provider,
+                    &format!("response body larger than {limit} bytes"),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// Same-protocol relay: the upstream's status, headers and bytes as they arrive.
+async fn relay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: &mut UpstreamBody<'_>,
+    service_id: &str,
+) -> Result<(), ProxyError> {
+    let resp = headers::downstream_response(body.header()?, &body.provider.id, service_id)?;
+    ctx.status = resp.status.as_u16();
+    if session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .is_err()
+    {
+        return Err(ProxyError::ClientGone);
+    }
+    while let Some(chunk) = body.next(session).await? {
+        ctx.bytes_out += chunk.len();
+        if session
+            .write_response_body(Some(chunk), false)
+            .await
+            .is_err()
+        {
+            return Err(ProxyError::ClientGone);
+        }
+    }
+    if session.write_response_body(None, true).await.is_err() {
+        return Err(ProxyError::ClientGone);
     }
     Ok(())
 }
@@ -201,7 +253,7 @@ async fn connect(
     })
 }
 
-fn broken(provider: &Provider, detail: &str) -> ProxyError {
+pub(crate) fn broken(provider: &Provider, detail: &str) -> ProxyError {
     ProxyError::UpstreamBroken {
         provider: provider.id.clone(),
         detail: detail.to_string(),

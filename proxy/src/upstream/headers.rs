@@ -150,3 +150,48 @@ pub fn downstream_response(
     }
     Ok(resp)
 }
+
+/// Upstream headers still meaningful after translation: rate-limit state and request ids.
+fn keep_when_translated(name: &str) -> bool {
+    matches!(name, "retry-after" | "x-request-id" | "request-id")
+        || name.starts_with("x-ratelimit-")
+        || name.starts_with("anthropic-ratelimit-")
+}
+
+/// The response header for a translated response: our status and content type, the upstream's
+/// rate-limit and request-id headers, where the request went, and what the translation dropped.
+pub fn translated_response(
+    status: u16,
+    upstream: &ResponseHeader,
+    content_type: &str,
+    provider: &str,
+    service_id: &str,
+    dropped: &[String],
+) -> Result<ResponseHeader, ProxyError> {
+    let mut resp = ResponseHeader::build(status, Some(8)).map_err(internal)?;
+    for (name, value) in &upstream.headers {
+        if keep_when_translated(name.as_str()) {
+            resp.append_header(name.clone(), value.clone())
+                .map_err(internal)?;
+        }
+    }
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)
+        .map_err(internal)?;
+    if content_type.starts_with("text/event-stream") {
+        resp.insert_header(http::header::CACHE_CONTROL, "no-cache")
+            .map_err(internal)?;
+    }
+    resp.insert_header("x-bitrouter-provider", provider)
+        .map_err(internal)?;
+    if let Ok(v) = HeaderValue::from_str(service_id) {
+        resp.insert_header("x-bitrouter-model", v)
+            .map_err(internal)?;
+    }
+    if !dropped.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
+            resp.insert_header("x-bitrouter-dropped-params", v)
+                .map_err(internal)?;
+        }
+    }
+    Ok(resp)
+}
