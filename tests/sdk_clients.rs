@@ -97,34 +97,63 @@ fn openai_sdk() {
     let t = run_script("openai_client.py");
     let reqs = fixture().mock.requests_containing(&t);
     assert!(
-        reqs.len() >= 8,
+        reqs.len() >= 8 + 12,
         "every call reached the upstream: {}",
         reqs.len()
     );
     assert!(reqs
         .iter()
+        .filter(|r| r.path.ends_with("/chat/completions") || r.path.ends_with("/responses"))
         .all(|r| r.header("authorization") == Some("Bearer sk-openai")));
+    assert!(
+        reqs.iter().any(|r| r.path == "/v1/messages"),
+        "Claude reached through the openai SDK"
+    );
+    assert!(reqs
+        .iter()
+        .any(|r| r.path.contains(":streamGenerateContent")));
 }
 
 #[test]
 fn anthropic_sdk() {
     let t = run_script("anthropic_client.py");
     let reqs = fixture().mock.requests_containing(&t);
-    assert_eq!(reqs.len(), 4);
+    assert_eq!(reqs.len(), 4 + 6);
     assert!(reqs
         .iter()
+        .filter(|r| r.path == "/v1/messages")
         .all(|r| r.header("x-api-key") == Some("sk-ant") && r.header("authorization").is_none()));
+    assert!(
+        reqs.iter().any(|r| r.path == "/v1/chat/completions"),
+        "an OpenAI model reached through the anthropic SDK"
+    );
 }
 
 #[test]
 fn google_genai_sdk() {
     let t = run_script("genai_client.py");
     let reqs = fixture().mock.requests_containing(&t);
-    assert_eq!(reqs.len(), 4);
-    assert!(reqs
+    assert_eq!(reqs.len(), 4 + 6);
+    let gemini: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path.contains("/models/"))
+        .collect();
+    assert_eq!(gemini.len(), 4);
+    assert!(gemini
         .iter()
         .all(|r| r.path.starts_with("/v1beta/models/gemini-2.5-pro:")));
-    assert!(reqs
+    assert!(gemini
         .iter()
         .all(|r| r.header("x-goog-api-key") == Some("goog")));
+    // The SDK's upper-case OBJECT/STRING schema reached OpenAI in lower case.
+    let tool_req = reqs
+        .iter()
+        .find(|r| r.path == "/v1/chat/completions" && r.body_text().contains("get_weather"))
+        .expect("tool request to OpenAI");
+    let v = tool_req.json().unwrap();
+    assert_eq!(v["tools"][0]["function"]["parameters"]["type"], "object");
+    assert_eq!(
+        v["tools"][0]["function"]["parameters"]["properties"]["city"]["type"],
+        "string"
+    );
 }

@@ -39,4 +39,27 @@ for client in (
         assert e.status_code == 404
         assert e.body["error"]["type"] == "not_found_error", e.body
 
+# Cross-protocol: Claude Code's protocol against an OpenAI model and a Gemini model.
+client = anthropic.Anthropic(base_url=url, api_key="client-key", max_retries=0, timeout=30)
+tools = [{"name": "get_weather", "description": "Weather",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+for model in ("openai/gpt-4o", "google/gemini-2.5-pro"):
+    m = client.messages.create(model=model, max_tokens=64,
+                               messages=[{"role": "user", "content": f"{tag} x-messages"}])
+    assert tag in m.content[0].text and m.model == model and m.id.startswith("msg_"), m
+
+    with client.messages.stream(model=model, max_tokens=64, tools=tools,
+                                messages=[{"role": "user", "content": f"{tag} x-tool [[tool:get_weather]]"}]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use", final
+    use = [b for b in final.content if b.type == "tool_use"][0]
+    assert use.name == "get_weather" and "city" in use.input, use
+
+    m = client.messages.create(model=model, max_tokens=64, tools=tools, messages=[
+        {"role": "user", "content": f"{tag} x-result"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": f"sunny {tag}"}]},
+    ])
+    assert "tool result" in m.content[0].text, m
+
 print("anthropic sdk ok")
