@@ -802,3 +802,30 @@ async fn expect_100_continue_is_answered_before_the_body() {
     }
     assert!(String::from_utf8_lossy(&rest).contains("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn gemini_stream_without_alt_sse_keeps_the_json_array_framing() {
+    let t = tag("gem-array");
+    let resp = client()
+        .post(
+            fixture()
+                .router
+                .url("/v1beta/models/gemini-2.5-pro:streamGenerateContent"),
+        )
+        .json(&json!({"contents": [{"role": "user", "parts": [{"text": t}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{v}");
+    let up = only_request(&t);
+    assert_eq!(
+        up.path,
+        "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+    );
+    assert_eq!(
+        up.query, None,
+        "no alt=sse upstream when the client did not ask for SSE"
+    );
+}
