@@ -46,7 +46,23 @@ pub struct RouterSpec<'a> {
 }
 
 impl Router {
+    /// Starts a router, retrying when the port it picked was taken by another process between
+    /// the pick and the bind (tests of several binaries run at once).
     pub fn start(spec: RouterSpec<'_>) -> Router {
+        let mut last = None;
+        for _ in 0..3 {
+            match Router::try_start(&spec) {
+                Ok(r) => return r,
+                Err(logs) => last = Some(logs),
+            }
+        }
+        panic!(
+            "bitrouter did not start; its output:\n{}",
+            last.unwrap_or_default()
+        );
+    }
+
+    fn try_start(spec: &RouterSpec<'_>) -> Result<Router, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut serve = format!("exec '{}' serve --listen 127.0.0.1:0", bin());
         if let Some(config) = spec.config {
@@ -110,21 +126,26 @@ impl Router {
                         addr = Some(a.trim().parse().expect("listen addr"));
                     }
                 }
-                Err(_) => panic!(
-                    "bitrouter did not start; its output:\n{}",
-                    logs.lock().unwrap()
-                ),
+                Err(_) => {
+                    let _ = shell.kill();
+                    let _ = shell.wait();
+                    return Err(logs.lock().unwrap().clone());
+                }
             }
         }
         let addr = addr.unwrap();
-        wait_for_port(addr);
-        Router {
+        let router = Router {
             shell,
             stdin,
             addr,
             pid: pid.expect("pid line"),
             logs,
             dir,
+        };
+        if wait_for_port(addr) {
+            Ok(router)
+        } else {
+            Err(router.logs())
         }
     }
 
@@ -186,15 +207,15 @@ impl Drop for Router {
     }
 }
 
-fn wait_for_port(addr: SocketAddr) {
+fn wait_for_port(addr: SocketAddr) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "bitrouter never accepted on {addr}"
-        );
+        if Instant::now() > deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    true
 }
 
 /// Runs a CLI verb with a clean environment in `cwd`.
