@@ -82,6 +82,18 @@ pub fn bad_upstream(message: impl Into<String>) -> CanonicalError {
     CanonicalError::new(ErrorKind::BadGateway, message).with_code("upstream_invalid_response")
 }
 
+/// The error that ends a client's stream when the upstream's stream stopped before its end
+/// marker (`marker`: what was missing, e.g. "`message_stop`").
+pub fn stream_truncated(protocol: &str, marker: &str) -> CanonicalError {
+    CanonicalError::new(
+        ErrorKind::BadGateway,
+        format!(
+            "the upstream {protocol} stream ended before {marker} (the connection closed early)"
+        ),
+    )
+    .with_code("upstream_stream_truncated")
+}
+
 /// Parses JSON, mapping failure to a 400 that says which protocol's body was wrong.
 pub fn parse_request_json(body: &[u8], what: &str) -> Result<Value, CanonicalError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -220,13 +220,10 @@ impl StreamDecoder {
         }
         self.finished = true;
         self.close_all(out);
-        out.push(StreamEvent::Error(
-            CanonicalError::new(
-                ErrorKind::BadGateway,
-                "the upstream Anthropic stream ended before message_stop",
-            )
-            .with_code("upstream_stream_truncated"),
-        ));
+        out.push(StreamEvent::Error(crate::protocol::util::stream_truncated(
+            "Anthropic",
+            "`message_stop`",
+        )));
     }
 
     fn ensure_started(&mut self, out: &mut Vec<StreamEvent>) {

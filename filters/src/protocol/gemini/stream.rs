@@ -10,9 +10,7 @@
 use super::request::{args_object, real_signature};
 use super::response::{finish_from_stop, first_candidate, stop_from_finish, usage_from, usage_to};
 use super::wire::{GeminiCandidate, GeminiContent, GeminiFunctionCall, GeminiPart, GeminiResponse};
-use crate::canonical::{
-    CanonicalError, ErrorKind, PartKind, ResponseContext, StopReason, StreamEvent, Usage,
-};
+use crate::canonical::{CanonicalError, PartKind, ResponseContext, StopReason, StreamEvent, Usage};
 use crate::protocol::util;
 use crate::sse::SseEvent;
 use std::collections::BTreeMap;
@@ -237,13 +235,10 @@ impl StreamDecoder {
         if self.finished {
             out.push(StreamEvent::Done);
         } else {
-            out.push(StreamEvent::Error(
-                CanonicalError::new(
-                    ErrorKind::BadGateway,
-                    "the Gemini stream ended before a finishReason (upstream closed the connection early)",
-                )
-                .with_code("upstream_stream_truncated"),
-            ));
+            out.push(StreamEvent::Error(util::stream_truncated(
+                "Gemini",
+                "a `finishReason`",
+            )));
         }
     }
 }

@@ -5,9 +5,7 @@ use super::response::{
     decode_finish, decode_usage, encode_finish, encode_usage, flat_error, in_band_error,
 };
 use super::wire::*;
-use crate::canonical::{
-    CanonicalError, ErrorKind, PartKind, ResponseContext, StopReason, StreamEvent, Usage,
-};
+use crate::canonical::{CanonicalError, PartKind, ResponseContext, StopReason, StreamEvent, Usage};
 use crate::protocol::{openai_error, util};
 use crate::sse::{write_event, SseEvent};
 use serde_json::Value;
@@ -177,13 +175,10 @@ impl StreamDecoder {
         if self.finished {
             out.push(StreamEvent::Done);
         } else {
-            out.push(StreamEvent::Error(
-                CanonicalError::new(
-                    ErrorKind::BadGateway,
-                    "the upstream Chat Completions stream ended before a finish_reason (the connection closed early)",
-                )
-                .with_code("upstream_stream_truncated"),
-            ));
+            out.push(StreamEvent::Error(util::stream_truncated(
+                "Chat Completions",
+                "a `finish_reason`",
+            )));
         }
     }
 

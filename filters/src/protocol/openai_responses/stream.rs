@@ -149,13 +149,10 @@ impl StreamDecoder {
         }
         self.finished = true;
         self.close_all(out);
-        out.push(StreamEvent::Error(
-            CanonicalError::new(
-                ErrorKind::BadGateway,
-                "the Responses upstream stream ended before `response.completed`",
-            )
-            .with_code("upstream_stream_truncated"),
-        ));
+        out.push(StreamEvent::Error(crate::protocol::util::stream_truncated(
+            "Responses",
+            "`response.completed`",
+        )));
     }
 
     fn event(&mut self, ev: ResponsesStreamEvent, out: &mut Vec<StreamEvent>) {
