@@ -237,7 +237,7 @@ impl StreamDecoder {
         } else {
             out.push(StreamEvent::Error(util::stream_truncated(
                 "Gemini",
-                "a `finishReason`",
+                "a finishReason",
             )));
         }
     }

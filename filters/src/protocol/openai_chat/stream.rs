@@ -177,7 +177,7 @@ impl StreamDecoder {
         } else {
             out.push(StreamEvent::Error(util::stream_truncated(
                 "Chat Completions",
-                "a `finish_reason`",
+                "a finish_reason",
             )));
         }
     }
