@@ -38,7 +38,23 @@ pub fn translate_error(
 ) -> (u16, Vec<u8>) {
     let mut error = protocol::decode_error(upstream, status, body);
     error.status = client_status(client, error.status);
+    if error.code.is_none() && is_context_overflow(&error.message) {
+        error.code = Some("context_length_exceeded");
+    }
     (error.status, protocol::encode_error(client, &error))
+}
+
+/// Whether an upstream error message says the prompt did not fit the model's context, in the
+/// wording of Anthropic ("prompt is too long") or Google ("exceeds the maximum number of
+/// tokens"): clients of OpenAI's protocol look for the `context_length_exceeded` code to
+/// compact their history.
+pub fn is_context_overflow(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("prompt is too long")
+        || m.contains("exceed context limit")
+        || m.contains("exceeds the maximum number of tokens")
+        || m.contains("context length")
+        || m.contains("context window")
 }
 
 /// The status a client of `client`'s protocol should see for an upstream status: Anthropic's
@@ -121,4 +137,43 @@ pub fn response_to_events(response: &ChatResponse) -> Vec<StreamEvent> {
 /// A 502 for an upstream body that could not be read as its protocol's response.
 pub fn unreadable_upstream(detail: impl Into<String>) -> CanonicalError {
     CanonicalError::new(ErrorKind::BadGateway, detail).with_code("upstream_invalid_response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn context_overflow_becomes_openais_code() {
+        let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        let (status, out) =
+            translate_error(Protocol::Messages, Protocol::ChatCompletions, 400, body);
+        assert_eq!(status, 400);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["code"], "context_length_exceeded");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt is too long"));
+    }
+
+    #[test]
+    fn known_openai_codes_survive_and_529_becomes_503() {
+        let body =
+            br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let (_, out) = translate_error(Protocol::ChatCompletions, Protocol::Responses, 429, body);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        let over =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            translate_error(Protocol::Messages, Protocol::ChatCompletions, 529, over).0,
+            503
+        );
+        assert_eq!(
+            translate_error(Protocol::Messages, Protocol::Messages, 529, over).0,
+            529
+        );
+    }
 }

@@ -43,7 +43,28 @@ pub fn decode_error(status: u16, body: &[u8]) -> CanonicalError {
         .and_then(|e| e.get("message").or(Some(e)))
         .and_then(|m| m.as_str().map(str::to_string))
         .unwrap_or_else(|| fallback_message(status, body));
-    CanonicalError::new(kind, message).with_status(status)
+    let mut error = CanonicalError::new(kind, message).with_status(status);
+    error.code = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/code"))
+        .and_then(|c| c.as_str())
+        .and_then(known_code);
+    error
+}
+
+/// OpenAI error codes clients act on (agents compact their context on
+/// `context_length_exceeded`), kept when an upstream error is translated.
+pub fn known_code(code: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 7] = [
+        "context_length_exceeded",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "invalid_api_key",
+        "model_not_found",
+        "string_above_max_length",
+        "invalid_prompt",
+    ];
+    KNOWN.iter().copied().find(|k| *k == code)
 }
 
 /// A readable message from a body that is not in the expected error format.
