@@ -2,7 +2,7 @@
 
 use crate::state::AppState;
 use crate::{logger, server};
-use bitrouter_config::{Config, ConfigSource, ProviderOrigin};
+use bitrouter_config::{Config, ConfigSource, ProviderOrigin, RoutingTable};
 use std::path::Path;
 
 pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
@@ -17,7 +17,6 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
         config.server.listen = listen;
     }
     logger::init(&config.server.log_level);
-    announce(&config);
     let listen = match server::resolve_listen(&config.server.listen) {
         Ok(a) => a,
         Err(e) => {
@@ -37,6 +36,7 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
             return 2;
         }
     };
+    announce(&state.config, &state.table);
     match server::run(state, listen) {
         Ok(()) => 0,
         Err(e) => {
@@ -48,7 +48,7 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
 
 /// The start-up summary: where the config came from, each provider and how it was found, the
 /// routable model count. Never a key value.
-fn announce(config: &Config) {
+fn announce(config: &Config, table: &RoutingTable) {
     match &config.source {
         ConfigSource::File(p) => log::info!("config: {}", p.display()),
         ConfigSource::ZeroConfig => {
@@ -86,7 +86,6 @@ fn announce(config: &Config) {
             if p.api_key.is_some() { "set" } else { "none" }
         );
     }
-    let table = bitrouter_config::RoutingTable::new(config);
     log::info!(
         "{} provider(s), {} virtual model(s), {} routable model(s)",
         config.providers.len(),
