@@ -6,6 +6,7 @@
 //! [`EnvSource`] so tests pass a map, and files are read only by [`load`].
 
 pub mod env;
+pub mod policy;
 pub mod registry;
 pub mod routing;
 pub mod schema;
@@ -20,6 +21,10 @@ mod resolved;
 mod spans;
 
 pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
+pub use policy::{
+    Account, AccountStrategy, HealthCheck, HealthCheckKind, HealthPolicy, Preset, RetryPolicy,
+    SortBy, Timeouts, Variant,
+};
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;
 pub use resolved::*;

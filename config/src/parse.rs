@@ -7,7 +7,10 @@
 //! entry are all reported.
 
 use crate::env::{self, ExpandError};
-use crate::schema::{ConfigFile, ProviderSection, ServerSection, VirtualModelSection, SECTIONS};
+use crate::schema::{
+    ConfigFile, PresetSection, ProviderSection, ServerSection, UpstreamSection, VariantSection,
+    VirtualModelSection, SECTIONS,
+};
 use crate::spans::{DisplayPath, Pos, Seg};
 use crate::validate::Diagnostics;
 use crate::EnvSource;
@@ -23,6 +26,9 @@ pub(crate) struct Parsed {
     /// Providers whose entry had problems (already reported): references to them from virtual
     /// models are not reported again, and auto-detection does not replace them.
     pub broken_providers: HashSet<String>,
+    /// Presets whose entry had problems (already reported): references to them are not
+    /// reported again.
+    pub broken_presets: HashSet<String>,
     pub warnings: Vec<String>,
 }
 
@@ -69,6 +75,11 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
                     parsed.file.server = server;
                 }
             }
+            "upstream" => {
+                if let Some(upstream) = decode::<UpstreamSection>(value, &path, env, diag) {
+                    parsed.file.upstream = upstream;
+                }
+            }
             "providers" => {
                 for (id, entry) in entries(value, &path, "provider id", diag) {
                     let entry_path = [path.clone(), vec![Seg::Key(id.clone())]].concat();
@@ -89,6 +100,27 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
                         decode::<VirtualModelSection>(entry, &entry_path, env, diag)
                     {
                         parsed.file.models.insert(name, model);
+                    }
+                }
+            }
+            "presets" => {
+                for (name, entry) in entries(value, &path, "preset name", diag) {
+                    let entry_path = [path.clone(), vec![Seg::Key(name.clone())]].concat();
+                    match decode::<PresetSection>(entry, &entry_path, env, diag) {
+                        Some(preset) => {
+                            parsed.file.presets.insert(name, preset);
+                        }
+                        None => {
+                            parsed.broken_presets.insert(name);
+                        }
+                    }
+                }
+            }
+            "variants" => {
+                for (name, entry) in entries(value, &path, "variant name", diag) {
+                    let entry_path = [path.clone(), vec![Seg::Key(name.clone())]].concat();
+                    if let Some(variant) = decode::<VariantSection>(entry, &entry_path, env, diag) {
+                        parsed.file.variants.insert(name, variant);
                     }
                 }
             }
@@ -114,8 +146,6 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
 
 fn not_implemented_slot<'a>(file: &'a mut ConfigFile, name: &str) -> Option<&'a mut Option<Value>> {
     Some(match name {
-        "presets" => &mut file.presets,
-        "variants" => &mut file.variants,
         "mcp" => &mut file.mcp,
         "mcp_servers" => &mut file.mcp_servers,
         "agents" => &mut file.agents,
@@ -361,7 +391,8 @@ fn missing_field(message: &str) -> Option<&str> {
 fn polish(message: &str) -> String {
     let mut out = message
         .replace("expected a nonzero usize", "expected a positive integer")
-        .replace("invalid type: unit value", "invalid type: null");
+        .replace("invalid type: unit value", "invalid type: null")
+        .replace("expected f64", "expected a number");
     for int in ["usize", "u64", "u32", "u16"] {
         out = out.replace(
             &format!("expected {int}"),
@@ -392,6 +423,12 @@ pub(crate) fn describe(path: &[Seg]) -> String {
         }
         [Seg::Key(s), Seg::Key(name), rest @ ..] if s == "models" => {
             rest_of(rest, format!("virtual model `{name}`"))
+        }
+        [Seg::Key(s), Seg::Key(name), rest @ ..] if s == "presets" => {
+            rest_of(rest, format!("preset `{name}`"))
+        }
+        [Seg::Key(s), Seg::Key(name), rest @ ..] if s == "variants" => {
+            rest_of(rest, format!("variant `{name}`"))
         }
         _ => format!("`{}`", DisplayPath(path)),
     }

@@ -4,18 +4,25 @@
 
 use crate::parse::{backticked, describe, Parsed};
 use crate::registry::{self, RegistryEntry};
-use crate::schema::{ApiProtocol, ProtocolRule, ProviderSection, ServerSection, StrategyName};
+use crate::schema::{
+    AccountSection, AccountStrategyName, ApiProtocol, ConfigFile, HealthCheckKindName,
+    HealthCheckSection, HealthSection, PresetSection, ProtocolRule, ProviderSection, RetryOn,
+    ServerSection, SortName, StrategyName, TimeoutsSection, UpstreamSection,
+};
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
 use crate::{
-    detect, glob, AuthStyle, Config, ConfigSource, Endpoint, EnvSource, Origin, Protocol,
-    ProtocolRules, Provider, ProviderOrigin, Secret, ServerConfig, Strategy, VirtualModel,
+    detect, glob, Account, AccountStrategy, AuthStyle, Config, ConfigSource, Endpoint, EnvSource,
+    HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol, ProtocolRules, Provider,
+    ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy, Timeouts, UpstreamConfig,
+    Variant, VirtualModel,
 };
 use indexmap::IndexMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Logged when nothing is routable, with the quickest fix.
 pub(crate) const NO_PROVIDERS_WARNING: &str = "no providers are configured or detected: set a provider key such as OPENAI_API_KEY or ANTHROPIC_API_KEY, or add `providers:` to bitrouter.yaml";
@@ -40,9 +47,11 @@ pub(crate) fn resolve(
     let Parsed {
         file,
         broken_providers,
+        broken_presets,
         mut warnings,
     } = parsed;
     let server = server(&file.server, env, base_dir, diag, &mut warnings);
+    let upstream = upstream(&file.upstream, diag);
 
     let mut providers = Vec::new();
     for (id, section) in &file.providers {
@@ -54,7 +63,7 @@ pub(crate) fn resolve(
             warnings: &mut warnings,
             ok: true,
         };
-        if let Some(p) = configured_provider(&mut ctx, section, env, base_dir) {
+        if let Some(p) = configured_provider(&mut ctx, section, env, base_dir, &upstream.timeouts) {
             providers.push(Arc::new(p));
         }
     }
@@ -64,14 +73,32 @@ pub(crate) fn resolve(
         .chain(broken_providers.iter())
         .cloned()
         .collect();
-    providers.extend(detect::detect(env, &configured, &mut warnings));
+    providers.extend(
+        detect::detect(env, &configured, &mut warnings)
+            .into_iter()
+            .map(|mut p| {
+                Arc::make_mut(&mut p).timeouts = upstream.timeouts;
+                p
+            }),
+    );
 
     let known: HashSet<&str> = configured
         .iter()
         .map(String::as_str)
         .chain(providers.iter().map(|p| p.id.as_str()))
         .collect();
-    let models = virtual_models(&file, &known, diag, &mut warnings);
+    // Names a reference may use: broken presets count, so they do not cascade.
+    let mut broken_presets: Vec<&str> = broken_presets.iter().map(String::as_str).collect();
+    broken_presets.sort_unstable();
+    let preset_names: Vec<&str> = file
+        .presets
+        .keys()
+        .map(String::as_str)
+        .chain(broken_presets)
+        .collect();
+    let presets = presets(&file, diag);
+    let variants = variants(&file, &known, &preset_names, diag);
+    let models = virtual_models(&file, &known, &preset_names, &upstream.retry, diag);
 
     if providers.is_empty() && !diag.has_problems() {
         warnings.push(NO_PROVIDERS_WARNING.to_string());
@@ -82,7 +109,114 @@ pub(crate) fn resolve(
         models,
         source,
         warnings,
+        upstream,
+        presets,
+        variants,
     }
+}
+
+/// The `upstream:` section over the defaults.
+fn upstream(s: &UpstreamSection, diag: &mut Diagnostics) -> UpstreamConfig {
+    let path = [Seg::key("upstream"), Seg::key("timeouts")];
+    let timeouts = s
+        .timeouts
+        .as_ref()
+        .and_then(|t| overlay_timeouts(diag, &path, Timeouts::default(), t))
+        .unwrap_or_default();
+    UpstreamConfig {
+        timeouts,
+        health: s
+            .health
+            .as_ref()
+            .map(|h| health(diag, h))
+            .unwrap_or_default(),
+        retry: RetryPolicy::default(),
+    }
+}
+
+fn health(diag: &mut Diagnostics, s: &HealthSection) -> HealthPolicy {
+    let at = |key: &str| [Seg::key("upstream"), Seg::key("health"), Seg::key(key)];
+    let mut h = HealthPolicy::default();
+    match s.failure_threshold {
+        Some(0) => diag.at_value(
+            &at("failure_threshold"),
+            "`upstream.health.failure_threshold` must be at least 1",
+        ),
+        Some(n) => h.failure_threshold = n,
+        None => {}
+    }
+    let mut secs = |key: &str, value: Option<f64>, slot: &mut Duration| {
+        if let Some(d) = value.and_then(|v| seconds(diag, &at(key), v, false)) {
+            *slot = d;
+        }
+    };
+    secs("eject_secs", s.eject_secs, &mut h.eject);
+    secs("max_eject_secs", s.max_eject_secs, &mut h.max_eject);
+    secs(
+        "max_cooldown_secs",
+        s.max_cooldown_secs,
+        &mut h.max_cooldown,
+    );
+    if h.max_eject < h.eject {
+        if s.max_eject_secs.is_some() {
+            diag.at_value(
+                &at("max_eject_secs"),
+                format!(
+                    "`upstream.health.max_eject_secs` ({}) is shorter than `eject_secs` ({})",
+                    h.max_eject.as_secs_f64(),
+                    h.eject.as_secs_f64()
+                ),
+            );
+        } else {
+            h.max_eject = h.eject;
+        }
+    }
+    h
+}
+
+/// `value` seconds as a duration, or a problem at `path` when it is negative, not finite, too
+/// large, or (with `positive`) zero.
+fn seconds(diag: &mut Diagnostics, path: &[Seg], value: f64, positive: bool) -> Option<Duration> {
+    duration(value, positive)
+        .map_err(|want| diag.at_value(path, format!("{} {want}", describe(path))))
+        .ok()
+}
+
+/// `value` seconds as a duration, or the end of a message saying what was expected.
+fn duration(value: f64, positive: bool) -> Result<Duration, String> {
+    let fits = value.is_finite() && value >= 0.0 && !(positive && value == 0.0);
+    fits.then(|| Duration::try_from_secs_f64(value).ok())
+        .flatten()
+        .ok_or_else(|| {
+            let want = if positive { "positive" } else { "non-negative" };
+            format!("must be a {want} number of seconds, found {value}")
+        })
+}
+
+/// `base` with every timeout `s` sets replacing it; `None` when one is invalid (reported).
+fn overlay_timeouts(
+    diag: &mut Diagnostics,
+    path: &[Seg],
+    base: Timeouts,
+    s: &TimeoutsSection,
+) -> Option<Timeouts> {
+    let mut ok = true;
+    let mut get = |key: &str, value: Option<f64>| -> Option<Duration> {
+        let at = [path, &[Seg::key(key)]].concat();
+        let d = seconds(diag, &at, value?, false);
+        ok &= d.is_some();
+        d
+    };
+    let t = Timeouts {
+        connect: get("connect_secs", s.connect_secs).unwrap_or(base.connect),
+        read: get("read_secs", s.read_secs).unwrap_or(base.read),
+        write: get("write_secs", s.write_secs).unwrap_or(base.write),
+        pool_idle: get("pool_idle_secs", s.pool_idle_secs).unwrap_or(base.pool_idle),
+        tcp_keepalive: get("tcp_keepalive_secs", s.tcp_keepalive_secs).or(base.tcp_keepalive),
+        total: get("total_secs", s.total_secs).or(base.total),
+        first_byte: get("first_byte_secs", s.first_byte_secs).or(base.first_byte),
+    };
+    ok.then_some(t)
 }
 
 fn server(
@@ -185,6 +319,7 @@ fn configured_provider(
     s: &ProviderSection,
     env: &dyn EnvSource,
     base_dir: Option<&Path>,
+    upstream_timeouts: &Timeouts,
 ) -> Option<Provider> {
     let id = cx.id;
     if let Err(why) = check_provider_id(id) {
@@ -223,24 +358,23 @@ fn configured_provider(
         }
     };
 
-    let api_key = match &s.api_key {
-        Some(key) => Some(key.clone()).filter(|k| !k.is_empty()),
-        None => key_vars(id, entry)
-            .iter()
-            .find_map(|var| non_empty(env, var)),
-    };
-    if api_key
-        .as_deref()
-        .is_some_and(|k| k.chars().any(char::is_control))
-    {
-        let message = format!(
-            "the API key of provider `{id}` contains a control character (a trailing line break?)"
+    if s.api_key.is_some() && s.accounts.is_some() {
+        cx.problem_at_key(
+            &[Seg::key("api_key")],
+            format!(
+                "provider `{id}` has both `api_key` and `accounts`: put every key under `accounts` (a provider has one or the other)"
+            ),
         );
-        match s.api_key {
-            Some(_) => cx.problem_at_value(&[Seg::key("api_key")], message),
-            None => cx.problem_at_key(&[], message),
-        }
     }
+    let accounts = match &s.accounts {
+        Some(list) => accounts(cx, list),
+        None => vec![(
+            "default".to_string(),
+            single_key(cx, s, env, entry),
+            None::<usize>,
+        )],
+    };
+    let has_key = accounts.iter().any(|(_, key, _)| key.is_some());
 
     let default_protocols = match (entry, &base) {
         (Some(e), _) => e.protocols.to_vec(),
@@ -260,7 +394,7 @@ fn configured_provider(
         (None, None, Some(e)) => e.auth,
         _ => preferred.default_auth(),
     };
-    if auth == AuthStyle::None && api_key.is_some() {
+    if auth == AuthStyle::None && has_key {
         if s.auth.is_some() {
             cx.warnings.push(format!(
                 "provider `{id}` has an API key but `auth: none`: the key is not sent"
@@ -269,14 +403,44 @@ fn configured_provider(
             auth = preferred.default_auth();
         }
     }
-    if api_key.is_none() && auth != AuthStyle::None {
-        if let Some(e) = entry.filter(|e| e.auth != AuthStyle::None) {
-            cx.warnings.push(format!(
-                "provider `{id}` has no API key: set {} or `api_key`",
-                e.env_keys.join(" or ")
-            ));
+    if auth != AuthStyle::None {
+        for (label, key, index) in &accounts {
+            match (key, index) {
+                (Some(_), _) => {}
+                (None, Some(i)) => cx.problem_at_key(
+                    &[Seg::key("accounts"), Seg::Index(*i)],
+                    format!(
+                        "account `{label}` of provider `{id}` has no `api_key` (set `auth: none` for a server that takes none)"
+                    ),
+                ),
+                (None, None) => {
+                    if let Some(e) = entry.filter(|e| e.auth != AuthStyle::None) {
+                        cx.warnings.push(format!(
+                            "provider `{id}` has no API key: set {} or `api_key`",
+                            e.env_keys.join(" or ")
+                        ));
+                    }
+                }
+            }
         }
     }
+    let account_strategy = match s.account_strategy {
+        Some(AccountStrategyName::Failover) => AccountStrategy::Failover,
+        Some(AccountStrategyName::Balance) | None => AccountStrategy::Balance,
+    };
+    let timeouts = match &s.timeouts {
+        Some(t) => {
+            let path = cx.sub(&[Seg::key("timeouts")]);
+            let resolved = overlay_timeouts(cx.diag, &path, *upstream_timeouts, t);
+            cx.ok &= resolved.is_some();
+            resolved.unwrap_or(*upstream_timeouts)
+        }
+        None => *upstream_timeouts,
+    };
+    let health_check = s.health_check.as_ref().map(|hc| {
+        let base_path = base.as_ref().map_or("", |b| b.base_path.as_str());
+        health_check(cx, hc, base_path)
+    });
 
     let listed = listed_models(cx, s);
     let (models, model_patterns) = match (listed.is_empty(), entry) {
@@ -310,7 +474,16 @@ fn configured_provider(
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
-        api_key: api_key.map(Secret::new),
+        accounts: accounts
+            .into_iter()
+            .map(|(label, key, _)| Account {
+                label,
+                api_key: key.map(Secret::new),
+            })
+            .collect(),
+        account_strategy,
+        timeouts,
+        health_check,
         protocols,
         auth,
         models,
@@ -319,6 +492,132 @@ fn configured_provider(
         headers,
         source: ProviderOrigin::Config,
     })
+}
+
+/// The key of a provider without `accounts`: `api_key`, else the environment. An empty key is
+/// no key.
+fn single_key(
+    cx: &mut Ctx<'_>,
+    s: &ProviderSection,
+    env: &dyn EnvSource,
+    entry: Option<&RegistryEntry>,
+) -> Option<String> {
+    let id = cx.id;
+    let api_key = match &s.api_key {
+        Some(key) => Some(key.clone()).filter(|k| !k.is_empty()),
+        None => key_vars(id, entry)
+            .iter()
+            .find_map(|var| non_empty(env, var)),
+    };
+    if api_key
+        .as_deref()
+        .is_some_and(|k| k.chars().any(char::is_control))
+    {
+        let message = format!(
+            "the API key of provider `{id}` contains a control character (a trailing line break?)"
+        );
+        match s.api_key {
+            Some(_) => cx.problem_at_value(&[Seg::key("api_key")], message),
+            None => cx.problem_at_key(&[], message),
+        }
+    }
+    api_key
+}
+
+/// `accounts`: (label, key, index) of each, labels unique and non-empty.
+fn accounts(
+    cx: &mut Ctx<'_>,
+    list: &[AccountSection],
+) -> Vec<(String, Option<String>, Option<usize>)> {
+    let id = cx.id;
+    if list.is_empty() {
+        cx.problem_at_key(
+            &[Seg::key("accounts")],
+            format!(
+                "`accounts` of provider `{id}` is empty: list at least one `{{label, api_key}}`, or remove it"
+            ),
+        );
+    }
+    let mut out: Vec<(String, Option<String>, Option<usize>)> = Vec::with_capacity(list.len());
+    for (i, account) in list.iter().enumerate() {
+        let at = |key: &str| [Seg::key("accounts"), Seg::Index(i), Seg::key(key)];
+        let label = &account.label;
+        if label.trim().is_empty() {
+            cx.problem_at_value(
+                &at("label"),
+                format!("account {} of provider `{id}` has an empty `label`", i + 1),
+            );
+        } else if label.chars().any(char::is_control) {
+            cx.problem_at_value(
+                &at("label"),
+                format!(
+                    "account label `{}` of provider `{id}` contains a control character",
+                    label.escape_debug()
+                ),
+            );
+        } else if out.iter().any(|(l, _, _)| l == label) {
+            cx.problem_at_value(
+                &at("label"),
+                format!(
+                    "duplicate account label `{label}` in provider `{id}`: labels must be unique"
+                ),
+            );
+        }
+        let key = account.api_key.clone().filter(|k| !k.is_empty());
+        if key
+            .as_deref()
+            .is_some_and(|k| k.chars().any(char::is_control))
+        {
+            cx.problem_at_value(
+                &at("api_key"),
+                format!(
+                    "the API key of account `{label}` of provider `{id}` contains a control character (a trailing line break?)"
+                ),
+            );
+        }
+        out.push((label.clone(), key, Some(i)));
+    }
+    out
+}
+
+fn health_check(cx: &mut Ctx<'_>, s: &HealthCheckSection, base_path: &str) -> HealthCheck {
+    let id = cx.id;
+    let at = |key: &str| [Seg::key("health_check"), Seg::key(key)];
+    let path = match &s.path {
+        Some(path) => {
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                cx.problem_at_value(
+                    &at("path"),
+                    format!(
+                        "`health_check.path` of provider `{id}` must be an absolute path such as `/v1/models`, found `{}`",
+                        path.escape_debug()
+                    ),
+                );
+            }
+            path.clone()
+        }
+        None => format!("{base_path}/models"),
+    };
+    let mut secs = |key: &str, value: Option<f64>, default: u64| {
+        let Some(value) = value else {
+            return Duration::from_secs(default);
+        };
+        let full = cx.sub(&at(key));
+        let d = seconds(cx.diag, &full, value, true);
+        cx.ok &= d.is_some();
+        d.unwrap_or(Duration::from_secs(default))
+    };
+    let interval = secs("interval_secs", s.interval_secs, 10);
+    let timeout = secs("timeout_secs", s.timeout_secs, 2);
+    HealthCheck {
+        kind: match s.kind {
+            Some(HealthCheckKindName::Tcp) => HealthCheckKind::Tcp,
+            Some(HealthCheckKindName::Http) | None => HealthCheckKind::Http,
+        },
+        path,
+        interval,
+        timeout,
+    }
 }
 
 /// Variables holding a provider's key, most specific first.
@@ -562,7 +861,13 @@ pub(crate) fn builtin_provider(
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
-        api_key: api_key.map(Secret::new),
+        accounts: vec![crate::Account {
+            label: "default".to_string(),
+            api_key: api_key.map(Secret::new),
+        }],
+        account_strategy: crate::AccountStrategy::default(),
+        timeouts: crate::Timeouts::default(),
+        health_check: None,
         protocols: ProtocolRules {
             rules: vec![("*".to_string(), entry.protocols.to_vec())],
         },
@@ -592,7 +897,13 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
-        api_key: Some(Secret::new(api_key)),
+        accounts: vec![crate::Account {
+            label: "default".to_string(),
+            api_key: Some(Secret::new(api_key)),
+        }],
+        account_strategy: crate::AccountStrategy::default(),
+        timeouts: crate::Timeouts::default(),
+        health_check: None,
         protocols,
         auth: protocol.default_auth(),
         models: Vec::new(),
@@ -604,10 +915,11 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
 }
 
 fn virtual_models(
-    file: &crate::schema::ConfigFile,
+    file: &ConfigFile,
     known: &HashSet<&str>,
+    presets: &[&str],
+    default_retry: &RetryPolicy,
     diag: &mut Diagnostics,
-    warnings: &mut Vec<String>,
 ) -> IndexMap<String, VirtualModel> {
     let mut out = IndexMap::new();
     for (name, vm) in &file.models {
@@ -645,12 +957,6 @@ fn virtual_models(
                 format!("virtual model `{name}` has the same name as provider `{name}`; rename one of them"),
             );
         }
-        if vm.strategy != StrategyName::Priority {
-            warnings.push(format!(
-                "virtual model `{name}`: strategy `{}` is not implemented yet; endpoints are tried in declared (priority) order",
-                vm.strategy.as_str()
-            ));
-        }
         if vm.endpoints.is_empty() {
             problem(
                 diag,
@@ -659,6 +965,7 @@ fn virtual_models(
                 format!("virtual model `{name}` has no endpoints: list at least one `{{provider, service_id}}`"),
             );
         }
+        let owner = format!("virtual model `{name}`");
         for (i, ep) in vm.endpoints.iter().enumerate() {
             let at = |key: &str| [Seg::key("endpoints"), Seg::Index(i), Seg::key(key)];
             if !known.contains(ep.provider.as_str()) {
@@ -666,7 +973,7 @@ fn virtual_models(
                     diag,
                     &at("provider"),
                     true,
-                    unknown_provider(&ep.provider, name, known),
+                    unknown_provider(&ep.provider, &owner, known),
                 );
             }
             if ep.service_id.trim().is_empty() {
@@ -680,19 +987,134 @@ fn virtual_models(
                     ),
                 );
             }
+            if ep.weight == Some(0) {
+                problem(
+                    diag,
+                    &at("weight"),
+                    true,
+                    format!(
+                        "the `weight` of endpoint {} of virtual model `{name}` must be at least 1",
+                        i + 1
+                    ),
+                );
+            }
+            if let Some(price) = ep.price.filter(|p| !(p.is_finite() && *p >= 0.0)) {
+                problem(
+                    diag,
+                    &at("price"),
+                    true,
+                    format!(
+                        "the `price` of endpoint {} of virtual model `{name}` must be a non-negative number, found {price}",
+                        i + 1
+                    ),
+                );
+            }
         }
+
+        let mut retry = default_retry.clone();
+        if let Some(list) = &vm.retry_on {
+            retry.on_connect = false;
+            retry.on_timeout = false;
+            retry.statuses.clear();
+            for (i, entry) in list.iter().enumerate() {
+                let at = [Seg::key("retry_on"), Seg::Index(i)];
+                let status = match entry {
+                    RetryOn::Name(n) if n == "connect" => {
+                        retry.on_connect = true;
+                        continue;
+                    }
+                    RetryOn::Name(n) if n == "timeout" => {
+                        retry.on_timeout = true;
+                        continue;
+                    }
+                    RetryOn::Name(n) => match n.parse::<i64>() {
+                        Ok(status) => status,
+                        Err(_) => {
+                            problem(
+                                diag,
+                                &at,
+                                true,
+                                format!(
+                                    "unknown `retry_on` entry `{n}` in virtual model `{name}`, expected `connect`, `timeout` or an HTTP status from 400 to 599"
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                    RetryOn::Status(status) => *status,
+                };
+                match u16::try_from(status) {
+                    Ok(s) if (400..=599).contains(&s) => {
+                        if !retry.statuses.contains(&s) {
+                            retry.statuses.push(s);
+                        }
+                    }
+                    _ => problem(
+                        diag,
+                        &at,
+                        true,
+                        format!(
+                            "`retry_on` status {status} in virtual model `{name}` is not an error status: expected 400 to 599"
+                        ),
+                    ),
+                }
+            }
+        }
+        match vm.max_attempts {
+            Some(0) => problem(
+                diag,
+                &[Seg::key("max_attempts")],
+                true,
+                format!("`max_attempts` of virtual model `{name}` must be at least 1"),
+            ),
+            Some(n) => retry.max_attempts = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => {}
+        }
+        if let Some(value) = vm.deadline_secs {
+            // The key as written: `deadline_secs` or its alias `deadline`.
+            let alias = [&path[..], &[Seg::key("deadline")]].concat();
+            let key = if diag.spans().contains(&alias) {
+                "deadline"
+            } else {
+                "deadline_secs"
+            };
+            match duration(value, true) {
+                Ok(d) => retry.deadline = Some(d),
+                Err(want) => problem(
+                    diag,
+                    &[Seg::key(key)],
+                    true,
+                    format!("`{key}` of virtual model `{name}` {want}"),
+                ),
+            }
+        }
+        if let Some(preset) = &vm.preset {
+            if !presets.contains(&preset.as_str()) {
+                problem(
+                    diag,
+                    &[Seg::key("preset")],
+                    true,
+                    unknown_preset(preset, &owner, presets),
+                );
+            }
+        }
+
         if ok {
             out.insert(
                 name.clone(),
                 VirtualModel {
                     name: name.clone(),
-                    strategy: Strategy::Priority,
+                    strategy: strategy(vm.strategy),
+                    retry,
+                    preset: vm.preset.clone(),
                     endpoints: vm
                         .endpoints
                         .iter()
                         .map(|ep| Endpoint {
                             provider: ep.provider.clone(),
                             service_id: ep.service_id.clone(),
+                            weight: ep.weight.unwrap_or(1),
+                            price: ep.price,
                         })
                         .collect(),
                 },
@@ -702,8 +1124,138 @@ fn virtual_models(
     out
 }
 
-fn unknown_provider(provider: &str, model: &str, known: &HashSet<&str>) -> String {
-    let head = format!("unknown provider `{provider}` in virtual model `{model}`");
+fn strategy(name: StrategyName) -> Strategy {
+    match name {
+        StrategyName::Priority => Strategy::Priority,
+        StrategyName::RoundRobin => Strategy::RoundRobin,
+        StrategyName::Weighted => Strategy::Weighted,
+        StrategyName::LeastLatency => Strategy::LeastLatency,
+    }
+}
+
+/// A preset or variant name must survive `model:variant@preset` parsing.
+fn check_suffix_name(diag: &mut Diagnostics, path: &[Seg], name: &str, what: &str) -> bool {
+    let why = if name.trim().is_empty() {
+        "it is empty".to_string()
+    } else if let Some(c) = name.chars().find(|c| matches!(c, ':' | '@' | '/')) {
+        format!("it contains `{c}`, which would make `model:variant@preset` ambiguous")
+    } else if name.trim() != name {
+        "it has leading or trailing spaces".to_string()
+    } else {
+        return true;
+    };
+    diag.at_key(path, format!("invalid {what} name `{name}`: {why}"));
+    false
+}
+
+fn presets(file: &ConfigFile, diag: &mut Diagnostics) -> IndexMap<String, Arc<Preset>> {
+    let mut out = IndexMap::new();
+    for (name, section) in &file.presets {
+        let path = [Seg::key("presets"), Seg::key(name)];
+        let name_ok = check_suffix_name(diag, &path, name, "preset");
+        if let (true, Some(p)) = (name_ok, preset(diag, &path, section)) {
+            out.insert(name.clone(), Arc::new(p));
+        }
+    }
+    out
+}
+
+/// A preset (or a variant's `params`) at `path`; `None` when a value is out of range
+/// (reported).
+fn preset(diag: &mut Diagnostics, path: &[Seg], s: &PresetSection) -> Option<Preset> {
+    let mut ok = true;
+    for (key, value) in [("temperature", s.temperature), ("top_p", s.top_p)] {
+        if let Some(v) = value.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            let at = [path, &[Seg::key(key)]].concat();
+            diag.at_value(
+                &at,
+                format!("{} must be a non-negative number, found {v}", describe(&at)),
+            );
+            ok = false;
+        }
+    }
+    if s.max_tokens == Some(0) {
+        let at = [path, &[Seg::key("max_tokens")]].concat();
+        diag.at_value(&at, format!("{} must be at least 1", describe(&at)));
+        ok = false;
+    }
+    ok.then(|| Preset {
+        temperature: s.temperature,
+        top_p: s.top_p,
+        max_tokens: s.max_tokens,
+        system_prompt_prefix: s.system_prompt_prefix.clone(),
+        reasoning_effort: s.reasoning_effort.clone(),
+    })
+}
+
+fn variants(
+    file: &ConfigFile,
+    known: &HashSet<&str>,
+    presets: &[&str],
+    diag: &mut Diagnostics,
+) -> IndexMap<String, Arc<Variant>> {
+    let mut out = IndexMap::new();
+    for (name, v) in &file.variants {
+        let path = [Seg::key("variants"), Seg::key(name)];
+        let at = |rest: &[Seg]| [&path[..], rest].concat();
+        let mut ok = check_suffix_name(diag, &path, name, "variant");
+        let owner = format!("variant `{name}`");
+        let mut providers: Vec<String> = Vec::new();
+        for (i, provider) in v.providers.iter().flatten().enumerate() {
+            if !known.contains(provider.as_str()) {
+                diag.at_value(
+                    &at(&[Seg::key("providers"), Seg::Index(i)]),
+                    unknown_provider(provider, &owner, known),
+                );
+                ok = false;
+            } else if !providers.contains(provider) {
+                providers.push(provider.clone());
+            }
+        }
+        if let Some(preset) = &v.preset {
+            if !presets.contains(&preset.as_str()) {
+                diag.at_value(
+                    &at(&[Seg::key("preset")]),
+                    unknown_preset(preset, &owner, presets),
+                );
+                ok = false;
+            }
+        }
+        let params = match &v.params {
+            Some(p) => preset(diag, &at(&[Seg::key("params")]), p),
+            None => Some(Preset::default()),
+        };
+        if let (true, Some(params)) = (ok, params) {
+            out.insert(
+                name.clone(),
+                Arc::new(Variant {
+                    name: name.clone(),
+                    providers,
+                    sort: v.sort.map(|s| match s {
+                        SortName::Price => SortBy::Price,
+                        SortName::Latency => SortBy::Latency,
+                    }),
+                    preset: v.preset.clone(),
+                    params,
+                }),
+            );
+        }
+    }
+    out
+}
+
+fn unknown_preset(preset: &str, owner: &str, presets: &[&str]) -> String {
+    let head = format!("unknown preset `{preset}` in {owner}");
+    if presets.is_empty() {
+        format!("{head}: no presets are defined (add it under `presets:`)")
+    } else {
+        format!("{head}, expected one of {}", backticked(presets))
+    }
+}
+
+/// `owner` is what refers to the provider: ``virtual model `smart` ``, ``variant `fast` ``.
+fn unknown_provider(provider: &str, owner: &str, known: &HashSet<&str>) -> String {
+    let head = format!("unknown provider `{provider}` in {owner}");
     if let Some(entry) = registry::find(provider) {
         let how = if entry.auth == AuthStyle::None {
             registry::api_base_var(provider)

@@ -1,6 +1,9 @@
 //! The resolved configuration the proxy runs on: `${VAR}`s substituted, registry defaults
 //! inherited, auto-detected providers appended, every URL parsed. Built by [`load`] / [`zero_config`].
 
+use crate::policy::{
+    Account, AccountStrategy, HealthCheck, HealthPolicy, Preset, RetryPolicy, Timeouts, Variant,
+};
 use crate::{AuthStyle, ConfigError, EnvSource, Protocol};
 use indexmap::IndexMap;
 use std::fmt;
@@ -51,6 +54,12 @@ pub struct Config {
     pub providers: Vec<Arc<Provider>>,
     /// Virtual models (`models:` section), in file order.
     pub models: IndexMap<String, VirtualModel>,
+    /// `upstream:`: default timeouts, passive health policy, retry policy of direct routes.
+    pub upstream: UpstreamConfig,
+    /// `presets:` by name.
+    pub presets: IndexMap<String, Arc<Preset>>,
+    /// `variants:` by suffix.
+    pub variants: IndexMap<String, Arc<Variant>>,
     pub source: ConfigSource,
     /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
     pub warnings: Vec<String>,
@@ -92,6 +101,18 @@ impl Default for ServerConfig {
     }
 }
 
+/// The `upstream:` section with defaults applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamConfig {
+    /// Default timeouts (each provider's `timeouts:` overrides field by field; the result is in
+    /// [`Provider::timeouts`]).
+    pub timeouts: Timeouts,
+    pub health: HealthPolicy,
+    /// Retry policy of requests that do not name a virtual model (and the default of those
+    /// that do).
+    pub retry: RetryPolicy,
+}
+
 /// Default listen address: loopback only, the documented port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4356";
 /// Default `server.max_body_bytes`: 32 MiB.
@@ -131,7 +152,13 @@ pub struct Provider {
     pub origin: Origin,
     /// The path part of `api_base` without trailing slash (`""`, `/v1`, `/api/v1`, ...).
     pub base_path: String,
-    pub api_key: Option<Secret>,
+    /// The credentials, in declared order (never empty: a provider without a key has one
+    /// account with `api_key: None`).
+    pub accounts: Vec<Account>,
+    pub account_strategy: AccountStrategy,
+    /// `upstream.timeouts` overlaid with this provider's `timeouts:`.
+    pub timeouts: Timeouts,
+    pub health_check: Option<HealthCheck>,
     pub protocols: ProtocolRules,
     pub auth: AuthStyle,
     /// Model ids the provider lists (config `models:` or the registry's defaults).
@@ -153,7 +180,10 @@ impl fmt::Debug for Provider {
             .field("api_base", &self.api_base)
             .field("origin", &self.origin)
             .field("base_path", &self.base_path)
-            .field("api_key", &self.api_key)
+            .field("accounts", &self.accounts)
+            .field("account_strategy", &self.account_strategy)
+            .field("timeouts", &self.timeouts)
+            .field("health_check", &self.health_check)
             .field("protocols", &self.protocols)
             .field("auth", &self.auth)
             .field("models", &self.models)
@@ -166,6 +196,11 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
+    /// The first account's key (what a single-key provider sends).
+    pub fn api_key(&self) -> Option<&Secret> {
+        self.accounts.first().and_then(|a| a.api_key.as_ref())
+    }
+
     /// The outbound protocol for `service_id` (first matching `api_protocol` rule's head).
     pub fn protocol_for(&self, service_id: &str) -> Protocol {
         crate::routing::protocol_for(self, service_id)
@@ -192,21 +227,49 @@ pub struct VirtualModel {
     pub name: String,
     pub strategy: Strategy,
     pub endpoints: Vec<Endpoint>,
+    /// `retry_on` / `max_attempts` / `deadline_secs` over `upstream`'s defaults.
+    pub retry: RetryPolicy,
+    /// A preset applied to every request for this model.
+    pub preset: Option<String>,
 }
 
 /// One `endpoints:` entry of a virtual model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub provider: String,
     pub service_id: String,
+    /// Share for the `weighted` strategy (default 1).
+    pub weight: u32,
+    /// Relative cost, for a variant's `sort: price`.
+    pub price: Option<f64>,
 }
 
-/// How a virtual model picks among its endpoints.
+/// How a virtual model picks among its endpoints. Whatever the strategy, the endpoints after the
+/// chosen one remain the failover chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// Ordered failover: the first endpoint, then the next on failure.
     #[default]
     Priority,
+    /// Each request starts one endpoint further along.
+    RoundRobin,
+    /// Starts spread in proportion to `weight` (smooth weighted round-robin).
+    Weighted,
+    /// The endpoint with the lowest observed time to first byte first, with a little
+    /// exploration so a recovered endpoint gets measured again.
+    LeastLatency,
+}
+
+impl Strategy {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Weighted => "weighted",
+            Strategy::LeastLatency => "least_latency",
+        }
+    }
 }
 
 /// Finds the config file: `explicit`, else `./bitrouter.yaml` in `cwd`, else

@@ -1,8 +1,10 @@
 //! The routing table: a request's `model` string -> ordered upstream targets. Pure and
 //! unit-tested; built once per config load and shared by every request.
 
-use crate::{glob, Config, Protocol, Provider, Strategy};
-use std::collections::HashMap;
+use crate::{glob, Config, Preset, Protocol, Provider, RetryPolicy, SortBy, Strategy, Variant};
+use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 /// One place a request can go: a provider, the model id it knows, and the protocol to speak.
@@ -11,6 +13,10 @@ pub struct Target {
     pub provider: Arc<Provider>,
     pub service_id: String,
     pub protocol: Protocol,
+    /// Share for the `weighted` strategy (1 unless a virtual model endpoint sets it).
+    pub weight: u32,
+    /// Relative cost (virtual model endpoints' `price`), for a variant's `sort: price`.
+    pub price: Option<f64>,
 }
 
 /// How a model name was understood.
@@ -33,10 +39,20 @@ pub enum ResolvedVia {
 pub struct Resolution {
     /// The model string as the client sent it.
     pub requested: String,
+    /// How the name without its `:variant`/`@preset` suffixes was understood.
     pub via: ResolvedVia,
     pub strategy: Strategy,
     /// Ordered targets (never empty).
     pub targets: Vec<Target>,
+    /// Retries, attempts and deadline for this request.
+    pub retry: Arc<RetryPolicy>,
+    /// Parameters to apply to the request (the virtual model's preset, then the variant's
+    /// preset and params, then an `@preset` suffix); `None` when nothing changes.
+    pub overlay: Option<Arc<Preset>>,
+    /// The `:variant` suffix applied, if any.
+    pub variant: Option<String>,
+    /// The `@preset` suffix applied, if any.
+    pub preset: Option<String>,
 }
 
 /// Why a model name did not resolve. Each maps to a client-visible status in the proxy.
@@ -46,8 +62,45 @@ pub enum RouteError {
     EmptyModel,
     #[error("unknown model `{model}`: no virtual model, provider prefix or provider model list matches it")]
     UnknownModel { model: String },
-    #[error("unknown model variant suffix `:{suffix}` on `{model}` (no variants are defined)")]
-    UnknownSuffix { model: String, suffix: String },
+    /// `model:suffix` where `model` routes but `suffix` is no variant; `known` lists the
+    /// defined variants.
+    #[error("unknown model variant suffix `:{suffix}` on `{model}` ({})", Known(.known, "variants"))]
+    UnknownSuffix {
+        model: String,
+        suffix: String,
+        known: Vec<String>,
+    },
+    /// `model@preset` where `model` routes but `preset` is not defined; `known` lists the
+    /// defined presets.
+    #[error("unknown preset `@{preset}` on `{model}` ({})", Known(.known, "presets"))]
+    UnknownPreset {
+        model: String,
+        preset: String,
+        known: Vec<String>,
+    },
+    /// The variant's `providers` keep none of the model's endpoints.
+    #[error("variant `{variant}` leaves no endpoint of `{model}`: none of them is on one of the variant's providers")]
+    VariantNoEndpoint { model: String, variant: String },
+}
+
+/// "defined variants: `a`, `b`" or "no variants are defined".
+struct Known<'a>(&'a [String], &'a str);
+
+impl fmt::Display for Known<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Known(names, what) = self;
+        if names.is_empty() {
+            return write!(f, "no {what} are defined");
+        }
+        write!(f, "defined {what}: ")?;
+        for (i, n) in names.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{n}`")?;
+        }
+        Ok(())
+    }
 }
 
 /// A row of `GET /v1/models` / `bitrouter models`.
@@ -58,22 +111,62 @@ pub struct ListedModel {
     pub owned_by: String,
 }
 
+/// A virtual model, ready to route.
+#[derive(Debug, Clone)]
+struct VirtualRoute {
+    strategy: Strategy,
+    /// Its endpoints (those of unknown providers dropped).
+    targets: Vec<Target>,
+    retry: Arc<RetryPolicy>,
+    /// Its `preset:`, when that changes anything.
+    overlay: Option<Arc<Preset>>,
+}
+
+/// A variant, with its preset and params combined once.
+#[derive(Debug, Clone)]
+struct VariantRoute {
+    variant: Arc<Variant>,
+    overlay: Preset,
+}
+
+/// Which suffixes a lookup may still strip: the grammar is `base[:variant][@preset]`, so a
+/// lookup recurses at most twice whatever the string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suffixes {
+    Both,
+    Variant,
+    None,
+}
+
+/// A resolution and whether its base was recognised as such (a virtual model, a listed id, a
+/// pattern, a defined suffix) rather than passed through to an open provider. An undefined
+/// suffix on a recognised base is an error; on a passed-through id it stays part of the id.
+struct Found {
+    resolution: Resolution,
+    recognised: bool,
+}
+
 /// Model name -> targets.
 ///
 /// Built once per config load; every lookup `resolve` needs is precomputed (virtual model
-/// targets, provider ids, the first provider listing each bare id), so a request costs a few
-/// hash lookups plus the allocation of its result.
+/// targets and retry policies, provider ids, the first provider listing each bare id, combined
+/// variant overlays), so a request costs a few hash lookups plus the allocation of its result.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     providers: Vec<Arc<Provider>>,
     /// Provider id -> index in `providers`.
     by_id: HashMap<String, usize>,
-    /// Virtual model name -> its ordered targets (endpoints of unknown providers dropped).
-    virtuals: HashMap<String, (Strategy, Vec<Target>)>,
+    /// Virtual model name -> its route.
+    virtuals: HashMap<String, VirtualRoute>,
     /// Bare listed model id -> index of the first provider listing it.
     listed: HashMap<String, usize>,
     /// Per provider, the ids it lists (for the `provider/model:suffix` check).
-    listed_by: Vec<std::collections::HashSet<String>>,
+    listed_by: Vec<HashSet<String>>,
+    /// Retry policy of direct routes (`upstream`'s).
+    direct_retry: Arc<RetryPolicy>,
+    presets: IndexMap<String, Arc<Preset>>,
+    variants: IndexMap<String, Arc<Variant>>,
+    variant_routes: HashMap<String, VariantRoute>,
     /// `models()`, computed once.
     catalog: Vec<ListedModel>,
 }
@@ -94,6 +187,11 @@ impl RoutingTable {
             }
             listed_by.push(p.models.iter().cloned().collect());
         }
+        let preset = |name: Option<&String>| -> Preset {
+            name.and_then(|n| config.presets.get(n))
+                .map(|p| Preset::clone(p))
+                .unwrap_or_default()
+        };
         let mut virtuals = HashMap::new();
         for (name, vm) in &config.models {
             let targets: Vec<Target> = vm
@@ -101,73 +199,73 @@ impl RoutingTable {
                 .iter()
                 .filter_map(|ep| {
                     let p = by_id.get(&ep.provider).map(|&i| &providers[i])?;
-                    Some(target(p, &ep.service_id))
+                    let mut t = target(p, &ep.service_id);
+                    t.weight = ep.weight.max(1);
+                    t.price = ep.price;
+                    Some(t)
                 })
                 .collect();
             if !targets.is_empty() {
-                virtuals.insert(name.clone(), (vm.strategy, targets));
+                let overlay = Some(preset(vm.preset.as_ref()))
+                    .filter(|p| !p.is_empty())
+                    .map(Arc::new);
+                virtuals.insert(
+                    name.clone(),
+                    VirtualRoute {
+                        strategy: vm.strategy,
+                        targets,
+                        retry: Arc::new(vm.retry.clone()),
+                        overlay,
+                    },
+                );
             }
         }
+        let variant_routes = config
+            .variants
+            .iter()
+            .map(|(name, v)| {
+                let overlay = preset(v.preset.as_ref()).overlaid(&v.params);
+                (
+                    name.clone(),
+                    VariantRoute {
+                        variant: Arc::clone(v),
+                        overlay,
+                    },
+                )
+            })
+            .collect();
         let mut table = RoutingTable {
             providers,
             by_id,
             virtuals,
             listed,
             listed_by,
+            direct_retry: Arc::new(config.upstream.retry.clone()),
+            presets: config.presets.clone(),
+            variants: config.variants.clone(),
+            variant_routes,
             catalog: Vec::new(),
         };
         table.catalog = table.build_catalog(config);
         table
     }
 
-    /// Resolves a request's `model`. Order: an exact virtual model name; `provider:model`;
-    /// `provider/model`; a bare id listed by a provider (first in provider order); a bare id
-    /// matching a provider's patterns (first in provider order).
+    /// Resolves a request's `model`: `base[:variant][@preset]`.
     ///
-    /// A trailing `:suffix` on an otherwise routable name is a variant suffix, reported as
-    /// such (no variants exist yet); it is recognised before patterns, so `gpt-*` does not
-    /// swallow `gpt-4o:discount`. An exactly listed id (`llama3.1:8b`) always wins over suffix
-    /// parsing and over the `provider:model` reading. Never falls back to an unrelated
-    /// provider.
+    /// An exact name always wins: a virtual model, an id a provider lists (`llama3.1:8b`,
+    /// `claude-3-5-sonnet@20240620`), `provider:model` / `provider/model` with a listed model.
+    /// Then `@preset` (split at the last `@`) and `:variant` (at the last `:`) suffixes on a
+    /// routable base. Then `provider:model` / `provider/model` passing an unlisted id through
+    /// (an undefined suffix stays part of it), and last a bare id matching a provider's
+    /// patterns (first in provider order). Suffixes are recognised before patterns, so `gpt-*`
+    /// does not swallow `gpt-4o:discount`. Never falls back to an unrelated provider.
     pub fn resolve(&self, model: &str) -> Result<Resolution, RouteError> {
         let m = model.trim();
         if m.is_empty() {
             return Err(RouteError::EmptyModel);
         }
-        if let Some((strategy, targets)) = self.virtuals.get(m) {
-            return Ok(Resolution {
-                requested: model.to_string(),
-                via: ResolvedVia::VirtualModel(m.to_string()),
-                strategy: *strategy,
-                targets: targets.clone(),
-            });
-        }
-        if !self.listed.contains_key(m) {
-            if let Some(found) = self.provider_prefixed(m, ':', ResolvedVia::ProviderColon) {
-                return found.map(|(p, id, via)| self.single(model, p, id, via));
-            }
-        }
-        if let Some(found) = self.provider_prefixed(m, '/', ResolvedVia::ProviderSlash) {
-            return found.map(|(p, id, via)| self.single(model, p, id, via));
-        }
-        if let Some(&p) = self.listed.get(m) {
-            return Ok(self.single(model, p, m, ResolvedVia::Listed));
-        }
-        // Before patterns: `gpt-*` would otherwise swallow `gpt-4o:discount`.
-        if let Some((base, suffix)) = m.rsplit_once(':') {
-            if !base.is_empty() && !suffix.is_empty() && self.routable_without_suffix(base) {
-                return Err(RouteError::UnknownSuffix {
-                    model: base.to_string(),
-                    suffix: suffix.to_string(),
-                });
-            }
-        }
-        if let Some(p) = self.pattern_match(m) {
-            return Ok(self.single(model, p, m, ResolvedVia::Pattern));
-        }
-        Err(RouteError::UnknownModel {
-            model: m.to_string(),
-        })
+        self.lookup(model, m, Suffixes::Both)
+            .map(|found| found.resolution)
     }
 
     /// Every routable name for `GET /v1/models`: virtual models first (owned by `bitrouter`),
@@ -187,32 +285,163 @@ impl RoutingTable {
         &self.providers
     }
 
-    /// `provider<sep>rest` when the part before the first `sep` is a provider id: `None` when it
-    /// is not, `Some(Err)` for a variant suffix on a listed id.
-    #[allow(clippy::type_complexity)]
-    fn provider_prefixed<'m>(
-        &self,
-        m: &'m str,
-        sep: char,
-        via: ResolvedVia,
-    ) -> Option<Result<(usize, &'m str, ResolvedVia), RouteError>> {
-        let (prefix, rest) = m.split_once(sep)?;
-        let &p = self.by_id.get(prefix)?;
-        if rest.is_empty() {
-            return None;
+    /// The presets (`model@preset`), in file order.
+    pub fn presets(&self) -> &IndexMap<String, Arc<Preset>> {
+        &self.presets
+    }
+
+    /// The variants (`model:variant`), in file order.
+    pub fn variants(&self) -> &IndexMap<String, Arc<Variant>> {
+        &self.variants
+    }
+
+    /// `m` (trimmed) resolved, stripping at most the suffixes `allowed`; `requested` is the
+    /// client's string, copied into the result.
+    fn lookup(&self, requested: &str, m: &str, allowed: Suffixes) -> Result<Found, RouteError> {
+        if let Some(v) = self.virtuals.get(m) {
+            return Ok(Found {
+                resolution: Resolution {
+                    requested: requested.to_string(),
+                    via: ResolvedVia::VirtualModel(m.to_string()),
+                    strategy: v.strategy,
+                    targets: v.targets.clone(),
+                    retry: Arc::clone(&v.retry),
+                    overlay: v.overlay.clone(),
+                    variant: None,
+                    preset: None,
+                },
+                recognised: true,
+            });
         }
-        let listed = &self.listed_by[p];
-        if !listed.is_empty() && !listed.contains(rest) {
-            if let Some((base, suffix)) = rest.rsplit_once(':') {
-                if !base.is_empty() && !suffix.is_empty() && listed.contains(base) {
-                    return Some(Err(RouteError::UnknownSuffix {
-                        model: format!("{prefix}{sep}{base}"),
-                        suffix: suffix.to_string(),
-                    }));
-                }
+        let bare = self.listed.get(m).copied();
+        // `provider:model` unless `m` is itself a listed id; `provider/model`. Provider ids
+        // contain neither separator, so at most one of the two applies.
+        let prefixed = bare
+            .is_none()
+            .then(|| self.provider_prefixed(m, ':', ResolvedVia::ProviderColon))
+            .flatten()
+            .or_else(|| self.provider_prefixed(m, '/', ResolvedVia::ProviderSlash));
+        if let Some((p, rest, via)) = &prefixed {
+            if self.listed_by[*p].contains(&m[*rest..]) {
+                return Ok(self.found(requested, *p, &m[*rest..], via.clone(), true));
             }
         }
-        Some(Ok((p, rest, via)))
+        if let Some(p) = bare {
+            // Both exact: `provider/model` is the more explicit instruction.
+            return Ok(match prefixed {
+                Some((pp, rest, via)) => self.found(requested, pp, &m[rest..], via, true),
+                None => self.found(requested, p, m, ResolvedVia::Listed, true),
+            });
+        }
+        // A suffix must split the model part, not the provider prefix.
+        let min = prefixed.as_ref().map_or(0, |(_, rest, _)| *rest);
+        if allowed == Suffixes::Both {
+            if let Some(found) = self.preset_suffix(requested, m, min)? {
+                return Ok(found);
+            }
+        }
+        if allowed != Suffixes::None {
+            if let Some(found) = self.variant_suffix(requested, m, min)? {
+                return Ok(found);
+            }
+        }
+        if let Some((p, rest, via)) = prefixed {
+            return Ok(self.found(requested, p, &m[rest..], via, false));
+        }
+        if let Some(p) = self.pattern_match(m) {
+            return Ok(self.found(requested, p, m, ResolvedVia::Pattern, true));
+        }
+        Err(RouteError::UnknownModel {
+            model: m.to_string(),
+        })
+    }
+
+    /// `base@preset`, when `base` routes: the preset applied, or `UnknownPreset` when it is
+    /// undefined and `base` was recognised. `None`: not a preset suffix.
+    fn preset_suffix(
+        &self,
+        requested: &str,
+        m: &str,
+        min: usize,
+    ) -> Result<Option<Found>, RouteError> {
+        let Some((base, name)) = split_suffix(m, '@', min) else {
+            return Ok(None);
+        };
+        if name.contains([':', '/']) {
+            // `id@version:variant` is a variant on an id with an `@`.
+            return Ok(None);
+        }
+        let found = match self.lookup(requested, base, Suffixes::Variant) {
+            Ok(found) => found,
+            Err(RouteError::UnknownModel { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.presets.get(name) {
+            Some(preset) => {
+                let mut r = found.resolution;
+                let overlay = match r.overlay.take() {
+                    Some(current) => current.overlaid(preset),
+                    None => Preset::clone(preset),
+                };
+                r.overlay = Some(overlay).filter(|o| !o.is_empty()).map(Arc::new);
+                r.preset = Some(name.to_string());
+                Ok(Some(Found {
+                    resolution: r,
+                    recognised: true,
+                }))
+            }
+            None if found.recognised => Err(RouteError::UnknownPreset {
+                model: base.to_string(),
+                preset: name.to_string(),
+                known: self.presets.keys().cloned().collect(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// `base:variant`, when `base` routes: the variant applied, or `UnknownSuffix` when it is
+    /// undefined and `base` was recognised. `None`: not a variant suffix.
+    fn variant_suffix(
+        &self,
+        requested: &str,
+        m: &str,
+        min: usize,
+    ) -> Result<Option<Found>, RouteError> {
+        let Some((base, name)) = split_suffix(m, ':', min) else {
+            return Ok(None);
+        };
+        let found = match self.lookup(requested, base, Suffixes::None) {
+            Ok(found) => found,
+            Err(RouteError::UnknownModel { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.variant_routes.get(name) {
+            Some(route) => apply_variant(found.resolution, base, name, route).map(|resolution| {
+                Some(Found {
+                    resolution,
+                    recognised: true,
+                })
+            }),
+            None if found.recognised => Err(RouteError::UnknownSuffix {
+                model: base.to_string(),
+                suffix: name.to_string(),
+                known: self.variants.keys().cloned().collect(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// `provider<sep>rest` when the part before the first `sep` is a provider id and `rest` is
+    /// not empty: the provider's index and where `rest` starts.
+    fn provider_prefixed(
+        &self,
+        m: &str,
+        sep: char,
+        via: ResolvedVia,
+    ) -> Option<(usize, usize, ResolvedVia)> {
+        let (prefix, rest) = m.split_once(sep)?;
+        let &p = self.by_id.get(prefix)?;
+        (!rest.is_empty()).then_some((p, prefix.len() + sep.len_utf8(), via))
     }
 
     /// The first provider whose patterns match the bare id `m`.
@@ -222,27 +451,31 @@ impl RoutingTable {
             .position(|p| p.model_patterns.iter().any(|g| glob::matches(g, m)))
     }
 
-    /// Whether `base` routes as a virtual model, `provider/model` or a bare id.
-    fn routable_without_suffix(&self, base: &str) -> bool {
-        self.virtuals.contains_key(base)
-            || base
-                .split_once('/')
-                .is_some_and(|(p, rest)| !rest.is_empty() && self.by_id.contains_key(p))
-            || self.listed.contains_key(base)
-            || self.pattern_match(base).is_some()
-    }
-
-    fn single(&self, requested: &str, p: usize, service_id: &str, via: ResolvedVia) -> Resolution {
-        Resolution {
-            requested: requested.to_string(),
-            via,
-            strategy: Strategy::Priority,
-            targets: vec![target(&self.providers[p], service_id)],
+    fn found(
+        &self,
+        requested: &str,
+        p: usize,
+        service_id: &str,
+        via: ResolvedVia,
+        recognised: bool,
+    ) -> Found {
+        Found {
+            resolution: Resolution {
+                requested: requested.to_string(),
+                via,
+                strategy: Strategy::Priority,
+                targets: vec![target(&self.providers[p], service_id)],
+                retry: Arc::clone(&self.direct_retry),
+                overlay: None,
+                variant: None,
+                preset: None,
+            },
+            recognised,
         }
     }
 
     fn build_catalog(&self, config: &Config) -> Vec<ListedModel> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut push = |id: String, owner: &str| {
             if seen.insert(id.clone()) {
@@ -272,11 +505,67 @@ impl RoutingTable {
     }
 }
 
+/// `m` split at the last `sep` into a non-empty base (longer than `min`, so a provider prefix
+/// stays whole) and a non-empty suffix.
+fn split_suffix(m: &str, sep: char, min: usize) -> Option<(&str, &str)> {
+    let at = m.rfind(sep)?;
+    let (base, name) = (&m[..at], &m[at + sep.len_utf8()..]);
+    (at > min && !base.is_empty() && !name.is_empty()).then_some((base, name))
+}
+
+/// `r` (the resolution of `base`) narrowed, reordered and re-parameterised by a variant.
+fn apply_variant(
+    mut r: Resolution,
+    base: &str,
+    name: &str,
+    route: &VariantRoute,
+) -> Result<Resolution, RouteError> {
+    let v = &route.variant;
+    if !v.providers.is_empty() {
+        let mut kept = Vec::with_capacity(r.targets.len());
+        for id in &v.providers {
+            kept.extend(r.targets.iter().filter(|t| t.provider.id == *id).cloned());
+        }
+        if kept.is_empty() {
+            return Err(RouteError::VariantNoEndpoint {
+                model: base.to_string(),
+                variant: name.to_string(),
+            });
+        }
+        r.targets = kept;
+    }
+    match v.sort {
+        Some(SortBy::Price) => {
+            // Stable: equal prices keep their order; unpriced endpoints go last.
+            r.targets.sort_by(|a, b| match (a.price, b.price) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+            r.strategy = Strategy::Priority;
+        }
+        Some(SortBy::Latency) => r.strategy = Strategy::LeastLatency,
+        None => {}
+    }
+    if !route.overlay.is_empty() {
+        let overlay = match r.overlay.take() {
+            Some(current) => current.overlaid(&route.overlay),
+            None => route.overlay.clone(),
+        };
+        r.overlay = Some(overlay).filter(|o| !o.is_empty()).map(Arc::new);
+    }
+    r.variant = Some(name.to_string());
+    Ok(r)
+}
+
 fn target(provider: &Arc<Provider>, service_id: &str) -> Target {
     Target {
         provider: Arc::clone(provider),
         service_id: service_id.to_string(),
         protocol: provider.protocol_for(service_id),
+        weight: 1,
+        price: None,
     }
 }
 

@@ -16,8 +16,9 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 /// Every top-level section, in the order the documentation lists them.
-pub const SECTIONS: [&str; 12] = [
+pub const SECTIONS: [&str; 13] = [
     "server",
+    "upstream",
     "providers",
     "models",
     "presets",
@@ -32,9 +33,7 @@ pub const SECTIONS: [&str; 12] = [
 ];
 
 /// Sections that are accepted (so existing files keep loading) but have no effect yet.
-pub const NOT_IMPLEMENTED_SECTIONS: [&str; 9] = [
-    "presets",
-    "variants",
+pub const NOT_IMPLEMENTED_SECTIONS: [&str; 7] = [
     "mcp",
     "mcp_servers",
     "agents",
@@ -55,6 +54,10 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<ServerSection>")]
     pub server: ServerSection,
+    /// Calls to upstream providers: default timeouts and the passive health policy.
+    #[serde(default)]
+    #[schemars(with = "Option<UpstreamSection>")]
+    pub upstream: UpstreamSection,
     /// Upstream providers keyed by provider id (`openai`, `anthropic`, `ollama`, ...). An id
     /// that names a built-in provider inherits its base URL, protocol, auth style and models
     /// (an empty entry, `openai:`, is enough); any other id needs `api_base`.
@@ -66,14 +69,17 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<IndexMap<String, VirtualModelSection>>")]
     pub models: IndexMap<String, VirtualModelSection>,
-    /// Named request presets. Accepted but not implemented yet: it has no effect.
+    /// Named bundles of request parameters, applied with `model@preset`, a virtual model's
+    /// `preset:` or a variant's `preset:`. A name must not contain `:`, `@` or `/`.
     #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub presets: Option<serde_yaml::Value>,
-    /// Model variants (`model:suffix`). Accepted but not implemented yet: it has no effect.
+    #[schemars(with = "Option<IndexMap<String, PresetSection>>")]
+    pub presets: IndexMap<String, PresetSection>,
+    /// Model-name suffixes (`model:variant`, e.g. `smart:fast`) that narrow, reorder or
+    /// re-parameterise the endpoints of any routable model. A name must not contain `:`, `@`
+    /// or `/`.
     #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub variants: Option<serde_yaml::Value>,
+    #[schemars(with = "Option<IndexMap<String, VariantSection>>")]
+    pub variants: IndexMap<String, VariantSection>,
     /// MCP gateway settings. Accepted but not implemented yet: it has no effect.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -161,6 +167,82 @@ fn default_shutdown_grace_secs() -> u64 {
     5
 }
 
+/// The `upstream:` section: how upstream calls are bounded and when an endpoint is avoided.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Default timeouts of every provider (a provider's `timeouts:` overrides them field by
+    /// field).
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsSection>,
+    /// Passive health: cooling after `retry-after` and ejection after repeated failures.
+    #[serde(default)]
+    pub health: Option<HealthSection>,
+}
+
+/// Timeouts of upstream calls, in seconds (fractions allowed, e.g. `0.5`). An absent key keeps
+/// the default (under `providers.<id>.timeouts`: the `upstream.timeouts` value).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    /// TCP and TLS connect. Default 10.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub connect_secs: Option<f64>,
+    /// Idle read: resets on every chunk received, so a stream stalled mid-way is caught.
+    /// Default 120.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub read_secs: Option<f64>,
+    /// Idle write while sending the request. Default 60.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub write_secs: Option<f64>,
+    /// How long an idle pooled connection is kept for reuse. Default 90.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub pool_idle_secs: Option<f64>,
+    /// TCP keepalive interval on upstream connections. Off by default.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub tcp_keepalive_secs: Option<f64>,
+    /// Bound on a whole exchange, streaming included. Off by default, so long reasoning
+    /// streams live.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub total_secs: Option<f64>,
+    /// Time to the response header and, for a success, its first body chunk (the first SSE
+    /// event of a stream); a server that does not answer in time fails over to the next
+    /// endpoint. Off by default (`read_secs` bounds the wait).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub first_byte_secs: Option<f64>,
+}
+
+/// Passive health policy (`upstream.health`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// Consecutive failures that eject an endpoint. Default 3.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub failure_threshold: Option<u32>,
+    /// Seconds an endpoint stays ejected the first time; each failed probe doubles it, up to
+    /// `max_eject_secs`. Default 10.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub eject_secs: Option<f64>,
+    /// Longest ejection, in seconds. Default 300.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub max_eject_secs: Option<f64>,
+    /// Longest `retry-after` honoured when cooling an account (429) or endpoint (503), in
+    /// seconds. Default 300.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub max_cooldown_secs: Option<f64>,
+}
+
 /// Log verbosity, least to most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -187,7 +269,7 @@ impl LogLevel {
 }
 
 /// One upstream provider.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     /// Base URL of the provider's API (`https://api.openai.com/v1`); `http` or `https`. The
@@ -198,9 +280,16 @@ pub struct ProviderSection {
     pub api_base: Option<String>,
     /// The provider's API key, normally a `${VAR}` reference. When absent, the key comes from
     /// `BITROUTER_<ID>_API_KEY` or the built-in provider's usual variable (`OPENAI_API_KEY`).
-    /// Local servers need none.
+    /// Local servers need none. Not together with `accounts`.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Several credentials for this provider, used in place of `api_key`. Each has a unique
+    /// `label` (shown in logs and the `x-bitrouter-account` header, never the key).
+    #[serde(default)]
+    pub accounts: Option<Vec<AccountSection>>,
+    /// How requests spread over `accounts`.
+    #[serde(default)]
+    pub account_strategy: Option<AccountStrategyName>,
     /// The outbound wire protocol, per model. When absent: the built-in provider's protocol, or
     /// inferred from the host (`messages` for anthropic.com, `generate_content` for
     /// googleapis.com, `chat_completions` otherwise).
@@ -221,6 +310,13 @@ pub struct ProviderSection {
     /// (relative paths are relative to the config file).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Timeouts for this provider, overriding `upstream.timeouts` field by field.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsSection>,
+    /// An active health check (useful for local servers): a failed check marks every endpoint
+    /// of the provider unhealthy until a check passes.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
 }
 
 /// Never prints the key or header values: they are secrets once `${VAR}`s are expanded.
@@ -233,13 +329,81 @@ impl fmt::Debug for ProviderSection {
         f.debug_struct("ProviderSection")
             .field("api_base", &self.api_base)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("accounts", &self.accounts)
+            .field("account_strategy", &self.account_strategy)
             .field("api_protocol", &self.api_protocol)
             .field("models", &self.models)
             .field("auth", &self.auth)
             .field("header_names", &headers)
             .field("ca_file", &self.ca_file)
+            .field("timeouts", &self.timeouts)
+            .field("health_check", &self.health_check)
             .finish()
     }
+}
+
+/// One credential of a provider.
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    /// A name for the account, unique within the provider (`team-a`).
+    pub label: String,
+    /// The account's API key, normally a `${VAR}` reference.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+/// Never prints the key.
+impl fmt::Debug for AccountSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountSection")
+            .field("label", &self.label)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// `account_strategy` of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStrategyName {
+    /// Round-robin over the healthy accounts.
+    #[default]
+    Balance,
+    /// The first healthy account, in declared order, until it fails.
+    Failover,
+}
+
+/// An active health check of a provider.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// What a check does. Default `http`.
+    #[serde(default)]
+    pub kind: Option<HealthCheckKindName>,
+    /// Path an `http` check requests. Default: the path of `api_base` followed by `/models`
+    /// (`/v1/models`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Seconds between checks. Default 10.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub interval_secs: Option<f64>,
+    /// Seconds one check may take. Default 2.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub timeout_secs: Option<f64>,
+}
+
+/// `kind` of an active health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKindName {
+    /// `GET path` must answer 200.
+    #[default]
+    Http,
+    /// A TCP connection must open.
+    Tcp,
 }
 
 /// `api_protocol`: either one protocol (or list) for every model, or an ordered list of
@@ -319,30 +483,91 @@ pub struct ModelDetails {
 }
 
 /// A virtual model.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = deadline_alias)]
 pub struct VirtualModelSection {
-    /// How an endpoint is picked. Only `priority` is implemented; the others are accepted and
-    /// currently behave as `priority`.
+    /// Which endpoint a request starts at. Whatever the strategy, the other endpoints remain
+    /// the failover chain.
     #[serde(default)]
     pub strategy: StrategyName,
     /// The endpoints, in priority order: the first is tried first, the next on failure.
     #[schemars(length(min = 1))]
     pub endpoints: Vec<EndpointSection>,
+    /// What is retried on the next account or endpoint: `connect` (connection or TLS
+    /// failure), `timeout` (no first byte in time) and upstream statuses. Default
+    /// `[connect, timeout, 429, 500, 502, 503, 504, 529]`.
+    #[serde(default)]
+    pub retry_on: Option<Vec<RetryOn>>,
+    /// Most upstream attempts per request (accounts and endpoints together). Default: every
+    /// endpoint and account once.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_attempts: Option<u64>,
+    /// Time budget in seconds for all attempts until the answer starts (alias `deadline`).
+    /// Default: none.
+    #[serde(default, alias = "deadline")]
+    #[schemars(range(min = 0))]
+    pub deadline_secs: Option<f64>,
+    /// A preset (from `presets:`) applied to every request for this model.
+    #[serde(default)]
+    pub preset: Option<String>,
+}
+
+/// Lists the `deadline` alias in the schema (schemars leaves serde aliases out), so editors
+/// accept it.
+fn deadline_alias(schema: &mut schemars::Schema) {
+    let Some(props) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(mut alias) = props.get("deadline_secs").cloned() {
+        alias["description"] = "Alias of `deadline_secs`.".into();
+        props.insert("deadline".to_string(), alias);
+    }
+}
+
+/// One `retry_on` entry: `connect`, `timeout`, or an upstream HTTP status from 400 to 599.
+/// Decoded as written; the resolver reports anything else with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOn {
+    /// A condition name (`connect`, `timeout`), or a status written as a string (`"429"`).
+    Name(String),
+    /// An HTTP status.
+    Status(i64),
+}
+
+impl JsonSchema for RetryOn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RetryOn".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`connect` (connection or TLS failure), `timeout` (no first byte in time), or an upstream HTTP status from 400 to 599.",
+            "anyOf": [
+                { "type": "string", "enum": ["connect", "timeout"] },
+                { "type": "integer", "minimum": 400, "maximum": 599 }
+            ]
+        })
+    }
 }
 
 /// `strategy` of a virtual model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StrategyName {
-    /// Ordered failover in declared order.
+    /// Start at the first endpoint; fail over in declared order.
     #[default]
     Priority,
-    /// Rotate across endpoints (not implemented yet: behaves as `priority`).
+    /// Start one endpoint further along on each request; fail over in declared order after
+    /// it, wrapping.
     RoundRobin,
-    /// Split by `weight` (not implemented yet: behaves as `priority`).
+    /// Start spread in proportion to each endpoint's `weight` (smooth weighted round-robin).
     Weighted,
-    /// Prefer the fastest endpoint (not implemented yet: behaves as `priority`).
+    /// Start at the endpoint with the lowest observed time to first byte (unmeasured ones
+    /// first, with a little exploration); fail over by latency.
     LeastLatency,
 }
 
@@ -359,16 +584,76 @@ impl StrategyName {
 }
 
 /// One endpoint of a virtual model.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSection {
     /// A provider id: configured under `providers:` or detected from the environment.
     pub provider: String,
     /// The model id to request from that provider.
     pub service_id: String,
-    /// Relative weight for the `weighted` strategy (not used yet).
+    /// Relative share of requests for the `weighted` strategy. Default 1.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub weight: Option<u32>,
+    /// Relative cost of the endpoint (any unit, used consistently), for a variant's
+    /// `sort: price`.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub price: Option<f64>,
+}
+
+/// A named bundle of request parameters. A set value replaces the client's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSection {
+    /// Sampling temperature.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling probability mass.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub top_p: Option<f64>,
+    /// Largest completion, in tokens.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u64>,
+    /// Text put before the client's system prompt (or as the system prompt when there is none).
+    #[serde(default)]
+    pub system_prompt_prefix: Option<String>,
+    /// Reasoning effort: `low`, `medium`, `high`, or any effort the upstream understands.
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+}
+
+/// A model-name suffix (`model:variant`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSection {
+    /// Keep only the endpoints of these providers, in this order (absent or empty: keep all,
+    /// in their order).
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+    /// Order the kept endpoints by `price` (cheapest first, unpriced last) or by `latency`
+    /// (the `least_latency` strategy).
+    #[serde(default)]
+    pub sort: Option<SortName>,
+    /// A preset (from `presets:`) applied with the variant.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Parameters applied with the variant, after its `preset`.
+    #[serde(default)]
+    pub params: Option<PresetSection>,
+}
+
+/// `sort` of a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortName {
+    /// Cheapest `price` first; endpoints without a price last.
+    Price,
+    /// Lowest observed time to first byte first (the `least_latency` strategy).
+    Latency,
 }
 
 /// The JSON Schema of `bitrouter.yaml` (draft-07, which yaml-language-server and most editors
@@ -481,6 +766,28 @@ impl<'de> Deserialize<'de> for ModelEntry {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
                 ModelDetails::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(ModelEntry::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RetryOn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`connect`, `timeout` or an HTTP status from 400 to 599")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RetryOn, E> {
+                Ok(RetryOn::Name(s.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RetryOn, E> {
+                Ok(RetryOn::Status(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RetryOn, E> {
+                Ok(RetryOn::Status(i64::try_from(n).unwrap_or(i64::MAX)))
             }
         }
         d.deserialize_any(V)

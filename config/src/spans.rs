@@ -74,6 +74,11 @@ impl SpanIndex {
             .find_map(|n| self.nodes.get(&path[..n]).map(|node| node.key))
     }
 
+    /// Whether `path` itself is in the text (not just an ancestor).
+    pub(crate) fn contains(&self, path: &[Seg]) -> bool {
+        self.nodes.contains_key(path)
+    }
+
     /// Where the value of `path` is (for "invalid value" problems), falling back to the key of
     /// the nearest indexed ancestor.
     pub(crate) fn value_pos(&self, path: &[Seg]) -> Option<Pos> {

@@ -195,5 +195,8 @@ pub(crate) fn zero_config(env: &dyn EnvSource) -> Config {
         models: indexmap::IndexMap::new(),
         source: ConfigSource::ZeroConfig,
         warnings,
+        upstream: crate::UpstreamConfig::default(),
+        presets: indexmap::IndexMap::new(),
+        variants: indexmap::IndexMap::new(),
     }
 }

@@ -62,7 +62,7 @@ fn detected_providers_carry_registry_defaults() {
     let [openai, anthropic, google] = &config.providers[..] else {
         panic!("{:?}", config.providers)
     };
-    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-o");
+    assert_eq!(openai.api_key().unwrap().expose(), "sk-o");
     assert_eq!(openai.protocol_for("gpt-4o"), Protocol::ChatCompletions);
     assert_eq!(anthropic.auth, AuthStyle::XApiKey);
     assert_eq!(
@@ -114,7 +114,7 @@ fn generic_provider_needs_key_and_base() {
     assert_eq!(p.source, from("BITROUTER_MY_LLM_API_KEY"));
     assert_eq!(p.protocol_for("anything"), Protocol::ChatCompletions);
     assert_eq!(p.auth, AuthStyle::Bearer);
-    assert_eq!(p.api_key.as_ref().unwrap().expose(), "k");
+    assert_eq!(p.api_key().unwrap().expose(), "k");
     assert!(
         config.warnings.iter().any(|w| w.contains("BITROUTER_X_API_KEY is set")
             && w.contains("BITROUTER_X_API_BASE")),

@@ -66,7 +66,7 @@ fn self_host_example_loads_unchanged() {
 
     let openai = &config.providers[0];
     assert_eq!(openai.api_base, "https://api.openai.com/v1");
-    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-openai");
+    assert_eq!(openai.api_key().unwrap().expose(), "sk-openai");
     assert_eq!(openai.models, ["gpt-4o"]);
     assert!(
         openai.model_patterns.is_empty(),
@@ -144,7 +144,7 @@ fn local_models_example_loads() {
     assert!(!ollama.origin.tls);
     assert_eq!(ollama.origin.port, 11434);
     assert_eq!(ollama.base_path, "/v1");
-    assert!(ollama.api_key.is_none());
+    assert!(ollama.api_key().is_none());
     assert_eq!(ollama.models, ["llama3.1"]);
     assert_eq!(ollama.protocol_for("llama3.1"), Protocol::ChatCompletions);
     assert_eq!(
@@ -170,7 +170,7 @@ fn local_server_without_api_protocol_infers_chat_completions() {
         Protocol::ChatCompletions
     );
     assert_eq!(vllm.auth, AuthStyle::Bearer);
-    assert!(vllm.api_key.is_none());
+    assert!(vllm.api_key().is_none());
     assert_eq!(
         vllm.endpoint_path(Protocol::ChatCompletions, "x", false),
         "/v1/chat/completions"
@@ -186,7 +186,7 @@ fn unknown_top_level_section_is_reported_at_its_key() {
         &p,
         3,
         1,
-        "unknown top-level section `provders`, expected one of `server`, `providers`",
+        "unknown top-level section `provders`, expected one of `server`, `upstream`, `providers`",
     );
 }
 
@@ -357,9 +357,19 @@ fn missing_file_is_one_problem_without_position() {
 
 #[test]
 fn not_implemented_sections_warn_once_each() {
-    let text = "mcp:\n  servers: [a]\nagents: {x: 1}\ndatabase: sqlite://x\npresets:\n";
+    let text = "mcp:\n  servers: [a]\nagents: {x: 1}\ndatabase: sqlite://x\npresets:\nvariants:\nupstream:\n";
     let config = ok(text, &env(&[("OPENAI_API_KEY", "k")]));
-    for s in ["mcp", "agents", "database", "presets"] {
+    for s in ["presets", "variants", "upstream"] {
+        assert!(
+            !config
+                .warnings
+                .iter()
+                .any(|w| w.contains(&format!("`{s}`"))),
+            "{s} is implemented: {:?}",
+            config.warnings
+        );
+    }
+    for s in ["mcp", "agents", "database"] {
         let n = config
             .warnings
             .iter()
@@ -376,24 +386,20 @@ fn not_implemented_sections_warn_once_each() {
 
 #[test]
 fn strategies() {
+    use bitrouter_config::Strategy;
     let base = "providers:\n  p: {api_base: 'http://x'}\nmodels:\n  m:\n    strategy: STRATEGY\n    endpoints: [{provider: p, service_id: a, weight: 3}]\n";
-    for s in ["round_robin", "weighted", "least_latency"] {
-        let config = ok(&base.replace("STRATEGY", s), &env(&[]));
-        assert!(
-            config
-                .warnings
-                .iter()
-                .any(|w| w.contains(&format!("strategy `{s}` is not implemented yet"))),
-            "{:?}",
-            config.warnings
-        );
-        assert_eq!(
-            config.models["m"].strategy,
-            bitrouter_config::Strategy::Priority
-        );
+    for (name, strategy) in [
+        ("priority", Strategy::Priority),
+        ("round_robin", Strategy::RoundRobin),
+        ("weighted", Strategy::Weighted),
+        ("least_latency", Strategy::LeastLatency),
+    ] {
+        let config = ok(&base.replace("STRATEGY", name), &env(&[]));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.models["m"].strategy, strategy);
+        assert_eq!(strategy.as_str(), name);
+        assert_eq!(config.models["m"].endpoints[0].weight, 3);
     }
-    let config = ok(&base.replace("STRATEGY", "priority"), &env(&[]));
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let p = problems(&base.replace("STRATEGY", "fastest"), &env(&[]));
     assert_problem(
         &p,
@@ -620,7 +626,7 @@ fn registry_defaults_are_inherited() {
         panic!("{:?}", config.providers)
     };
     assert_eq!(openai.api_base, "https://api.openai.com/v1");
-    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-o");
+    assert_eq!(openai.api_key().unwrap().expose(), "sk-o");
     assert!(openai.models.iter().any(|m| m == "gpt-4o"));
     assert!(openai.model_patterns.iter().any(|m| m == "gpt-*"));
     assert_eq!(
@@ -631,9 +637,9 @@ fn registry_defaults_are_inherited() {
         )]
     );
     assert_eq!(openai.source, ProviderOrigin::Config);
-    assert_eq!(anthropic.api_key.as_ref().unwrap().expose(), "sk-a");
+    assert_eq!(anthropic.api_key().unwrap().expose(), "sk-a");
     assert_eq!(anthropic.api_base, "https://api.anthropic.com/v1");
-    assert_eq!(google.api_key.as_ref().unwrap().expose(), "g");
+    assert_eq!(google.api_key().unwrap().expose(), "g");
     assert_eq!(google.auth, AuthStyle::GoogApiKey);
     assert_eq!(
         google.endpoint_path(Protocol::GenerateContent, "gemini-2.5-flash", true),
@@ -644,7 +650,7 @@ fn registry_defaults_are_inherited() {
 #[test]
 fn configured_builtin_without_key_warns() {
     let config = ok("providers:\n  openai: {}\n", &env(&[]));
-    assert!(config.providers[0].api_key.is_none());
+    assert!(config.providers[0].api_key().is_none());
     assert!(
         config
             .warnings
@@ -673,9 +679,9 @@ fn env_overrides_base_url_and_supplies_keys() {
     };
     assert_eq!(openai.api_base, "http://127.0.0.1:9000/v1");
     assert_eq!(openai.origin.port, 9000);
-    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-bitrouter");
+    assert_eq!(openai.api_key().unwrap().expose(), "sk-bitrouter");
     assert_eq!(mine.api_base, "http://127.0.0.1:9001");
-    assert_eq!(mine.api_key.as_ref().unwrap().expose(), "sk-mine");
+    assert_eq!(mine.api_key().unwrap().expose(), "sk-mine");
 
     let p = problems(text, &env(&[("BITROUTER_MINE_API_BASE", "nope")]));
     assert_problem(
@@ -730,7 +736,7 @@ fn placeholders_cannot_inject_structure() {
     assert_problem(&p, 4, 14, "contains a control character");
     let config = ok(text, &env(&[("EVIL", "a: [b], c: {d}")]));
     let p = &config.providers[0];
-    assert_eq!(p.api_key.as_ref().unwrap().expose(), "a: [b], c: {d}");
+    assert_eq!(p.api_key().unwrap().expose(), "a: [b], c: {d}");
     assert!(p.models.is_empty());
     assert_eq!(p.headers, [("X-Team".to_string(), "core".to_string())]);
 }
@@ -868,4 +874,686 @@ providers:
     let config = ok(text, &env(&[]));
     assert_eq!(config.providers[1].api_base, "http://b");
     assert_eq!(config.providers[1].protocol_for("x"), Protocol::Messages);
+}
+
+// ----- Reliability: upstream, accounts, health checks, retries, presets, variants
+// (docs/reliability.md).
+
+use bitrouter_config::{AccountStrategy, HealthCheckKind, SortBy, Strategy, Timeouts};
+use std::time::Duration;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+#[test]
+fn reliability_keys_default_when_absent() {
+    let config = ok(SELF_HOST, &keys());
+    assert_eq!(config.upstream, bitrouter_config::UpstreamConfig::default());
+    let t = config.upstream.timeouts;
+    assert_eq!(
+        (t.connect, t.read, t.write, t.pool_idle),
+        (secs(10.0), secs(120.0), secs(60.0), secs(90.0))
+    );
+    assert_eq!((t.tcp_keepalive, t.total, t.first_byte), (None, None, None));
+    let h = config.upstream.health;
+    assert_eq!(
+        (h.failure_threshold, h.eject, h.max_eject, h.max_cooldown),
+        (3, secs(10.0), secs(300.0), secs(300.0))
+    );
+    assert_eq!(
+        config.upstream.retry.statuses,
+        [429, 500, 502, 503, 504, 529]
+    );
+    assert!(config.upstream.retry.on_connect && config.upstream.retry.on_timeout);
+    assert!(config.presets.is_empty() && config.variants.is_empty());
+    for p in &config.providers {
+        assert_eq!(p.timeouts, Timeouts::default());
+        assert_eq!(p.health_check, None);
+        assert_eq!(p.account_strategy, AccountStrategy::Balance);
+        assert_eq!(p.accounts.len(), 1);
+        assert_eq!(p.accounts[0].label, "default");
+    }
+    let smart = &config.models["smart"];
+    assert_eq!(smart.retry, bitrouter_config::RetryPolicy::default());
+    assert_eq!(smart.preset, None);
+    assert_eq!(smart.strategy, Strategy::Priority);
+    assert_eq!(
+        (smart.endpoints[0].weight, smart.endpoints[0].price),
+        (1, None)
+    );
+}
+
+#[test]
+fn upstream_timeouts_overlay_per_provider() {
+    let text = "\
+upstream:
+  timeouts:
+    connect_secs: 5
+    read_secs: 0.5
+    total_secs: 600
+  health:
+    failure_threshold: 5
+    eject_secs: 2.5
+    max_eject_secs: 60
+    max_cooldown_secs: 30
+providers:
+  local-gpu:
+    api_base: http://127.0.0.1:8000/v1
+    timeouts: { first_byte_secs: 5, read_secs: 30, tcp_keepalive_secs: 15 }
+  plain:
+    api_base: http://127.0.0.1:8001
+";
+    let config = ok(text, &env(&[("OPENAI_API_KEY", "k")]));
+    let up = config.upstream.timeouts;
+    assert_eq!(up.connect, secs(5.0));
+    assert_eq!(up.read, secs(0.5));
+    assert_eq!(up.write, secs(60.0), "unset keeps the default");
+    assert_eq!(up.total, Some(secs(600.0)));
+    assert_eq!(up.first_byte, None);
+    let h = config.upstream.health;
+    assert_eq!(
+        (h.failure_threshold, h.eject, h.max_eject, h.max_cooldown),
+        (5, secs(2.5), secs(60.0), secs(30.0))
+    );
+
+    let get = |id: &str| config.providers.iter().find(|p| p.id == id).unwrap();
+    let gpu = get("local-gpu").timeouts;
+    assert_eq!(gpu.connect, secs(5.0), "from upstream");
+    assert_eq!(gpu.read, secs(30.0), "overridden");
+    assert_eq!(gpu.first_byte, Some(secs(5.0)));
+    assert_eq!(gpu.tcp_keepalive, Some(secs(15.0)));
+    assert_eq!(gpu.total, Some(secs(600.0)), "from upstream");
+    assert_eq!(get("plain").timeouts, up);
+    // Auto-detected providers get the upstream defaults too.
+    assert_eq!(get("openai").timeouts, up);
+}
+
+#[test]
+fn invalid_seconds_are_reported_at_the_value() {
+    let text = "\
+upstream:
+  timeouts:
+    connect_secs: -1
+    read_secs: .nan
+    write_secs: .inf
+  health:
+    failure_threshold: 0
+    eject_secs: 20
+    max_eject_secs: 10
+providers:
+  p:
+    api_base: http://x
+    timeouts:
+      first_byte_secs: -0.5
+      total: 3
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        3,
+        19,
+        "`upstream.timeouts.connect_secs` must be a non-negative number of seconds, found -1",
+    );
+    assert_problem(
+        &p,
+        4,
+        16,
+        "`upstream.timeouts.read_secs` must be a non-negative number of seconds, found NaN",
+    );
+    assert_problem(&p, 5, 17, "found inf");
+    assert_problem(
+        &p,
+        7,
+        24,
+        "`upstream.health.failure_threshold` must be at least 1",
+    );
+    assert_problem(
+        &p,
+        9,
+        21,
+        "`upstream.health.max_eject_secs` (10) is shorter than `eject_secs` (20)",
+    );
+    assert_problem(
+        &p,
+        14,
+        24,
+        "`timeouts.first_byte_secs` of provider `p` must be a non-negative number of seconds, found -0.5",
+    );
+    assert_problem(
+        &p,
+        15,
+        7,
+        "unknown field `total` in `timeouts` of provider `p`, expected one of",
+    );
+    assert_eq!(p.len(), 7, "{p:#?}");
+
+    let p = problems(
+        "upstream:\n  timeouts:\n    pool_idle_secs: soon\n",
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        [(
+            3,
+            21,
+            "`upstream.timeouts.pool_idle_secs`: invalid type: string \"soon\", expected a number"
+                .to_string()
+        )]
+    );
+
+    // Only `eject_secs` beyond the default ceiling raises the ceiling.
+    let config = ok("upstream:\n  health: {eject_secs: 600}\n", &env(&[]));
+    assert_eq!(config.upstream.health.max_eject, secs(600.0));
+}
+
+#[test]
+fn accounts_replace_api_key() {
+    let text = "\
+providers:
+  openai:
+    accounts:
+      - { label: team-a, api_key: \"${OPENAI_KEY_A}\" }
+      - { label: team-b, api_key: \"${OPENAI_KEY_B}\" }
+    account_strategy: failover
+  anthropic:
+    accounts:
+      - label: only
+        api_key: sk-ant
+  ollama:
+    accounts: [{label: gpu-1}, {label: gpu-2}]
+";
+    let config = ok(
+        text,
+        &env(&[
+            ("OPENAI_KEY_A", "sk-a"),
+            ("OPENAI_KEY_B", "sk-b"),
+            // Not used: `accounts` is the whole list.
+            ("OPENAI_API_KEY", "sk-env"),
+        ]),
+    );
+    let [openai, anthropic, ollama] = &config.providers[..] else {
+        panic!("{:?}", config.providers)
+    };
+    let accounts: Vec<(&str, &str)> = openai
+        .accounts
+        .iter()
+        .map(|a| (a.label.as_str(), a.api_key.as_ref().unwrap().expose()))
+        .collect();
+    assert_eq!(accounts, [("team-a", "sk-a"), ("team-b", "sk-b")]);
+    assert_eq!(openai.account_strategy, AccountStrategy::Failover);
+    assert_eq!(openai.api_key().unwrap().expose(), "sk-a");
+    assert_eq!(openai.auth, AuthStyle::Bearer);
+    assert_eq!(anthropic.accounts.len(), 1);
+    assert_eq!(anthropic.accounts[0].label, "only");
+    assert_eq!(anthropic.account_strategy, AccountStrategy::Balance);
+    // A keyless local server may have several keyless accounts.
+    assert_eq!(ollama.auth, AuthStyle::None);
+    assert!(ollama.accounts.iter().all(|a| a.api_key.is_none()));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+    let dbg = format!("{config:?}");
+    assert!(!dbg.contains("sk-a") && !dbg.contains("sk-b"), "{dbg}");
+    assert!(dbg.contains("team-a"));
+}
+
+#[test]
+fn account_problems() {
+    let text = "\
+providers:
+  openai:
+    api_key: sk
+    accounts:
+      - {label: a, api_key: k1}
+      - {label: a, api_key: k2}
+      - {label: '', api_key: k3}
+      - {label: nokey}
+      - {label: bad, api_key: \"${NL}\"}
+  custom:
+    api_base: http://x
+    accounts: []
+  typo:
+    api_base: http://y
+    accounts:
+      - {lable: a}
+";
+    let p = problems(text, &env(&[("NL", "sk\n")]));
+    assert_problem(
+        &p,
+        3,
+        5,
+        "provider `openai` has both `api_key` and `accounts`",
+    );
+    assert_problem(
+        &p,
+        6,
+        17,
+        "duplicate account label `a` in provider `openai`",
+    );
+    assert_problem(
+        &p,
+        7,
+        17,
+        "account 3 of provider `openai` has an empty `label`",
+    );
+    assert_problem(
+        &p,
+        8,
+        10,
+        "account `nokey` of provider `openai` has no `api_key`",
+    );
+    assert_problem(
+        &p,
+        9,
+        31,
+        "the API key of account `bad` of provider `openai` contains a control character",
+    );
+    assert_problem(&p, 12, 5, "`accounts` of provider `custom` is empty");
+    assert_problem(
+        &p,
+        16,
+        10,
+        "unknown field `lable` in `accounts[0]` of provider `typo`",
+    );
+
+    // `${VAR}` in an account key is expanded like `api_key`.
+    let text =
+        "providers:\n  openai:\n    accounts:\n      - {label: a, api_key: \"${UNSET_KEY}\"}\n";
+    let p = problems(text, &env(&[]));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(
+        &p,
+        4,
+        29,
+        "environment variable `UNSET_KEY` is not set (referenced by `providers.openai.accounts[0].api_key`)",
+    );
+}
+
+#[test]
+fn health_checks() {
+    let text = "\
+providers:
+  ollama:
+    health_check: {}
+  vllm:
+    api_base: http://127.0.0.1:8000
+    health_check:
+      kind: tcp
+      interval_secs: 2.5
+      timeout_secs: 0.5
+  tgi:
+    api_base: http://127.0.0.1:8080/api/v1/
+    health_check: { path: /health }
+  none:
+    api_base: http://127.0.0.1:8081
+";
+    let config = ok(text, &env(&[]));
+    let get = |id: &str| {
+        config
+            .providers
+            .iter()
+            .find(|p| p.id == id)
+            .unwrap()
+            .health_check
+            .clone()
+    };
+    let ollama = get("ollama").unwrap();
+    assert_eq!(ollama.kind, HealthCheckKind::Http);
+    assert_eq!(ollama.path, "/v1/models", "the base path + /models");
+    assert_eq!((ollama.interval, ollama.timeout), (secs(10.0), secs(2.0)));
+    let vllm = get("vllm").unwrap();
+    assert_eq!(vllm.kind, HealthCheckKind::Tcp);
+    assert_eq!(vllm.path, "/models");
+    assert_eq!((vllm.interval, vllm.timeout), (secs(2.5), secs(0.5)));
+    assert_eq!(get("tgi").unwrap().path, "/health");
+    assert_eq!(get("none"), None);
+
+    let bad = "\
+providers:
+  p:
+    api_base: http://x
+    health_check:
+      kind: grpc
+  q:
+    api_base: http://y
+    health_check:
+      path: health
+      interval_secs: 0
+      timeout_secs: -2
+";
+    let p = problems(bad, &env(&[]));
+    assert_problem(
+        &p,
+        5,
+        13,
+        "unknown variant `grpc`, expected `http` or `tcp`",
+    );
+    assert_problem(
+        &p,
+        9,
+        13,
+        "`health_check.path` of provider `q` must be an absolute path such as `/v1/models`, found `health`",
+    );
+    assert_problem(
+        &p,
+        10,
+        22,
+        "`health_check.interval_secs` of provider `q` must be a positive number of seconds, found 0",
+    );
+    assert_problem(
+        &p,
+        11,
+        21,
+        "`health_check.timeout_secs` of provider `q` must be a positive number of seconds, found -2",
+    );
+}
+
+const RELIABLE: &str = "\
+providers:
+  p: {api_base: 'http://p'}
+  q: {api_base: 'http://q'}
+presets:
+  concise:
+    temperature: 0.2
+    max_tokens: 512
+    top_p: 0.9
+    system_prompt_prefix: Answer in at most three sentences.
+    reasoning_effort: low
+variants:
+  fast:
+    sort: latency
+  cheap:
+    sort: price
+    preset: concise
+  pinned:
+    providers: [q, p, q]
+    params: { temperature: 0 }
+models:
+  smart:
+    strategy: weighted
+    endpoints:
+      - { provider: p, service_id: a, weight: 3, price: 10 }
+      - { provider: q, service_id: b, weight: 1, price: 2.5 }
+    retry_on: [connect, 429, 503, \"502\"]
+    max_attempts: 4
+    deadline_secs: 60
+    preset: concise
+  plain:
+    endpoints: [{provider: p, service_id: a}]
+    deadline: 1.5
+";
+
+#[test]
+fn virtual_model_retry_and_presets() {
+    let config = ok(RELIABLE, &env(&[]));
+    let smart = &config.models["smart"];
+    assert_eq!(smart.strategy, Strategy::Weighted);
+    assert_eq!(
+        smart
+            .endpoints
+            .iter()
+            .map(|e| (e.weight, e.price))
+            .collect::<Vec<_>>(),
+        [(3, Some(10.0)), (1, Some(2.5))]
+    );
+    assert!(smart.retry.on_connect);
+    assert!(
+        !smart.retry.on_timeout,
+        "retry_on replaces the default list"
+    );
+    assert_eq!(smart.retry.statuses, [429, 503, 502]);
+    assert!(smart.retry.retries_status(429) && !smart.retry.retries_status(500));
+    assert_eq!(smart.retry.max_attempts, Some(4));
+    assert_eq!(smart.retry.deadline, Some(secs(60.0)));
+    assert_eq!(smart.preset.as_deref(), Some("concise"));
+
+    let plain = &config.models["plain"];
+    assert_eq!(
+        plain.retry.deadline,
+        Some(secs(1.5)),
+        "the `deadline` alias"
+    );
+    assert_eq!(plain.retry.statuses, [429, 500, 502, 503, 504, 529]);
+    assert_eq!(plain.retry.max_attempts, None);
+
+    let concise = &config.presets["concise"];
+    assert_eq!(concise.temperature, Some(0.2));
+    assert_eq!(concise.top_p, Some(0.9));
+    assert_eq!(concise.max_tokens, Some(512));
+    assert_eq!(
+        concise.system_prompt_prefix.as_deref(),
+        Some("Answer in at most three sentences.")
+    );
+    assert_eq!(concise.reasoning_effort.as_deref(), Some("low"));
+
+    let names: Vec<&str> = config.variants.keys().map(String::as_str).collect();
+    assert_eq!(names, ["fast", "cheap", "pinned"]);
+    assert_eq!(config.variants["fast"].sort, Some(SortBy::Latency));
+    let cheap = &config.variants["cheap"];
+    assert_eq!(
+        (cheap.name.as_str(), cheap.sort, cheap.preset.as_deref()),
+        ("cheap", Some(SortBy::Price), Some("concise"))
+    );
+    assert!(cheap.params.is_empty());
+    let pinned = &config.variants["pinned"];
+    assert_eq!(pinned.providers, ["q", "p"], "duplicates dropped");
+    assert_eq!(pinned.params.temperature, Some(0.0));
+    assert_eq!(pinned.sort, None);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn virtual_model_reliability_problems() {
+    let text = "\
+providers:
+  p: {api_base: 'http://p'}
+models:
+  m:
+    endpoints:
+      - {provider: p, service_id: a, weight: 0, price: -1}
+    retry_on: [connect, timout, 200, 600, 429]
+    max_attempts: 0
+    deadline_secs: -5
+    preset: concise
+  n:
+    endpoints: [{provider: p, service_id: a}]
+    deadline: 0
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        6,
+        46,
+        "the `weight` of endpoint 1 of virtual model `m` must be at least 1",
+    );
+    assert_problem(
+        &p,
+        6,
+        56,
+        "the `price` of endpoint 1 of virtual model `m` must be a non-negative number, found -1",
+    );
+    assert_problem(
+        &p,
+        7,
+        25,
+        "unknown `retry_on` entry `timout` in virtual model `m`, expected `connect`, `timeout` or an HTTP status from 400 to 599",
+    );
+    assert_problem(
+        &p,
+        7,
+        33,
+        "`retry_on` status 200 in virtual model `m` is not an error status: expected 400 to 599",
+    );
+    assert_problem(&p, 7, 38, "`retry_on` status 600");
+    assert_problem(
+        &p,
+        8,
+        19,
+        "`max_attempts` of virtual model `m` must be at least 1",
+    );
+    assert_problem(
+        &p,
+        9,
+        20,
+        "`deadline_secs` of virtual model `m` must be a positive number of seconds, found -5",
+    );
+    assert_problem(
+        &p,
+        10,
+        13,
+        "unknown preset `concise` in virtual model `m`: no presets are defined",
+    );
+    assert_problem(
+        &p,
+        13,
+        15,
+        "`deadline` of virtual model `n` must be a positive number of seconds, found 0",
+    );
+    assert_eq!(p.len(), 9, "{p:#?}");
+    let p = problems(
+        "models:\n  n:\n    endpoints: [{provider: p, service_id: a}]\n    retry_on: connect\n",
+        &env(&[]),
+    );
+    assert_problem(
+        &p,
+        4,
+        15,
+        "`models.n.retry_on`: invalid type: string \"connect\", expected a sequence",
+    );
+
+    let p = problems(
+        &RELIABLE.replace(
+            "    preset: concise\n  plain",
+            "    preset: concice\n  plain",
+        ),
+        &env(&[]),
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_problem(
+        &p,
+        29,
+        13,
+        "unknown preset `concice` in virtual model `smart`, expected one of `concise`",
+    );
+}
+
+#[test]
+fn preset_and_variant_problems() {
+    let text = "\
+providers:
+  p: {api_base: 'http://p'}
+presets:
+  'a:b': {}
+  x@y: {}
+  team/fast: {}
+  '': {}
+  hot:
+    temperature: -1
+    top_p: .nan
+    max_tokens: 0
+  typo:
+    temprature: 1
+variants:
+  fast:
+    providers: [p, nobody]
+    preset: hto
+  good:
+    preset: typo
+    params: {top_p: -0.1}
+  'v:1': {}
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        4,
+        3,
+        "invalid preset name `a:b`: it contains `:`, which would make `model:variant@preset` ambiguous",
+    );
+    assert_problem(&p, 5, 3, "invalid preset name `x@y`: it contains `@`");
+    assert_problem(&p, 6, 3, "invalid preset name `team/fast`: it contains `/`");
+    assert_problem(&p, 7, 3, "invalid preset name ``: it is empty");
+    assert_problem(
+        &p,
+        9,
+        18,
+        "`temperature` of preset `hot` must be a non-negative number, found -1",
+    );
+    assert_problem(
+        &p,
+        10,
+        12,
+        "`top_p` of preset `hot` must be a non-negative number, found NaN",
+    );
+    assert_problem(
+        &p,
+        11,
+        17,
+        "`max_tokens` of preset `hot` must be at least 1",
+    );
+    assert_problem(
+        &p,
+        13,
+        5,
+        "unknown field `temprature` in preset `typo`, expected one of `temperature`",
+    );
+    assert_problem(
+        &p,
+        16,
+        20,
+        "unknown provider `nobody` in variant `fast`, expected one of `p`",
+    );
+    assert_problem(
+        &p,
+        17,
+        13,
+        "unknown preset `hto` in variant `fast`, expected one of `a:b`, `x@y`, `team/fast`, ``, `hot`, `typo`",
+    );
+    assert_problem(
+        &p,
+        20,
+        21,
+        "`params.top_p` of variant `good` must be a non-negative number, found -0.1",
+    );
+    assert_problem(&p, 21, 3, "invalid variant name `v:1`");
+    // `typo` loads (its unknown field reported once): `preset: typo` is no new problem.
+    assert!(
+        !p.iter()
+            .any(|(_, _, m)| m.contains("unknown preset `typo`")),
+        "{p:#?}"
+    );
+    assert_eq!(p.len(), 12, "{p:#?}");
+
+    let p = problems("variants:\n  v:\n    sort: cost\n", &env(&[]));
+    assert_problem(
+        &p,
+        3,
+        11,
+        "unknown variant `cost`, expected `price` or `latency`",
+    );
+}
+
+#[test]
+fn broken_preset_does_not_cascade() {
+    let text = "\
+providers:
+  p: {api_base: 'http://p'}
+presets:
+  bad: {temperature: hot}
+variants:
+  v: {preset: bad}
+models:
+  m:
+    endpoints: [{provider: p, service_id: a}]
+    preset: bad
+";
+    let p = problems(text, &env(&[]));
+    assert_eq!(
+        p,
+        [(
+            4,
+            22,
+            "`presets.bad.temperature`: invalid type: string \"hot\", expected a number"
+                .to_string()
+        )]
+    );
 }

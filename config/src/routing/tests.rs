@@ -1,5 +1,5 @@
 use super::*;
-use crate::{load_str, MapEnv};
+use crate::{load_str, MapEnv, RetryPolicy};
 
 fn table(text: &str, env: &[(&str, &str)]) -> RoutingTable {
     let config = match load_str(text, "test.yaml", &MapEnv::new(env.iter().copied())) {
@@ -208,14 +208,16 @@ fn errors() {
         t.resolve("gpt-4o:discount").unwrap_err(),
         RouteError::UnknownSuffix {
             model: "gpt-4o".into(),
-            suffix: "discount".into()
+            suffix: "discount".into(),
+            known: vec![]
         }
     );
     assert_eq!(
         t.resolve("smart:fast").unwrap_err(),
         RouteError::UnknownSuffix {
             model: "smart".into(),
-            suffix: "fast".into()
+            suffix: "fast".into(),
+            known: vec![]
         }
     );
     assert_eq!(
@@ -228,14 +230,16 @@ fn errors() {
         t.resolve("ollama/qwen3:nitro").unwrap_err(),
         RouteError::UnknownSuffix {
             model: "ollama/qwen3".into(),
-            suffix: "nitro".into()
+            suffix: "nitro".into(),
+            known: vec![]
         }
     );
     assert_eq!(
         t.resolve("ollama:qwen3:nitro").unwrap_err(),
         RouteError::UnknownSuffix {
             model: "ollama:qwen3".into(),
-            suffix: "nitro".into()
+            suffix: "nitro".into(),
+            known: vec![]
         }
     );
     // `llama3.1:70b` is not listed, `llama3.1` is neither listed nor a pattern: unknown.
@@ -291,7 +295,13 @@ fn provider(api_base: &str) -> Provider {
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
-        api_key: None,
+        accounts: vec![crate::Account {
+            label: "default".into(),
+            api_key: None,
+        }],
+        account_strategy: crate::AccountStrategy::default(),
+        timeouts: crate::Timeouts::default(),
+        health_check: None,
         protocols: crate::ProtocolRules {
             rules: vec![("*".into(), vec![ChatCompletions])],
         },
@@ -450,4 +460,371 @@ providers:
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, ["a/shared", "shared", "b/shared"]);
+}
+
+// ----- `model:variant@preset` suffixes.
+
+const SUFFIXES: &str = "\
+providers:
+  ollama:
+    models: [llama3.1:8b, qwen3, claude-3-5-sonnet@20240620, 'phi4@v2']
+  openrouter: {}
+  anthropic: {}
+  openai: {}
+  groq: {}
+presets:
+  concise:
+    temperature: 0.2
+    max_tokens: 512
+    system_prompt_prefix: Be brief.
+  cold:
+    temperature: 0
+  '20240620':
+    top_p: 0.5
+  vm:
+    temperature: 0.9
+    top_p: 0.8
+    system_prompt_prefix: From the model.
+variants:
+  fast:
+    sort: latency
+  cheap:
+    sort: price
+  pinned:
+    providers: [openai, anthropic]
+  groq:
+    providers: [groq]
+  full:
+    preset: concise
+    params: { max_tokens: 100, reasoning_effort: high }
+  8b:
+    params: { temperature: 1 }
+models:
+  smart:
+    strategy: weighted
+    endpoints:
+      - { provider: anthropic, service_id: claude-sonnet-4-5, weight: 3, price: 15 }
+      - { provider: ollama, service_id: qwen3 }
+      - { provider: openai, service_id: gpt-4o, weight: 2, price: 10 }
+      - { provider: openai, service_id: gpt-4o-mini, price: 10 }
+      - { provider: openrouter, service_id: x/y, price: 1 }
+    retry_on: [connect, 429]
+    max_attempts: 2
+  styled:
+    preset: vm
+    endpoints: [{ provider: openai, service_id: gpt-4o }]
+";
+
+fn suffix_table() -> RoutingTable {
+    table(SUFFIXES, ENV)
+}
+
+/// (provider, service id) of each target.
+fn chain(r: &Resolution) -> Vec<(&str, &str)> {
+    r.targets
+        .iter()
+        .map(|t| (t.provider.id.as_str(), t.service_id.as_str()))
+        .collect()
+}
+
+#[test]
+fn virtual_model_targets_carry_weight_price_and_retry() {
+    let t = suffix_table();
+    let r = t.resolve("smart").unwrap();
+    assert_eq!(r.strategy, Strategy::Weighted);
+    let wp: Vec<(u32, Option<f64>)> = r.targets.iter().map(|t| (t.weight, t.price)).collect();
+    assert_eq!(
+        wp,
+        [
+            (3, Some(15.0)),
+            (1, None),
+            (2, Some(10.0)),
+            (1, Some(10.0)),
+            (1, Some(1.0))
+        ]
+    );
+    assert_eq!(r.retry.statuses, [429]);
+    assert_eq!(r.retry.max_attempts, Some(2));
+    assert!(r.retry.on_connect && !r.retry.on_timeout);
+    assert!(r.overlay.is_none() && r.variant.is_none() && r.preset.is_none());
+    // Precomputed once: every request shares the policy.
+    assert!(Arc::ptr_eq(&r.retry, &t.resolve("smart").unwrap().retry));
+    // Direct routes use the upstream default policy.
+    let direct = t.resolve("gpt-4o").unwrap();
+    assert_eq!(*direct.retry, RetryPolicy::default());
+    assert!(Arc::ptr_eq(
+        &direct.retry,
+        &t.resolve("qwen3").unwrap().retry
+    ));
+    assert_eq!(
+        (direct.targets[0].weight, direct.targets[0].price),
+        (1, None)
+    );
+    // A virtual model's preset is its overlay.
+    let styled = t.resolve("styled").unwrap();
+    assert_eq!(styled.overlay.as_deref(), Some(&*t.presets()["vm"]));
+    assert_eq!(
+        styled.preset, None,
+        "`preset` names an `@preset` suffix only"
+    );
+}
+
+#[test]
+fn exact_ids_win_over_suffixes() {
+    let t = suffix_table();
+    for id in ["llama3.1:8b", "claude-3-5-sonnet@20240620", "phi4@v2"] {
+        let r = t.resolve(id).unwrap();
+        assert_eq!(chain(&r), [("ollama", id)], "{id}");
+        assert_eq!(r.via, ResolvedVia::Listed);
+        assert!(r.variant.is_none() && r.preset.is_none() && r.overlay.is_none());
+    }
+    // Also behind a provider prefix.
+    let r = t.resolve("ollama/llama3.1:8b").unwrap();
+    assert_eq!(chain(&r), [("ollama", "llama3.1:8b")]);
+    assert!(r.variant.is_none());
+    // A suffix on an id that itself contains `@` or `:`.
+    let r = t.resolve("claude-3-5-sonnet@20240620:fast").unwrap();
+    assert_eq!(chain(&r), [("ollama", "claude-3-5-sonnet@20240620")]);
+    assert_eq!(r.variant.as_deref(), Some("fast"));
+    let r = t.resolve("llama3.1:8b@cold").unwrap();
+    assert_eq!(chain(&r), [("ollama", "llama3.1:8b")]);
+    assert_eq!(r.preset.as_deref(), Some("cold"));
+    // Unlisted, the same string is a base and a preset (`claude-*` routes the base).
+    let r = t.resolve("claude-3-7-sonnet@20240620").unwrap();
+    assert_eq!(chain(&r), [("anthropic", "claude-3-7-sonnet")]);
+    assert_eq!(r.preset.as_deref(), Some("20240620"));
+}
+
+#[test]
+fn variants_apply() {
+    let t = suffix_table();
+    let r = t.resolve("smart:fast").unwrap();
+    assert_eq!(r.requested, "smart:fast");
+    assert_eq!(r.via, ResolvedVia::VirtualModel("smart".into()));
+    assert_eq!(r.strategy, Strategy::LeastLatency);
+    assert_eq!(r.variant.as_deref(), Some("fast"));
+    assert_eq!(r.targets.len(), 5);
+    assert!(r.overlay.is_none());
+    // The virtual model's retry policy stays.
+    assert!(Arc::ptr_eq(&r.retry, &t.resolve("smart").unwrap().retry));
+
+    // Direct routes take variants too.
+    let r = t.resolve("gpt-4o:fast").unwrap();
+    assert_eq!(chain(&r), [("openai", "gpt-4o")]);
+    assert_eq!(r.strategy, Strategy::LeastLatency);
+    let r = t.resolve("ollama/qwen3:cheap").unwrap();
+    assert_eq!(chain(&r), [("ollama", "qwen3")]);
+    assert_eq!(r.via, ResolvedVia::ProviderSlash);
+    let r = t.resolve("ollama:qwen3:fast").unwrap();
+    assert_eq!(
+        (r.via.clone(), chain(&r)),
+        (ResolvedVia::ProviderColon, vec![("ollama", "qwen3")])
+    );
+    // `8b` is a variant, but `llama3.1:8b` is listed: the id wins. On another base it applies.
+    assert!(t.resolve("llama3.1:8b").unwrap().variant.is_none());
+    let r = t.resolve("qwen3:8b").unwrap();
+    assert_eq!(r.variant.as_deref(), Some("8b"));
+    assert_eq!(r.overlay.as_ref().and_then(|o| o.temperature), Some(1.0));
+}
+
+#[test]
+fn price_sort_is_stable_with_unpriced_last() {
+    let t = suffix_table();
+    let r = t.resolve("smart:cheap").unwrap();
+    assert_eq!(
+        chain(&r),
+        [
+            ("openrouter", "x/y"),
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-mini"),
+            ("anthropic", "claude-sonnet-4-5"),
+            ("ollama", "qwen3"),
+        ]
+    );
+    assert_eq!(r.strategy, Strategy::Priority, "sorted order is the order");
+}
+
+#[test]
+fn provider_pin_narrows_and_reorders() {
+    let t = suffix_table();
+    let r = t.resolve("smart:pinned").unwrap();
+    assert_eq!(
+        chain(&r),
+        [
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-mini"),
+            ("anthropic", "claude-sonnet-4-5"),
+        ]
+    );
+    assert_eq!(
+        r.strategy,
+        Strategy::Weighted,
+        "no sort: the strategy stays"
+    );
+    assert_eq!(r.targets[0].weight, 2);
+    // Nothing left: a client error naming both.
+    let e = t.resolve("smart:groq").unwrap_err();
+    assert_eq!(
+        e,
+        RouteError::VariantNoEndpoint {
+            model: "smart".into(),
+            variant: "groq".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "variant `groq` leaves no endpoint of `smart`: none of them is on one of the variant's providers"
+    );
+    assert!(matches!(
+        t.resolve("gpt-4o:groq"),
+        Err(RouteError::VariantNoEndpoint { .. })
+    ));
+}
+
+#[test]
+fn unknown_variant_names_the_defined_ones() {
+    let t = suffix_table();
+    let e = t.resolve("smart:fastest").unwrap_err();
+    assert_eq!(
+        e,
+        RouteError::UnknownSuffix {
+            model: "smart".into(),
+            suffix: "fastest".into(),
+            known: ["fast", "cheap", "pinned", "groq", "full", "8b"]
+                .map(String::from)
+                .to_vec(),
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "unknown model variant suffix `:fastest` on `smart` (defined variants: `fast`, `cheap`, `pinned`, `groq`, `full`, `8b`)"
+    );
+    let none = table(CONFIG, ENV).resolve("smart:fast").unwrap_err();
+    assert_eq!(
+        none.to_string(),
+        "unknown model variant suffix `:fast` on `smart` (no variants are defined)"
+    );
+    // An undefined variant in front of a preset is reported as such.
+    assert!(matches!(
+        t.resolve("smart:fastest@concise"),
+        Err(RouteError::UnknownSuffix { .. })
+    ));
+}
+
+#[test]
+fn presets_apply() {
+    let t = suffix_table();
+    let r = t.resolve("smart@concise").unwrap();
+    assert_eq!(r.via, ResolvedVia::VirtualModel("smart".into()));
+    assert_eq!(r.preset.as_deref(), Some("concise"));
+    assert_eq!(r.variant, None);
+    assert_eq!(r.overlay.as_deref(), Some(&*t.presets()["concise"]));
+    assert_eq!(r.targets.len(), 5);
+
+    let r = t.resolve("gpt-4o@cold").unwrap();
+    assert_eq!(chain(&r), [("openai", "gpt-4o")]);
+    assert_eq!(r.overlay.as_ref().and_then(|o| o.temperature), Some(0.0));
+    let r = t.resolve("ollama/qwen3@cold").unwrap();
+    assert_eq!(chain(&r), [("ollama", "qwen3")]);
+
+    let r = t.resolve(" smart:cheap@cold ").unwrap();
+    assert_eq!(r.requested, " smart:cheap@cold ");
+    assert_eq!(
+        (r.variant.as_deref(), r.preset.as_deref()),
+        (Some("cheap"), Some("cold"))
+    );
+    assert_eq!(r.targets[0].provider.id, "openrouter");
+}
+
+#[test]
+fn unknown_preset_names_the_defined_ones() {
+    let t = suffix_table();
+    let e = t.resolve("smart@verbose").unwrap_err();
+    assert_eq!(
+        e,
+        RouteError::UnknownPreset {
+            model: "smart".into(),
+            preset: "verbose".into(),
+            known: ["concise", "cold", "20240620", "vm"]
+                .map(String::from)
+                .to_vec(),
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "unknown preset `@verbose` on `smart` (defined presets: `concise`, `cold`, `20240620`, `vm`)"
+    );
+    assert!(matches!(
+        t.resolve("smart:fast@verbose"),
+        Err(RouteError::UnknownPreset { model, .. }) if model == "smart:fast"
+    ));
+    let none = table(CONFIG, ENV).resolve("gpt-4o@concise").unwrap_err();
+    assert_eq!(
+        none.to_string(),
+        "unknown preset `@concise` on `gpt-4o` (no presets are defined)"
+    );
+    // No base routes: the whole string is unknown.
+    assert_eq!(
+        t.resolve("nothing@concise").unwrap_err(),
+        RouteError::UnknownModel {
+            model: "nothing@concise".into()
+        }
+    );
+}
+
+#[test]
+fn overlays_apply_in_order() {
+    let t = suffix_table();
+    // vm preset (vm), then the variant's preset (concise), its params, then `@cold`.
+    let r = t.resolve("styled:full@cold").unwrap();
+    let o = r.overlay.as_deref().unwrap();
+    assert_eq!(o.temperature, Some(0.0), "@cold last");
+    assert_eq!(o.top_p, Some(0.8), "only the vm preset sets it");
+    assert_eq!(o.max_tokens, Some(100), "variant params over its preset");
+    assert_eq!(o.reasoning_effort.as_deref(), Some("high"));
+    assert_eq!(
+        o.system_prompt_prefix.as_deref(),
+        Some("From the model.\n\nBe brief.")
+    );
+    let r = t.resolve("styled:full").unwrap();
+    assert_eq!(r.overlay.as_ref().and_then(|o| o.temperature), Some(0.2));
+    // A variant without parameters keeps the vm's overlay as it is.
+    let r = t.resolve("styled:fast").unwrap();
+    assert_eq!(r.overlay.as_deref(), Some(&*t.presets()["vm"]));
+}
+
+#[test]
+fn open_providers_pass_undefined_suffixes_through() {
+    let t = suffix_table();
+    let r = t.resolve("openrouter/moonshotai/kimi-k2:nitro").unwrap();
+    assert_eq!(chain(&r), [("openrouter", "moonshotai/kimi-k2:nitro")]);
+    assert!(r.variant.is_none());
+    let r = t.resolve("openrouter/vertex/claude@2024").unwrap();
+    assert_eq!(chain(&r), [("openrouter", "vertex/claude@2024")]);
+    let r = t.resolve("openrouter:a/b@x:y").unwrap();
+    assert_eq!(chain(&r), [("openrouter", "a/b@x:y")]);
+    // Defined ones apply.
+    let r = t
+        .resolve("openrouter/moonshotai/kimi-k2:fast@cold")
+        .unwrap();
+    assert_eq!(chain(&r), [("openrouter", "moonshotai/kimi-k2")]);
+    assert_eq!(
+        (r.variant.as_deref(), r.preset.as_deref()),
+        (Some("fast"), Some("cold"))
+    );
+    // The separator of `provider:model` is never a variant suffix.
+    let r = t.resolve("openai:fast").unwrap();
+    assert_eq!(chain(&r), [("openai", "fast")]);
+}
+
+#[test]
+fn suffix_parsing_is_bounded() {
+    let t = suffix_table();
+    let long = format!("gpt-4o{}", ":x@y".repeat(50_000));
+    assert!(t.resolve(&long).is_err());
+    let colons = ":".repeat(100_000);
+    assert!(t.resolve(&colons).is_err());
+    assert!(t.resolve("@").is_err());
+    assert!(t.resolve("smart@").is_err());
+    assert!(t.resolve(":fast").is_err());
 }
