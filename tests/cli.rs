@@ -120,7 +120,7 @@ fn unimplemented_sections_warn_but_load() {
         dir.path(),
     );
     assert!(!out.status.success(), "unknown key must still fail");
-    std::fs::write(&path, "mcp:\n  servers: []\npresets: {}\n").unwrap();
+    std::fs::write(&path, "mcp:\n  servers: []\nagents: {}\n").unwrap();
     let out = cli(
         &["config", "validate", "-c", path.to_str().unwrap()],
         &[],
@@ -128,7 +128,7 @@ fn unimplemented_sections_warn_but_load() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("mcp") && text.contains("presets"), "{text}");
+    assert!(text.contains("mcp") && text.contains("agents"), "{text}");
 }
 
 #[test]

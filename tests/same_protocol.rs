@@ -714,9 +714,9 @@ async fn one_log_line_per_request_without_secrets() {
     .bytes()
     .await
     .unwrap();
-    let logs = fixture()
-        .router
-        .wait_for_log("model=smart provider=openai upstream_model=gpt-4o status=200");
+    let logs = fixture().router.wait_for_log(
+        "model=smart provider=openai account=default upstream_model=gpt-4o attempts=1 status=200",
+    );
     assert!(logs.contains("POST /v1/chat/completions"));
     for secret in [
         "sk-openai-test",

@@ -21,6 +21,21 @@ pub async fn health(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), P
     .await
 }
 
+/// `GET /health/upstreams`: what the balancer knows (accounts by label, never keys). Requires
+/// the gateway key when one is set.
+pub async fn upstream_health(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), ProxyError> {
+    crate::phases::request::authorize(state, session)?;
+    let body = state
+        .balancer
+        .snapshot(&state.config, std::time::Instant::now())
+        .to_string();
+    send(session, ctx, 200, "application/json", Bytes::from(body)).await
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(
     state: &AppState,

@@ -122,6 +122,8 @@ impl ProxyError {
             ProxyError::MissingModel => "missing_model",
             ProxyError::Route(RouteError::UnknownModel { .. }) => "model_not_found",
             ProxyError::Route(RouteError::UnknownSuffix { .. }) => "unknown_model_variant",
+            ProxyError::Route(RouteError::UnknownPreset { .. }) => "unknown_preset",
+            ProxyError::Route(RouteError::VariantNoEndpoint { .. }) => "variant_has_no_endpoint",
             ProxyError::Route(RouteError::EmptyModel) => "missing_model",
             ProxyError::Translate(e) => return e.code,
             ProxyError::ClientBody(_) | ProxyError::ClientGone => return None,

@@ -9,6 +9,7 @@
 //! protocol ([`render`]).
 
 pub mod admin;
+pub mod balance;
 pub mod cli;
 pub mod error;
 pub mod gateway;

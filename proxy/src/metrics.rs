@@ -16,6 +16,9 @@ pub struct Metrics {
     pub ttfb: HistogramVec,
     pub inflight: IntGauge,
     pub bytes_out: IntCounterVec,
+    /// Upstream attempts beyond the first (failovers and account switches), by inbound protocol
+    /// and the provider that finally answered.
+    pub retries: IntCounterVec,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -55,6 +58,14 @@ impl Metrics {
             ),
             &["inbound", "provider"],
         )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_upstream_retries_total",
+                "Upstream attempts beyond the first (failover to another account or endpoint)",
+            ),
+            &["inbound", "provider"],
+        )?;
+        registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(ttfb.clone()))?;
@@ -67,6 +78,7 @@ impl Metrics {
             ttfb,
             inflight,
             bytes_out,
+            retries,
         })
     }
 

@@ -70,6 +70,20 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
         },
     ));
 
+    if state
+        .config
+        .providers
+        .iter()
+        .any(|p| p.health_check.is_some())
+    {
+        server.add_service(background_service(
+            "health checks",
+            crate::balance::checks::HealthChecks {
+                state: state.clone(),
+            },
+        ));
+    }
+
     println!("bitrouter listening on http://{listen}");
     log::info!("bitrouter listening on http://{listen}");
     server.run_forever();

@@ -1,5 +1,6 @@
 //! Everything a request needs, built once per configuration load and shared by all workers.
 
+use crate::balance::Balancer;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamClient;
 use bitrouter_config::{Config, RoutingTable};
@@ -12,6 +13,8 @@ pub struct AppState {
     pub table: RoutingTable,
     pub upstream: UpstreamClient,
     pub metrics: Metrics,
+    /// Strategies, account rotation and health.
+    pub balancer: Balancer,
     inflight: AtomicUsize,
 }
 
@@ -20,7 +23,9 @@ impl AppState {
         let table = RoutingTable::new(&config);
         let upstream = UpstreamClient::new(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let balancer = Balancer::new(&config);
         Ok(Arc::new(AppState {
+            balancer,
             config,
             table,
             upstream,

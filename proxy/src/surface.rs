@@ -22,6 +22,8 @@ pub enum Surface {
     ListModels,
     /// `GET /health`
     Health,
+    /// `GET /health/upstreams`: live health of every endpoint and account.
+    UpstreamHealth,
     /// `GET /metrics`
     Metrics,
     /// A known path with the wrong method.
@@ -56,6 +58,7 @@ impl Surface {
             Surface::Gemini { .. } => "generate_content",
             Surface::ListModels => "models",
             Surface::Health => "health",
+            Surface::UpstreamHealth => "upstream_health",
             Surface::Metrics => "metrics",
             Surface::WrongMethod { .. } => "wrong_method",
             Surface::Unknown => "unknown",
@@ -86,6 +89,7 @@ pub fn classify(method: &str, path: &str) -> Surface {
         "/v1/messages" | "/messages" => return llm(Surface::Messages, Protocol::Messages),
         "/v1/models" | "/models" if is_get => return Surface::ListModels,
         "/health" | "/healthz" if is_get => return Surface::Health,
+        "/health/upstreams" if is_get => return Surface::UpstreamHealth,
         "/metrics" if is_get => return Surface::Metrics,
         _ => {}
     }

@@ -83,7 +83,7 @@ fn announce(config: &Config, table: &RoutingTable) {
             from,
             p.api_base,
             protocols.join(","),
-            if p.api_key.is_some() { "set" } else { "none" }
+            if p.api_key().is_some() { "set" } else { "none" }
         );
     }
     log::info!(

@@ -27,16 +27,23 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
     m.bytes_out
         .with_label_values(&[inbound, provider])
         .inc_by(ctx.bytes_out as u64);
+    if ctx.attempts > 1 {
+        m.retries
+            .with_label_values(&[inbound, provider])
+            .inc_by(ctx.attempts as u64 - 1);
+    }
     if matches!(ctx.surface, "health" | "metrics") && ctx.error.is_none() {
         return;
     }
     log::info!(
-        "{} {} model={} provider={} upstream_model={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}",
+        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}",
         req.method,
         req.uri.path(),
         ctx.model.as_deref().unwrap_or("-"),
         provider,
+        ctx.account.as_deref().unwrap_or("-"),
         model,
+        ctx.attempts,
         ctx.status,
         ctx.stream,
         elapsed.as_secs_f64() * 1000.0,

@@ -35,6 +35,13 @@ pub struct RequestCtx {
     pub status: u16,
     pub bytes_in: usize,
     pub bytes_out: usize,
+    /// The account label used for the last attempt.
+    pub account: Option<String>,
+    /// Upstream attempts made so far.
+    pub attempts: usize,
+    /// The response was committed and then the upstream failed (the client got an error
+    /// event): counts against the endpoint's health.
+    pub upstream_failed: bool,
     /// Time to the upstream's response header.
     pub upstream_ttfb: Option<Duration>,
     /// What went wrong, for the log line.
@@ -51,6 +58,9 @@ impl RequestCtx {
             model: None,
             provider: None,
             service_id: None,
+            account: None,
+            attempts: 0,
+            upstream_failed: false,
             stream: false,
             status: 0,
             bytes_in: 0,
@@ -82,6 +92,7 @@ pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut Requ
     let result = match surface {
         Surface::Health => admin::health(session, ctx).await,
         Surface::Metrics => admin::metrics(state, session, ctx).await,
+        Surface::UpstreamHealth => admin::upstream_health(state, session, ctx).await,
         Surface::ListModels => admin::list_models(state, session, ctx).await,
         Surface::WrongMethod { allowed, .. } => Err(ProxyError::MethodNotAllowed {
             method: req.method.to_string(),

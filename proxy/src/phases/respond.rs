@@ -24,6 +24,13 @@ pub async fn send(
     };
     set(&mut resp, "content-type", content_type.to_string())?;
     set(&mut resp, "content-length", body.len().to_string())?;
+    if ctx.attempts > 0 {
+        // An error after upstream attempts: say how many were made and where the last went.
+        set(&mut resp, "x-bitrouter-attempts", ctx.attempts.to_string())?;
+        if let Some(p) = &ctx.provider {
+            set(&mut resp, "x-bitrouter-provider", p.clone())?;
+        }
+    }
     ctx.status = status;
     ctx.bytes_out += body.len();
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -7,7 +7,7 @@ use super::RequestCtx;
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::surface::Surface;
-use bitrouter_config::{Protocol, Resolution, Target};
+use bitrouter_config::{Preset, Protocol, Resolution, Target};
 use bitrouter_filters::body;
 use bitrouter_filters::canonical::{CanonicalError, ChatRequest, EncodeOptions, ResponseContext};
 use bitrouter_filters::{protocol, translate};
@@ -32,6 +32,9 @@ pub struct Plan {
 /// One upstream call to make.
 pub struct Attempt<'a> {
     pub target: &'a Target,
+    /// The client's protocol.
+    pub client: Protocol,
+    /// The protocol spoken upstream.
     pub protocol: Protocol,
     /// Path and query on the provider's origin.
     pub path: String,
@@ -100,7 +103,7 @@ impl Plan {
             target.protocol
         };
         let mut path = provider.endpoint_path(protocol, &target.service_id, self.stream);
-        if protocol == self.inbound {
+        if protocol == self.inbound && self.resolution.overlay.is_none() {
             if protocol == Protocol::GenerateContent && self.stream && !self.gemini_sse {
                 // Pass-through keeps the client's framing: no `alt=sse`, a JSON array comes back.
                 if let Some(p) = path.strip_suffix("?alt=sse") {
@@ -109,6 +112,7 @@ impl Plan {
             }
             return Ok(Attempt {
                 target,
+                client: self.inbound,
                 protocol,
                 path,
                 body: self.passthrough_body(&target.service_id),
@@ -122,11 +126,31 @@ impl Plan {
             .map_err(|e| ProxyError::Translate(e.clone()))?;
         let mut request = canonical.clone();
         request.model = target.service_id.clone();
+        if let Some(overlay) = &self.resolution.overlay {
+            apply_overlay(&mut request, overlay);
+        }
         let options = EncodeOptions {
             default_max_tokens: default_max_tokens(&target.service_id),
         };
         let encoded = translate::translate_request(&request, protocol, &options)
             .map_err(ProxyError::Translate)?;
+        if protocol == self.inbound {
+            // Same protocol with a preset or variant applied: the request was re-encoded with
+            // the overlay, the response passes through.
+            if protocol == Protocol::GenerateContent && self.stream && !self.gemini_sse {
+                if let Some(p) = path.strip_suffix("?alt=sse") {
+                    path = p.to_string();
+                }
+            }
+            return Ok(Attempt {
+                target,
+                client: self.inbound,
+                protocol,
+                path,
+                body: Bytes::from(encoded.body),
+                translation: None,
+            });
+        }
         let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
         ctx.structured_output_tool = encoded.structured_output_tool;
         ctx.json_array_stream = self.inbound == Protocol::GenerateContent && !self.gemini_sse;
@@ -138,6 +162,7 @@ impl Plan {
         }
         Ok(Attempt {
             target,
+            client: self.inbound,
             protocol,
             path,
             body: Bytes::from(encoded.body),
@@ -172,6 +197,29 @@ impl Plan {
             request.include_usage = true;
         }
         Ok(request)
+    }
+}
+
+/// Applies a preset / variant overlay: set values replace the client's, a system prompt prefix
+/// goes first.
+fn apply_overlay(request: &mut ChatRequest, overlay: &Preset) {
+    if let Some(t) = overlay.temperature {
+        request.params.temperature = Some(t);
+    }
+    if let Some(p) = overlay.top_p {
+        request.params.top_p = Some(p);
+    }
+    if let Some(m) = overlay.max_tokens {
+        request.params.max_tokens = Some(m);
+    }
+    if let Some(prefix) = &overlay.system_prompt_prefix {
+        request.system.insert(0, prefix.clone());
+    }
+    if let Some(effort) = &overlay.reasoning_effort {
+        request
+            .reasoning
+            .get_or_insert_with(Default::default)
+            .effort = Some(effort.clone());
     }
 }
 

@@ -17,7 +17,7 @@
 use super::upstream::UpstreamBody;
 use super::{route::Translation, RequestCtx};
 use crate::error::ProxyError;
-use crate::upstream::headers;
+use crate::upstream::headers::{self, Decision};
 use bitrouter_config::Protocol;
 use bitrouter_filters::protocol::{self, StreamEncoder};
 use bitrouter_filters::stream::StreamTranslator;
@@ -34,27 +34,20 @@ pub async fn relay(
     ctx: &mut RequestCtx,
     body: &mut UpstreamBody<'_>,
     t: &Translation,
-    service_id: &str,
+    decision: &Decision<'_>,
 ) -> Result<(), ProxyError> {
     let up_header = body.header()?.clone();
     let status = up_header.status.as_u16();
-    let provider = body.provider.id.clone();
     let head = |status: u16, content_type: &str| {
-        headers::translated_response(
-            status,
-            &up_header,
-            content_type,
-            &provider,
-            service_id,
-            &t.dropped,
-        )
+        headers::translated_response(status, &up_header, content_type, decision, &t.dropped)
     };
 
     if status >= 400 {
         let raw = body.read_all(session, MAX_UPSTREAM_BODY).await?;
-        let (status, encoded) = translate::translate_error(t.upstream, t.client, status, &raw);
-        ctx.error = Some(format!("upstream HTTP {}", up_header.status.as_u16()));
-        return write_whole(session, ctx, head(status, "application/json")?, encoded).await;
+        return write_error(
+            session, ctx, &up_header, &raw, t.upstream, t.client, &t.dropped, decision,
+        )
+        .await;
     }
 
     let is_sse = up_header
@@ -81,6 +74,29 @@ pub async fn relay(
         encoder.encode(&event, &mut out);
     }
     write_whole(session, ctx, head(200, stream_content_type(t))?, out).await
+}
+
+/// An upstream error answer (`raw`, in `upstream`'s format) re-encoded in `client`'s, keeping
+/// the status (Anthropic's 529 becomes 503 for others) and the rate-limit headers.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    up_header: &pingora_http::ResponseHeader,
+    raw: &[u8],
+    upstream: Protocol,
+    client: Protocol,
+    dropped: &[String],
+    decision: &Decision<'_>,
+) -> Result<(), ProxyError> {
+    let upstream_status = up_header.status.as_u16();
+    let (status, encoded) = translate::translate_error(upstream, client, upstream_status, raw);
+    if ctx.error.is_none() {
+        ctx.error = Some(format!("upstream HTTP {upstream_status}"));
+    }
+    let head =
+        headers::translated_response(status, up_header, "application/json", decision, dropped)?;
+    write_whole(session, ctx, head, encoded).await
 }
 
 /// The content type of the client's stream.
@@ -117,6 +133,7 @@ async fn relay_stream(
                 // The upstream broke mid-stream: end the client's stream with an error event in
                 // its protocol rather than a silent cut.
                 ctx.error = Some(e.to_string());
+                ctx.upstream_failed = true;
                 translator.fail(e.to_canonical(), &mut out);
             }
         }

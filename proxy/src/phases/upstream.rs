@@ -1,107 +1,386 @@
 //! The upstream call, made by bitrouter itself through Pingora's pooled connector, and the
 //! response relayed to the client as it arrives.
 //!
-//! Mechanics: for each candidate target (in the routing order) we take a connection from the
-//! connector's pool (or open one: TCP, TLS with h2/h1 ALPN), write the request header and the
-//! whole body, and read the response header. Until that point nothing has reached the client, so
-//! a connection failure moves on to the next target. From the first byte written downstream on,
-//! the answer is committed: body chunks are forwarded as they are read (an SSE event reaches the
-//! client as soon as the upstream sends it; nothing is buffered), and a failure ends the
-//! response abruptly rather than with a clean end. A connection whose response was read to its
-//! end goes back to the pool; one abandoned mid-way is closed, which is also how a client that
-//! disconnects stops the upstream from generating (and billing) more tokens.
+//! Mechanics: the balancer orders the candidate targets (strategy, then health) and, per
+//! target, the provider's accounts. For each attempt we take a connection from the connector's
+//! pool (or open one: TCP, TLS with h2/h1 ALPN), write the request header and the whole body,
+//! and read the response header and, for a success, its first body chunk. Until that point
+//! nothing has reached the client, so a retryable failure (connect, timeout, a retryable status)
+//! moves on: 401/403/429 to the provider's next account, anything else to the next target.
+//! From the first byte written downstream on, the answer is committed: body chunks are
+//! forwarded as they are read (an SSE event reaches the client as soon as the upstream sends
+//! it), and a failure ends a stream with an error event in the client's protocol. A connection
+//! whose response was read to its end goes back to the pool; one abandoned mid-way is closed,
+//! which is also how a client that disconnects stops the upstream from generating (and billing)
+//! more tokens.
 
 use super::route::{Attempt, Plan};
 use super::{translate, RequestCtx};
 use crate::error::ProxyError;
 use crate::state::AppState;
-use crate::upstream::headers;
-use bitrouter_config::Provider;
+use crate::upstream::headers::{self, Decision};
+use bitrouter_config::{Account, Protocol, Provider, RetryPolicy, Target};
+use bitrouter_filters::canonical::{ResponseContext, StreamEvent};
+use bitrouter_filters::protocol::StreamEncoder;
 use bytes::Bytes;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A stale pooled connection can fail on first use; try a fresh one this many times.
 const STALE_RETRIES: usize = 2;
 
-/// Sends the request to the first target that accepts it and relays the response.
+/// Largest error body kept from a rejected attempt (it is shown to the client if every attempt
+/// fails).
+const MAX_REJECTION_BODY: usize = 1024 * 1024;
+
+/// Sends the request through the balancer's order of targets and accounts until one answers,
+/// and relays that answer.
 pub async fn forward(
     state: &Arc<AppState>,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: Plan,
 ) -> Result<(), ProxyError> {
-    let mut last_error = None;
-    let targets = &plan.resolution.targets;
-    for (i, target) in targets.iter().enumerate() {
+    let resolution = &plan.resolution;
+    let policy: &RetryPolicy = &resolution.retry;
+    let deadline = policy.deadline.map(|d| ctx.start + d);
+    let max_attempts = policy.max_attempts.unwrap_or(usize::MAX).max(1);
+    let client_headers = session.req_header().headers.clone();
+    let balancer = &state.balancer;
+    let mut last: Option<Failed> = None;
+    'targets: for ti in balancer.order(resolution, Instant::now()) {
+        let target = &resolution.targets[ti];
         let attempt = plan.attempt(target)?;
-        ctx.provider = Some(target.provider.id.clone());
-        ctx.service_id = Some(target.service_id.clone());
-        match call(state, session, ctx, &attempt).await {
-            Ok(()) => return Ok(()),
-            // Nothing reached the client yet and another target might work: fail over.
-            Err(e) if ctx.status == 0 && e.retryable() && i + 1 < targets.len() => {
-                log::warn!(
-                    "model `{}`: {e}; trying the next endpoint",
-                    plan.resolution.requested
-                );
-                last_error = Some(e);
+        for ai in balancer.accounts(&target.provider, Instant::now()) {
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if ctx.attempts >= max_attempts || (out_of_time && last.is_some()) {
+                break 'targets;
             }
-            Err(e) => return Err(e),
+            let Some(account) = target.provider.accounts.get(ai) else {
+                continue;
+            };
+            ctx.attempts += 1;
+            ctx.provider = Some(target.provider.id.clone());
+            ctx.service_id = Some(target.service_id.clone());
+            ctx.account = Some(account.label.clone());
+            let call = Call {
+                state,
+                attempt: &attempt,
+                account,
+                client_headers: &client_headers,
+                policy,
+                deadline,
+            };
+            let outcome = call.run(session, ctx).await;
+            let now = Instant::now();
+            match outcome {
+                Ok(Exchange::Done { ttfb }) if !ctx.upstream_failed => {
+                    balancer.success(target, ai, ttfb);
+                    return Ok(());
+                }
+                Ok(Exchange::Done { .. }) => {
+                    // Committed, then the upstream failed (the client got an error event).
+                    balancer.endpoint_failure(target, now);
+                    return Ok(());
+                }
+                Ok(Exchange::Rejected(rejection)) => {
+                    let status = rejection.header.status.as_u16();
+                    let retry_after = rejection.retry_after();
+                    let per_account = matches!(status, 401 | 403 | 429);
+                    if per_account {
+                        balancer.account_failure(&target.provider, ai, now);
+                        if let (429, Some(d)) = (status, retry_after) {
+                            balancer.cool_account(&target.provider, ai, now, d);
+                        }
+                    } else {
+                        balancer.endpoint_failure(target, now);
+                        if let (503, Some(d)) = (status, retry_after) {
+                            balancer.cool_endpoint(target, now, d);
+                        }
+                    }
+                    log::warn!(
+                        "model `{}`: provider `{}` (account `{}`) answered HTTP {status}; trying the next {}",
+                        resolution.requested,
+                        target.provider.id,
+                        account.label,
+                        if per_account { "account" } else { "endpoint" }
+                    );
+                    last = Some(Failed::Rejected(rejection));
+                    if per_account {
+                        continue;
+                    }
+                    continue 'targets;
+                }
+                Err(e) if ctx.status == 0 && retryable(&e, policy) => {
+                    balancer.endpoint_failure(target, now);
+                    log::warn!(
+                        "model `{}`: {e}; trying the next endpoint",
+                        resolution.requested
+                    );
+                    last = Some(Failed::Error(e));
+                    continue 'targets;
+                }
+                Err(e) => {
+                    if matches!(
+                        e,
+                        ProxyError::UpstreamConnect { .. }
+                            | ProxyError::UpstreamTimeout { .. }
+                            | ProxyError::UpstreamBroken { .. }
+                    ) {
+                        balancer.endpoint_failure(target, now);
+                    }
+                    return Err(e);
+                }
+            }
         }
     }
-    Err(last_error.unwrap_or_else(|| ProxyError::Internal("no upstream target".into())))
+    match last {
+        Some(Failed::Rejected(r)) => {
+            ctx.error = Some(format!(
+                "every attempt failed; the last answered HTTP {}",
+                r.header.status.as_u16()
+            ));
+            write_rejection(session, ctx, r).await
+        }
+        Some(Failed::Error(e)) => Err(e),
+        None => Err(ProxyError::Internal("no upstream attempt was made".into())),
+    }
 }
 
-/// One upstream exchange.
-async fn call(
-    state: &AppState,
+/// Whether a failure before anything reached the client may be retried under `policy`.
+fn retryable(e: &ProxyError, policy: &RetryPolicy) -> bool {
+    match e {
+        ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => policy.on_connect,
+        ProxyError::UpstreamTimeout { .. } => policy.on_timeout,
+        _ => false,
+    }
+}
+
+/// Why an attempt did not answer.
+enum Failed {
+    /// An HTTP error the policy retries, kept to show the client if nothing else works.
+    Rejected(Box<Rejection>),
+    Error(ProxyError),
+}
+
+/// How an attempt ended without an error.
+enum Exchange {
+    /// The response was relayed (check `ctx.upstream_failed` for a stream that broke after
+    /// committing). `ttfb`: time to the first body chunk.
+    Done { ttfb: Option<Duration> },
+    /// A retryable error status; nothing was sent to the client.
+    Rejected(Box<Rejection>),
+}
+
+/// A retryable error answer, buffered.
+struct Rejection {
+    header: ResponseHeader,
+    body: Bytes,
+    /// `(upstream, client, dropped params)` when the attempt was translated.
+    translated: Option<(Protocol, Protocol, Vec<String>)>,
+    provider: String,
+    service_id: String,
+    account: String,
+}
+
+impl Rejection {
+    /// The `retry-after` the upstream asked for (seconds form; HTTP dates are ignored).
+    fn retry_after(&self) -> Option<Duration> {
+        let v = self.header.headers.get(http::header::RETRY_AFTER)?;
+        let secs: f64 = v.to_str().ok()?.trim().parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    }
+}
+
+/// Shows the client the last rejection: the upstream's status and body, translated to the
+/// client's protocol when the attempt was.
+async fn write_rejection(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    attempt: &Attempt<'_>,
+    r: Box<Rejection>,
 ) -> Result<(), ProxyError> {
-    let provider = &attempt.target.provider;
-    let client_headers = session.req_header().headers.clone();
-    // Waiting for the upstream's first byte can take long (reasoning models); stop as soon as
-    // the client hangs up.
-    let (mut up, peer) = tokio::select! {
-        r = exchange(state, &client_headers, provider, attempt) => r?,
-        r = session.read_body_or_idle(true) => {
-            return Err(match r {
-                Err(_) => ProxyError::ClientGone,
-                Ok(_) => ProxyError::ClientBody("unexpected bytes after the request body".into()),
-            });
+    let r = *r;
+    let decision = Decision {
+        provider: &r.provider,
+        service_id: &r.service_id,
+        account: &r.account,
+        attempts: ctx.attempts,
+    };
+    let status = r.header.status.as_u16();
+    match &r.translated {
+        Some((upstream, client, dropped)) => {
+            translate::write_error(
+                session, ctx, &r.header, &r.body, *upstream, *client, dropped, &decision,
+            )
+            .await
         }
-    };
-    ctx.upstream_ttfb = Some(ctx.start.elapsed());
-    if let HttpSession::H1(h1) = &mut up {
-        h1.respect_keepalive();
+        None => {
+            let mut resp = headers::downstream_response(&r.header, &decision)?;
+            resp.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())
+                .map_err(|e| ProxyError::Internal(format!("response header: {e}")))?;
+            ctx.status = status;
+            ctx.bytes_out += r.body.len();
+            session
+                .write_response_header(Box::new(resp), false)
+                .await
+                .map_err(|_| ProxyError::ClientGone)?;
+            session
+                .write_response_body(Some(r.body), true)
+                .await
+                .map_err(|_| ProxyError::ClientGone)
+        }
     }
-    let mut body = UpstreamBody {
-        up,
-        provider,
-        watch_client: true,
-    };
-    match &attempt.translation {
-        None => relay(session, ctx, &mut body, &attempt.target.service_id).await?,
-        Some(t) => translate::relay(session, ctx, &mut body, t, &attempt.target.service_id).await?,
+}
+
+/// One upstream attempt: a target, an account, the request prepared for it.
+struct Call<'a> {
+    state: &'a AppState,
+    attempt: &'a Attempt<'a>,
+    account: &'a Account,
+    client_headers: &'a http::HeaderMap,
+    policy: &'a RetryPolicy,
+    /// The request's retry deadline (bounds the wait for the first byte).
+    deadline: Option<Instant>,
+}
+
+impl Call<'_> {
+    async fn run(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Exchange, ProxyError> {
+        let target: &Target = self.attempt.target;
+        let provider = &target.provider;
+        let timeouts = provider.timeouts;
+        let started = Instant::now();
+        let first_byte_by = earliest(timeouts.first_byte.map(|d| started + d), self.deadline);
+        let total_by = timeouts.total.map(|d| started + d);
+        let by = earliest(first_byte_by, total_by);
+        // Waiting for the upstream's first byte can take long (reasoning models); stop as soon
+        // as the client hangs up.
+        let exchange = exchange(
+            self.state,
+            self.client_headers,
+            provider,
+            self.account,
+            self.attempt,
+        );
+        let (mut up, peer) = tokio::select! {
+            r = before(by, exchange) => match r {
+                Some(r) => r?,
+                None => return Err(first_byte_timeout(provider, started)),
+            },
+            r = session.read_body_or_idle(true) => {
+                return Err(match r {
+                    Err(_) => ProxyError::ClientGone,
+                    Ok(_) => ProxyError::ClientBody("unexpected bytes after the request body".into()),
+                });
+            }
+        };
+        ctx.upstream_ttfb = Some(ctx.start.elapsed());
+        if let HttpSession::H1(h1) = &mut up {
+            h1.respect_keepalive();
+        }
+        let status = up.response_header().map_or(0, |h| h.status.as_u16());
+        let mut body = UpstreamBody {
+            up,
+            provider,
+            watch_client: true,
+            pending: None,
+            total_by,
+        };
+        if self.policy.retries_status(status) || matches!(status, 401 | 403) {
+            let header = body.header()?.clone();
+            let raw = match before(by, body.read_all(session, MAX_REJECTION_BODY)).await {
+                Some(r) => r?,
+                None => return Err(first_byte_timeout(provider, started)),
+            };
+            self.finish(body, &peer).await;
+            return Ok(Exchange::Rejected(Box::new(Rejection {
+                header,
+                body: raw,
+                translated: self
+                    .attempt
+                    .translation
+                    .as_ref()
+                    .map(|t| (t.upstream, t.client, t.dropped.clone())),
+                provider: provider.id.clone(),
+                service_id: target.service_id.clone(),
+                account: self.account.label.clone(),
+            })));
+        }
+        let mut ttfb = None;
+        if (200..300).contains(&status) {
+            // Commit only once the body has started: a server that sends headers and then
+            // nothing (or breaks) can still be failed over.
+            match before(by, body.prefetch(session)).await {
+                Some(r) => r?,
+                None => {
+                    body.up.shutdown().await;
+                    return Err(first_byte_timeout(provider, started));
+                }
+            }
+            ttfb = Some(started.elapsed());
+        }
+        let decision = Decision {
+            provider: &provider.id,
+            service_id: &target.service_id,
+            account: &self.account.label,
+            attempts: ctx.attempts,
+        };
+        match &self.attempt.translation {
+            None => relay(session, ctx, &mut body, self.attempt.client, &decision).await?,
+            Some(t) => translate::relay(session, ctx, &mut body, t, &decision).await?,
+        }
+        self.finish(body, &peer).await;
+        Ok(Exchange::Done { ttfb })
     }
-    let mut up = body.up;
-    if up.response_done() {
-        let idle = state.upstream.timeouts.pool_idle;
-        state
-            .upstream
-            .connector()
-            .release_http_session(up, &peer, Some(idle))
-            .await;
-    } else {
-        up.shutdown().await;
+
+    /// Returns a fully read connection to the pool; closes any other.
+    async fn finish(&self, body: UpstreamBody<'_>, peer: &HttpPeer) {
+        let mut up = body.up;
+        if up.response_done() {
+            let idle = self.attempt.target.provider.timeouts.pool_idle;
+            self.state
+                .upstream
+                .connector()
+                .release_http_session(up, peer, Some(idle))
+                .await;
+        } else {
+            up.shutdown().await;
+        }
     }
-    Ok(())
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `fut`'s output, or `None` when `by` passes first.
+async fn before<T>(by: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+    match by {
+        Some(by) => tokio::time::timeout_at(by.into(), fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+fn first_byte_timeout(provider: &Provider, started: Instant) -> ProxyError {
+    ProxyError::UpstreamTimeout {
+        provider: provider.id.clone(),
+        detail: format!(
+            "no response within {:.1} s (first_byte_secs, total_secs or the retry deadline)",
+            started.elapsed().as_secs_f64()
+        ),
+    }
 }
 
 /// The upstream response being read, watched together with the client's connection.
@@ -109,6 +388,10 @@ pub struct UpstreamBody<'a> {
     pub up: HttpSession,
     pub provider: &'a Provider,
     watch_client: bool,
+    /// A chunk read ahead (the first one, before committing): `Some(None)` is the end.
+    pending: Option<Option<Bytes>>,
+    /// `total_secs` for the whole exchange.
+    total_by: Option<Instant>,
 }
 
 impl UpstreamBody<'_> {
@@ -119,9 +402,30 @@ impl UpstreamBody<'_> {
             .ok_or_else(|| broken(self.provider, "no response header"))
     }
 
+    /// Reads the first body chunk ahead, so that failing to get one can still fail over.
+    async fn prefetch(&mut self, session: &mut Session) -> Result<(), ProxyError> {
+        let chunk = self.next(session).await?;
+        self.pending = Some(chunk);
+        Ok(())
+    }
+
     /// The next body chunk, `None` at the end. Returns [`ProxyError::ClientGone`] as soon as
     /// the client closes its side, so we stop reading (and paying for) the upstream.
     pub async fn next(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
+        if let Some(chunk) = self.pending.take() {
+            return Ok(chunk);
+        }
+        let total_by = self.total_by;
+        match before(total_by, self.read(session)).await {
+            Some(r) => r,
+            None => Err(ProxyError::UpstreamTimeout {
+                provider: self.provider.id.clone(),
+                detail: "the response took longer than total_secs".into(),
+            }),
+        }
+    }
+
+    async fn read(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
         loop {
             let read = if self.watch_client {
                 tokio::select! {
@@ -161,14 +465,23 @@ impl UpstreamBody<'_> {
     }
 }
 
-/// Same-protocol relay: the upstream's status, headers and bytes as they arrive.
+/// Same-protocol relay: the upstream's status, headers and bytes as they arrive. An SSE stream
+/// is forwarded whole events at a time, so that if the upstream breaks mid-way the client's
+/// stream can still end with a well-formed error event in its protocol.
 async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
     body: &mut UpstreamBody<'_>,
-    service_id: &str,
+    client: Protocol,
+    decision: &Decision<'_>,
 ) -> Result<(), ProxyError> {
-    let resp = headers::downstream_response(body.header()?, &body.provider.id, service_id)?;
+    let header = body.header()?;
+    let sse = header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let resp = headers::downstream_response(header, decision)?;
     ctx.status = resp.status.as_u16();
     if session
         .write_response_header(Box::new(resp), false)
@@ -177,10 +490,54 @@ async fn relay(
     {
         return Err(ProxyError::ClientGone);
     }
-    while let Some(chunk) = body.next(session).await? {
+    let mut partial = bytes::BytesMut::new();
+    loop {
+        let chunk = match body.next(session).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if sse && !matches!(e, ProxyError::ClientGone) => {
+                // The upstream broke mid-stream: drop the incomplete event and end the stream
+                // with an error event the client's SDK understands.
+                ctx.error = Some(e.to_string());
+                ctx.upstream_failed = true;
+                let mut out = Vec::new();
+                StreamEncoder::new(client, &ResponseContext::default())
+                    .encode(&StreamEvent::Error(e.to_canonical()), &mut out);
+                ctx.bytes_out += out.len();
+                if session
+                    .write_response_body(Some(Bytes::from(out)), false)
+                    .await
+                    .is_err()
+                {
+                    return Err(ProxyError::ClientGone);
+                }
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let chunk = if sse {
+            match complete_events(&mut partial, chunk) {
+                Some(c) => c,
+                None => continue,
+            }
+        } else {
+            chunk
+        };
         ctx.bytes_out += chunk.len();
         if session
             .write_response_body(Some(chunk), false)
+            .await
+            .is_err()
+        {
+            return Err(ProxyError::ClientGone);
+        }
+    }
+    if !partial.is_empty() && !ctx.upstream_failed {
+        // The upstream ended without a final blank line: pass its last bytes on as they are.
+        let rest = partial.split().freeze();
+        ctx.bytes_out += rest.len();
+        if session
+            .write_response_body(Some(rest), false)
             .await
             .is_err()
         {
@@ -193,20 +550,57 @@ async fn relay(
     Ok(())
 }
 
+/// The complete SSE events available once `chunk` is added to `partial` (everything up to the
+/// last blank line), keeping the rest in `partial`. `None` when no event is complete yet.
+/// Without a carry-over this is the chunk itself, uncopied.
+fn complete_events(partial: &mut bytes::BytesMut, chunk: Bytes) -> Option<Bytes> {
+    if partial.is_empty() {
+        let end = last_event_end(&chunk);
+        if end == chunk.len() {
+            return Some(chunk);
+        }
+        partial.extend_from_slice(&chunk[end..]);
+        return (end > 0).then(|| chunk.slice(..end));
+    }
+    partial.extend_from_slice(&chunk);
+    let end = last_event_end(partial);
+    (end > 0).then(|| partial.split_to(end).freeze())
+}
+
+/// The offset just after the last event terminator (`\n\n`, `\r\n\r\n` or `\r\r`) in
+/// `buf`, 0 when there is none.
+fn last_event_end(buf: &[u8]) -> usize {
+    let mut i = buf.len();
+    while i >= 2 {
+        let (a, b) = (buf[i - 2], buf[i - 1]);
+        if (a == b'\n' && b == b'\n') || (a == b'\r' && b == b'\r') {
+            return i;
+        }
+        i -= 1;
+    }
+    0
+}
+
 /// Connects, sends the request, and reads the response header, retrying on a fresh connection
 /// when a pooled one turns out to be stale.
 async fn exchange(
     state: &AppState,
     client_headers: &http::HeaderMap,
     provider: &Provider,
+    account: &Account,
     attempt: &Attempt<'_>,
 ) -> Result<(HttpSession, HttpPeer), ProxyError> {
     let peers = state.upstream.peers(provider).await?;
     let mut tries = 0;
     loop {
         let (mut up, reused, peer) = connect(state, provider, &peers).await?;
+        // The connector does not apply these to the session (Pingora's own proxy loop does):
+        // `read_secs` is the idle timeout of every read, header and body chunks alike.
+        up.set_read_timeout(peer.options.read_timeout);
+        up.set_write_timeout(peer.options.write_timeout);
         let header = headers::upstream_request(
             provider,
+            account,
             &attempt.path,
             client_headers,
             attempt.body.len(),
@@ -221,7 +615,7 @@ async fn exchange(
         .await;
         match sent {
             Ok(()) => return Ok((up, peer)),
-            Err(e) if reused && tries < STALE_RETRIES => {
+            Err(e) if reused && tries < STALE_RETRIES && !is_timeout(&e) => {
                 log::debug!("pooled connection to `{}` was stale: {e}", provider.id);
                 tries += 1;
             }
@@ -251,6 +645,13 @@ async fn connect(
             detail: "no address to connect to".into(),
         },
     })
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
 }
 
 pub(crate) fn broken(provider: &Provider, detail: &str) -> ProxyError {

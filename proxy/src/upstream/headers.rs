@@ -6,7 +6,7 @@
 //! same-protocol hop; hop-by-hop headers and those tied to the client's account are not.
 
 use crate::error::ProxyError;
-use bitrouter_config::{AuthStyle, Provider};
+use bitrouter_config::{Account, AuthStyle, Provider, Secret};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Version};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -59,6 +59,7 @@ fn internal(e: impl std::fmt::Display) -> ProxyError {
 /// The request header for `provider` at `path`, carrying `client` headers worth forwarding.
 pub fn upstream_request(
     provider: &Provider,
+    account: &Account,
     path: &str,
     client: &HeaderMap,
     body_len: usize,
@@ -106,34 +107,67 @@ pub fn upstream_request(
                 .map_err(internal)?;
         }
     }
-    if let Some(key) = &provider.api_key {
-        let (name, value) = match provider.auth {
-            AuthStyle::Bearer => ("authorization", format!("Bearer {}", key.expose())),
-            AuthStyle::XApiKey => ("x-api-key", key.expose().to_string()),
-            AuthStyle::GoogApiKey => ("x-goog-api-key", key.expose().to_string()),
-            AuthStyle::None => return Ok(req),
-        };
-        let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            ProxyError::Internal(format!(
-                "the api_key of provider `{}` contains characters not allowed in a header",
-                provider.id
-            ))
-        })?;
-        value.set_sensitive(true);
-        req.insert_header(HeaderName::from_static(name), value)
-            .map_err(internal)?;
+    if let Some(key) = &account.api_key {
+        if let Some((name, value)) = auth_header(provider.auth, key) {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                ProxyError::Internal(format!(
+                    "an api_key of provider `{}` (account `{}`) contains characters not allowed in a header",
+                    provider.id, account.label
+                ))
+            })?;
+            value.set_sensitive(true);
+            req.insert_header(HeaderName::from_static(name), value)
+                .map_err(internal)?;
+        }
     }
     Ok(req)
+}
+
+/// The header carrying `key` in `auth` style (`None` for providers that take no key).
+pub fn auth_header(auth: AuthStyle, key: &Secret) -> Option<(&'static str, String)> {
+    match auth {
+        AuthStyle::Bearer => Some(("authorization", format!("Bearer {}", key.expose()))),
+        AuthStyle::XApiKey => Some(("x-api-key", key.expose().to_string())),
+        AuthStyle::GoogApiKey => Some(("x-goog-api-key", key.expose().to_string())),
+        AuthStyle::None => None,
+    }
+}
+
+/// Where a request went, reported to the client in `x-bitrouter-*` headers.
+pub struct Decision<'a> {
+    pub provider: &'a str,
+    /// The upstream model id.
+    pub service_id: &'a str,
+    pub account: &'a str,
+    /// Upstream attempts made, this one included.
+    pub attempts: usize,
+}
+
+impl Decision<'_> {
+    fn apply(&self, resp: &mut ResponseHeader) -> Result<(), ProxyError> {
+        resp.insert_header("x-bitrouter-provider", self.provider)
+            .map_err(internal)?;
+        if let Ok(v) = HeaderValue::from_str(self.service_id) {
+            resp.insert_header("x-bitrouter-model", v)
+                .map_err(internal)?;
+        }
+        if let Ok(v) = HeaderValue::from_str(self.account) {
+            resp.insert_header("x-bitrouter-account", v)
+                .map_err(internal)?;
+        }
+        resp.insert_header("x-bitrouter-attempts", self.attempts.to_string())
+            .map_err(internal)?;
+        Ok(())
+    }
 }
 
 /// The response header relayed to the client: the upstream's status and headers minus
 /// hop-by-hop ones, plus where the request went.
 pub fn downstream_response(
     upstream: &ResponseHeader,
-    provider: &str,
-    service_id: &str,
+    decision: &Decision<'_>,
 ) -> Result<ResponseHeader, ProxyError> {
-    let mut resp = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))
+    let mut resp = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 4))
         .map_err(internal)?;
     for (name, value) in &upstream.headers {
         if DROP_DOWNSTREAM.contains(&name.as_str()) {
@@ -142,12 +176,7 @@ pub fn downstream_response(
         resp.append_header(name.clone(), value.clone())
             .map_err(internal)?;
     }
-    resp.insert_header("x-bitrouter-provider", provider)
-        .map_err(internal)?;
-    if let Ok(v) = HeaderValue::from_str(service_id) {
-        resp.insert_header("x-bitrouter-model", v)
-            .map_err(internal)?;
-    }
+    decision.apply(&mut resp)?;
     Ok(resp)
 }
 
@@ -164,11 +193,10 @@ pub fn translated_response(
     status: u16,
     upstream: &ResponseHeader,
     content_type: &str,
-    provider: &str,
-    service_id: &str,
+    decision: &Decision<'_>,
     dropped: &[String],
 ) -> Result<ResponseHeader, ProxyError> {
-    let mut resp = ResponseHeader::build(status, Some(8)).map_err(internal)?;
+    let mut resp = ResponseHeader::build(status, Some(10)).map_err(internal)?;
     for (name, value) in &upstream.headers {
         if keep_when_translated(name.as_str()) {
             resp.append_header(name.clone(), value.clone())
@@ -181,12 +209,7 @@ pub fn translated_response(
         resp.insert_header(http::header::CACHE_CONTROL, "no-cache")
             .map_err(internal)?;
     }
-    resp.insert_header("x-bitrouter-provider", provider)
-        .map_err(internal)?;
-    if let Ok(v) = HeaderValue::from_str(service_id) {
-        resp.insert_header("x-bitrouter-model", v)
-            .map_err(internal)?;
-    }
+    decision.apply(&mut resp)?;
     if !dropped.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
             resp.insert_header("x-bitrouter-dropped-params", v)

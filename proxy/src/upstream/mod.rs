@@ -9,44 +9,22 @@ use crate::error::ProxyError;
 use bitrouter_config::{Config, Provider};
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
+use pingora_core::protocols::l4::ext::TcpKeepalive;
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Timeouts applied to every upstream call. (Per-provider overrides arrive with the reliability
-/// work; these are the documented defaults.)
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    /// Idle read timeout: resets on every chunk, so a stream stalled mid-way is caught.
-    pub read: Duration,
-    pub write: Duration,
-    /// How long an idle pooled connection is kept.
-    pub pool_idle: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(10),
-            read: Duration::from_secs(120),
-            write: Duration::from_secs(60),
-            pool_idle: Duration::from_secs(90),
-        }
-    }
-}
 
 /// The shared upstream client.
 pub struct UpstreamClient {
     connector: Connector,
     resolver: dns::Resolver,
     cas: HashMap<PathBuf, Arc<CaType>>,
-    pub timeouts: Timeouts,
 }
 
 impl UpstreamClient {
@@ -69,7 +47,6 @@ impl UpstreamClient {
             connector: Connector::new(Some(options)),
             resolver: dns::Resolver::default(),
             cas,
-            timeouts: Timeouts::default(),
         })
     }
 
@@ -77,12 +54,18 @@ impl UpstreamClient {
         &self.connector
     }
 
-    /// Peers for `provider`, one per resolved address, in the order to try them.
+    /// The addresses of `provider`'s origin (cached).
+    pub async fn resolve(&self, provider: &Provider) -> Result<Vec<SocketAddr>, String> {
+        let origin = &provider.origin;
+        self.resolver.resolve(&origin.host, origin.port).await
+    }
+
+    /// Peers for `provider`, one per resolved address, in the order to try them, carrying the
+    /// provider's timeouts.
     pub async fn peers(&self, provider: &Provider) -> Result<Vec<HttpPeer>, ProxyError> {
         let origin = &provider.origin;
         let addrs = self
-            .resolver
-            .resolve(&origin.host, origin.port)
+            .resolve(provider)
             .await
             .map_err(|detail| ProxyError::UpstreamConnect {
                 provider: provider.id.clone(),
@@ -100,7 +83,7 @@ impl UpstreamClient {
             p.hash(&mut h);
             h.finish()
         });
-        let t = self.timeouts;
+        let t = provider.timeouts;
         Ok(addrs
             .into_iter()
             .map(|addr| {
@@ -110,6 +93,15 @@ impl UpstreamClient {
                 peer.options.read_timeout = Some(t.read);
                 peer.options.write_timeout = Some(t.write);
                 peer.options.idle_timeout = Some(t.pool_idle);
+                peer.options.tcp_keepalive = t.tcp_keepalive.map(|idle| TcpKeepalive {
+                    idle,
+                    interval: idle
+                        .min(Duration::from_secs(15))
+                        .max(Duration::from_secs(1)),
+                    count: 5,
+                    #[cfg(target_os = "linux")]
+                    user_timeout: Duration::ZERO,
+                });
                 peer.options.alpn = if origin.tls { ALPN::H2H1 } else { ALPN::H1 };
                 peer.options.ca = ca.clone();
                 peer.group_key = group_key;
