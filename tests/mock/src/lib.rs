@@ -37,8 +37,10 @@
 //! `GET /__mock/requests` and `GET /__mock/stats` expose the recording over HTTP, for manual
 //! runs of the `bitrouter-mock` binary; they are neither recorded nor scripted.
 //!
-//! Tests script faults with [`MockUpstream::script`] and inspect what the router sent with
-//! [`MockUpstream::requests`]. The server runs on its own thread and tokio runtime, so one
+//! Tests script faults with [`MockUpstream::script`] (matched by body tag, path or header, see
+//! [`Match`]) and inspect what the router sent with [`MockUpstream::requests`] and how each
+//! streamed response ended — completed, cut, or abandoned by the router — with
+//! [`MockUpstream::stream_outcomes`]. The server runs on its own thread and tokio runtime, so one
 //! instance can be shared by every test of a file:
 //!
 //! ```no_run
@@ -75,8 +77,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub use record::{RecordMode, RecordedRequest};
+pub use record::{RecordMode, RecordedRequest, StreamOutcome};
 pub use script::{Action, Match, Script};
 
 use server::State;
@@ -272,6 +275,39 @@ impl MockUpstream {
         let mut requests = self.requests();
         requests.retain(|r| util::bytes_contain(&r.body, needle.as_bytes()));
         requests
+    }
+
+    /// How every finished streamed response ended, in the order they ended (streams still
+    /// running are not listed). See [`StreamOutcome`].
+    pub fn stream_outcomes(&self) -> Vec<StreamOutcome> {
+        self.inner.state.recorder.streams()
+    }
+
+    /// Finished streamed responses to requests whose body contains `needle`.
+    pub fn stream_outcomes_containing(&self, needle: &str) -> Vec<StreamOutcome> {
+        let mut outcomes = self.stream_outcomes();
+        outcomes.retain(|o| o.request_contains(needle));
+        outcomes
+    }
+
+    /// Waits (polling, without blocking the caller's runtime) until a streamed response to a
+    /// request whose body contains `needle` has ended, and returns the first such outcome;
+    /// `None` after `timeout`. Needs a tokio runtime with the time driver (`#[tokio::test]`).
+    pub async fn wait_stream_outcome(
+        &self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Option<StreamOutcome> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(outcome) = self.stream_outcomes_containing(needle).into_iter().next() {
+                return Some(outcome);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Queues a scripted behaviour; each request takes the first matching script with uses

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -65,10 +66,51 @@ impl RecordedRequest {
     }
 }
 
-/// Thread-safe store of recorded requests; its lock is never held across an await.
+/// How a streamed response (SSE events, or the pieces of Gemini's JSON-array stream) ended, as
+/// the mock saw it: recorded when the response body is finished or abandoned, so a test can
+/// prove the router stopped reading when its own client went away.
+///
+/// Exactly one of `completed`, `cut` and `aborted_by_peer` is true.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamOutcome {
+    /// The raw path of the request that was answered with this stream.
+    pub path: String,
+    /// The request's body (to find a test's stream by its tag).
+    pub request_body: Bytes,
+    /// Events (chunks) the stream would have had in full.
+    pub events_total: usize,
+    /// Events handed to the connection before the stream ended.
+    pub events_sent: usize,
+    /// Every event was sent and the body ended cleanly.
+    pub completed: bool,
+    /// A scripted [`crate::Action::CutStreamAfter`] aborted it.
+    pub cut: bool,
+    /// The peer (the router) closed the connection or reset the stream before the end.
+    pub aborted_by_peer: bool,
+    /// When the response headers were produced (after any scripted delay).
+    pub started: Instant,
+    /// When the stream ended (completed, cut or abandoned).
+    pub ended: Instant,
+}
+
+impl StreamOutcome {
+    /// How long the stream lived.
+    pub fn duration(&self) -> Duration {
+        self.ended.saturating_duration_since(self.started)
+    }
+
+    /// Whether the request body contains `needle`.
+    pub fn request_contains(&self, needle: &str) -> bool {
+        crate::util::bytes_contain(&self.request_body, needle.as_bytes())
+    }
+}
+
+/// Thread-safe store of recorded requests and stream outcomes; its locks are never held across
+/// an await.
 pub(crate) struct Recorder {
     mode: RecordMode,
     requests: Mutex<VecDeque<RecordedRequest>>,
+    streams: Mutex<VecDeque<StreamOutcome>>,
 }
 
 impl Recorder {
@@ -76,6 +118,7 @@ impl Recorder {
         Recorder {
             mode,
             requests: Mutex::new(VecDeque::new()),
+            streams: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -83,17 +126,29 @@ impl Recorder {
         !matches!(self.mode, RecordMode::Off | RecordMode::Last(0))
     }
 
-    pub(crate) fn push(&self, request: RecordedRequest) {
-        let limit = match self.mode {
-            RecordMode::Off | RecordMode::Last(0) => return,
+    fn limit(&self) -> usize {
+        match self.mode {
+            RecordMode::Off => 0,
             RecordMode::All => usize::MAX,
             RecordMode::Last(n) => n,
-        };
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        if requests.len() >= limit {
-            requests.pop_front();
         }
-        requests.push_back(request);
+    }
+
+    pub(crate) fn push(&self, request: RecordedRequest) {
+        push_bounded(&self.requests, self.limit(), request);
+    }
+
+    pub(crate) fn push_stream(&self, outcome: StreamOutcome) {
+        push_bounded(&self.streams, self.limit(), outcome);
+    }
+
+    pub(crate) fn streams(&self) -> Vec<StreamOutcome> {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.iter().cloned().collect()
+    }
+
+    pub(crate) fn streams_len(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
@@ -107,4 +162,15 @@ impl Recorder {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
+}
+
+fn push_bounded<T>(store: &Mutex<VecDeque<T>>, limit: usize, item: T) {
+    if limit == 0 {
+        return;
+    }
+    let mut items = store.lock().unwrap_or_else(|e| e.into_inner());
+    if items.len() >= limit {
+        items.pop_front();
+    }
+    items.push_back(item);
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::HeaderMap;
+
 use crate::util::bytes_contain;
 
 /// A behaviour for the next `times` requests matching `when`.
@@ -43,6 +45,20 @@ impl Script {
         Script::new(Match::BodyContains(needle.into()), action)
     }
 
+    /// A script applying once to the next request whose body contains `needle` AND whose header
+    /// `name` contains `value` (e.g. one test's requests made with one account's key).
+    pub fn for_body_and_header(
+        needle: impl Into<String>,
+        name: impl Into<String>,
+        value: impl Into<String>,
+        action: Action,
+    ) -> Script {
+        Script::new(
+            Match::BodyContains(needle.into()).and(Match::header(name, value)),
+            action,
+        )
+    }
+
     /// Builder: apply to `times` requests instead of one.
     #[must_use]
     pub fn times(mut self, times: usize) -> Script {
@@ -61,14 +77,46 @@ pub enum Match {
     PathContains(String),
     /// Requests whose raw body contains this string.
     BodyContains(String),
+    /// Requests with a header `name` (case-insensitive) whose value contains `value`, e.g.
+    /// `HeaderContains("authorization".into(), "key-a".into())` to fail only one account's
+    /// requests.
+    HeaderContains(String, String),
+    /// Requests every one of these matches accepts (e.g. a test's body tag AND one account's
+    /// key). An empty list matches everything.
+    All(Vec<Match>),
 }
 
 impl Match {
-    pub(crate) fn matches(&self, path: &str, body: &[u8]) -> bool {
+    /// A [`Match::HeaderContains`].
+    pub fn header(name: impl Into<String>, value: impl Into<String>) -> Match {
+        Match::HeaderContains(name.into(), value.into())
+    }
+
+    /// Both `self` and `other` (flattened into one [`Match::All`]).
+    #[must_use]
+    pub fn and(self, other: Match) -> Match {
+        let mut all = match self {
+            Match::All(all) => all,
+            one => vec![one],
+        };
+        match other {
+            Match::All(more) => all.extend(more),
+            one => all.push(one),
+        }
+        Match::All(all)
+    }
+
+    /// Whether a request with this raw path, headers and body is accepted.
+    pub fn matches(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> bool {
         match self {
             Match::Any => true,
             Match::PathContains(needle) => path.contains(needle.as_str()),
             Match::BodyContains(needle) => bytes_contain(body, needle.as_bytes()),
+            Match::HeaderContains(name, needle) => headers
+                .get_all(name.as_str())
+                .iter()
+                .any(|v| bytes_contain(v.as_bytes(), needle.as_bytes())),
+            Match::All(all) => all.iter().all(|m| m.matches(path, headers, body)),
         }
     }
 }
@@ -93,7 +141,18 @@ pub enum Action {
         /// The error message inside the provider's error body.
         message: String,
     },
-    /// Wait before sending response headers.
+    /// Like [`Action::Error`], plus a `retry-after: <seconds>` header (a rate limit or an
+    /// overload that says when to come back).
+    ErrorRetryAfter {
+        /// HTTP status code (e.g. 429, 503).
+        status: u16,
+        /// The error message inside the provider's error body.
+        message: String,
+        /// Value of the `retry-after` header, in seconds.
+        retry_after: u64,
+    },
+    /// Wait before sending response headers: emulates a server that sends no first byte for
+    /// this long (a first-byte timeout when longer than the router's).
     Delay(Duration),
     /// Close the connection without responding (HTTP/1.1: the socket is closed; HTTP/2: the
     /// stream is reset, so other requests multiplexed on the connection are not disturbed).
@@ -106,8 +165,19 @@ pub enum Action {
         events: usize,
     },
     /// Normal response, with this pause between SSE events (streaming) — for first-byte tests.
-    /// The response headers and the first event are sent immediately.
+    /// The response headers and the first event are sent immediately, so a pause longer than
+    /// the router's idle read timeout emulates a stream stalled right after its first event.
     StreamInterval(Duration),
+    /// Normal streamed response whose first `events` SSE events are sent at once (at the
+    /// [`Action::StreamInterval`] pace, if any), followed by a pause of `pause` before the rest:
+    /// a stream stalled mid-way after content has already been delivered. `events: 0` pauses
+    /// after the headers, before the first event.
+    StallAfter {
+        /// Events sent before the pause.
+        events: usize,
+        /// Length of the pause.
+        pause: Duration,
+    },
     /// Replace the generated assistant text with this text (also suppresses tool-call magic).
     Reply(String),
     /// Several actions on the same request, e.g. `[Delay(1s), Error{503}]` or
@@ -124,6 +194,7 @@ pub(crate) struct Plan {
     pub(crate) reply: Option<String>,
     pub(crate) interval: Option<Duration>,
     pub(crate) cut_after: Option<usize>,
+    pub(crate) stall: Option<(usize, Duration)>,
 }
 
 /// A scripted response that replaces normal handling entirely.
@@ -137,6 +208,7 @@ pub(crate) enum Terminal {
     Error {
         status: u16,
         message: String,
+        retry_after: Option<u64>,
     },
     Drop,
 }
@@ -162,11 +234,22 @@ impl Plan {
             Action::Error { status, message } => self.terminal(Terminal::Error {
                 status: *status,
                 message: message.clone(),
+                retry_after: None,
+            }),
+            Action::ErrorRetryAfter {
+                status,
+                message,
+                retry_after,
+            } => self.terminal(Terminal::Error {
+                status: *status,
+                message: message.clone(),
+                retry_after: Some(*retry_after),
             }),
             Action::Drop => self.terminal(Terminal::Drop),
             Action::Delay(d) => self.delay += *d,
             Action::CutStreamAfter { events } => self.cut_after = Some(*events),
             Action::StreamInterval(d) => self.interval = Some(*d),
+            Action::StallAfter { events, pause } => self.stall = Some((*events, *pause)),
             Action::Reply(text) => self.reply = Some(text.clone()),
             Action::All(actions) => actions.iter().for_each(|a| self.apply(a)),
         }
@@ -205,14 +288,14 @@ impl ScriptQueue {
     }
 
     /// Consumes one use of the first script matching this request and returns its plan.
-    pub(crate) fn take(&self, path: &str, body: &[u8]) -> Plan {
+    pub(crate) fn take(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Plan {
         if self.pending.load(Ordering::Acquire) == 0 {
             return Plan::default();
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let Some(index) = entries
             .iter()
-            .position(|e| e.script.when.matches(path, body))
+            .position(|e| e.script.when.matches(path, headers, body))
         else {
             return Plan::default();
         };
@@ -251,11 +334,12 @@ mod tests {
         q.push(Script::for_body("a", Action::Reply("first".into())).times(2));
         q.push(Script::new(Match::PathContains("/x".into()), Action::Drop));
         q.push(Script::for_body("a", Action::Reply("third".into())));
-        assert_eq!(q.take("/y", b"a").reply.as_deref(), Some("first"));
-        assert_eq!(q.take("/x", b"b").terminal, Some(Terminal::Drop));
-        assert_eq!(q.take("/x", b"a").reply.as_deref(), Some("first"));
-        assert_eq!(q.take("/x", b"a").reply.as_deref(), Some("third"));
-        assert_eq!(q.take("/x", b"a"), Plan::default());
+        let h = HeaderMap::new();
+        assert_eq!(q.take("/y", &h, b"a").reply.as_deref(), Some("first"));
+        assert_eq!(q.take("/x", &h, b"b").terminal, Some(Terminal::Drop));
+        assert_eq!(q.take("/x", &h, b"a").reply.as_deref(), Some("first"));
+        assert_eq!(q.take("/x", &h, b"a").reply.as_deref(), Some("third"));
+        assert_eq!(q.take("/x", &h, b"a"), Plan::default());
         assert_eq!(q.pending(), 0);
         q.push(Script::once(Action::Drop).times(0));
         assert_eq!(q.pending(), 0);
@@ -279,5 +363,73 @@ mod tests {
             Some(Terminal::Error { status: 503, .. })
         ));
         assert_eq!(plan.reply.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn header_and_combined_matches() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer key-a".parse().unwrap());
+        let key_a = Match::header("Authorization", "key-a");
+        assert!(key_a.matches("/v1/chat/completions", &h, b""));
+        assert!(!Match::header("authorization", "key-b").matches("/", &h, b""));
+        assert!(!Match::header("x-api-key", "key-a").matches("/", &h, b""));
+
+        let both = Match::BodyContains("tag-1".into()).and(key_a.clone());
+        assert_eq!(
+            both,
+            Match::All(vec![Match::BodyContains("tag-1".into()), key_a.clone()])
+        );
+        assert!(both.matches("/", &h, b"{\"x\":\"tag-1\"}"));
+        assert!(!both.matches("/", &h, b"{\"x\":\"tag-2\"}"));
+        assert!(!both.matches("/", &HeaderMap::new(), b"tag-1"));
+        // `and` flattens.
+        let three = both.and(Match::PathContains("/v1/".into()));
+        assert!(matches!(&three, Match::All(all) if all.len() == 3));
+        assert!(Match::All(Vec::new()).matches("/", &HeaderMap::new(), b""));
+
+        // Repeated headers: any value may match.
+        h.append("x-tenant", "one".parse().unwrap());
+        h.append("x-tenant", "two".parse().unwrap());
+        assert!(Match::header("x-tenant", "two").matches("/", &h, b""));
+
+        let q = ScriptQueue::default();
+        q.push(Script::for_body_and_header(
+            "t",
+            "authorization",
+            "key-a",
+            Action::Drop,
+        ));
+        let mut key_b = HeaderMap::new();
+        key_b.insert("authorization", "Bearer key-b".parse().unwrap());
+        assert_eq!(q.take("/", &key_b, b"t"), Plan::default());
+        assert_eq!(q.take("/", &h, b"t").terminal, Some(Terminal::Drop));
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn retry_after_error_and_stall_fold() {
+        let plan = Plan::from_action(&Action::ErrorRetryAfter {
+            status: 429,
+            message: "slow down".into(),
+            retry_after: 2,
+        });
+        assert_eq!(
+            plan.terminal,
+            Some(Terminal::Error {
+                status: 429,
+                message: "slow down".into(),
+                retry_after: Some(2),
+            })
+        );
+        let plan = Plan::from_action(&Action::All(vec![
+            Action::StallAfter {
+                events: 2,
+                pause: Duration::from_secs(3),
+            },
+            Action::StreamInterval(Duration::from_millis(5)),
+        ]));
+        assert_eq!(plan.stall, Some((2, Duration::from_secs(3))));
+        assert_eq!(plan.interval, Some(Duration::from_millis(5)));
+        assert_eq!(plan.terminal, None);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -17,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::gemini::Method as GeminiMethod;
 use crate::protocol::{openai_error, Protocol, Reply, ReplyBody, JSON};
-use crate::record::{RecordMode, RecordedRequest, Recorder};
+use crate::record::{RecordMode, RecordedRequest, Recorder, StreamOutcome};
 use crate::script::{Plan, ScriptQueue, Terminal};
 use crate::sse::{self, Body};
 use crate::util::{new_id, percent_decode, query_param};
@@ -211,12 +212,20 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             admin(&state, path),
             Protocol::OpenAi,
             &Plan::default(),
+            None,
         ));
     }
-    let plan = state.scripts.take(path, &body);
-    if state.recorder.enabled() {
+    let plan = state.scripts.take(path, &parts.headers, &body);
+    let track = if state.recorder.enabled() {
         state.recorder.push(record(&parts, body.clone()));
-    }
+        Some(Track {
+            state: state.clone(),
+            path: path.to_owned(),
+            body: body.clone(),
+        })
+    } else {
+        None
+    };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
@@ -229,10 +238,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             body,
             retry_after,
         }) => status_reply(*status, body, *retry_after),
-        Some(Terminal::Error { status, message }) => protocol.error(*status, message),
+        Some(Terminal::Error {
+            status,
+            message,
+            retry_after,
+        }) => {
+            let reply = protocol.error(*status, message);
+            match retry_after {
+                Some(secs) => reply.header("retry-after", secs.to_string()),
+                None => reply,
+            }
+        }
         None => dispatch(&state, route, &parts, &body, plan.reply.as_deref()),
     };
-    Ok(render(reply, protocol, &plan))
+    Ok(render(reply, protocol, &plan, track))
+}
+
+/// Where to record how a streamed response ends.
+struct Track {
+    state: Arc<State>,
+    path: String,
+    body: Bytes,
 }
 
 fn status_reply(status: u16, body: &str, retry_after: Option<u64>) -> Reply {
@@ -336,6 +362,7 @@ fn admin(state: &State, path: &str) -> Reply {
             &json!({
                 "connections": state.connections.load(Ordering::Relaxed),
                 "recorded": state.recorder.len(),
+                "streams": state.recorder.streams_len(),
                 "pending_scripts": state.scripts.pending()
             }),
         ),
@@ -349,8 +376,9 @@ fn admin(state: &State, path: &str) -> Reply {
     }
 }
 
-/// Turns a [`Reply`] into a hyper response, applying pacing and cuts from the plan.
-fn render(reply: Reply, protocol: Protocol, plan: &Plan) -> Response<Body> {
+/// Turns a [`Reply`] into a hyper response, applying pacing and cuts from the plan; with
+/// `track`, a streamed body records its [`StreamOutcome`] when it ends.
+fn render(reply: Reply, protocol: Protocol, plan: &Plan, track: Option<Track>) -> Response<Body> {
     let mut builder = Response::builder()
         .status(reply.status)
         .header(header::CONTENT_TYPE, reply.content_type);
@@ -374,7 +402,29 @@ fn render(reply: Reply, protocol: Protocol, plan: &Plan) -> Response<Body> {
                 sse::truncated(bytes.slice(..keep))
             }
         },
-        ReplyBody::Events(chunks) => sse::stream(chunks, plan.interval, plan.cut_after),
+        ReplyBody::Events(chunks) => {
+            let events_total = chunks.len();
+            let body = sse::stream(chunks, plan.interval, plan.cut_after, plan.stall);
+            match track {
+                None => body,
+                Some(track) => {
+                    let started = Instant::now();
+                    sse::tracked(body, move |events_sent, end| {
+                        track.state.recorder.push_stream(StreamOutcome {
+                            path: track.path,
+                            request_body: track.body,
+                            events_total,
+                            events_sent,
+                            completed: end == sse::End::Completed,
+                            cut: end == sse::End::Cut,
+                            aborted_by_peer: end == sse::End::Abandoned,
+                            started,
+                            ended: Instant::now(),
+                        });
+                    })
+                }
+            }
+        }
     };
     builder.body(body).unwrap_or_else(|e| {
         let mut response = Response::new(sse::full(format!(

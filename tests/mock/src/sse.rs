@@ -103,14 +103,16 @@ impl HttpBody for ChunksBody {
     }
 }
 
-/// Streams `chunks` one frame each: `interval` between chunks (none before the first), and
-/// when `cut_after` is set, an abort after that many chunks instead of a clean end.
+/// Streams `chunks` one frame each: `interval` between chunks (none before the first), a
+/// `stall = (n, pause)` before chunk `n`, and when `cut_after` is set, an abort after that many
+/// chunks instead of a clean end.
 pub(crate) fn stream(
     chunks: Vec<Bytes>,
     interval: Option<Duration>,
     cut_after: Option<usize>,
+    stall: Option<(usize, Duration)>,
 ) -> Body {
-    if interval.is_none() && cut_after.is_none() {
+    if interval.is_none() && cut_after.is_none() && stall.is_none() {
         return ChunksBody {
             chunks: chunks.into(),
         }
@@ -123,9 +125,20 @@ pub(crate) fn stream(
             if i >= limit {
                 break;
             }
+            let mut pause = Duration::ZERO;
             if i > 0 {
-                if let Some(interval) = interval {
-                    tokio::time::sleep(interval).await;
+                pause += interval.unwrap_or_default();
+            }
+            if let Some((at, stall)) = stall {
+                if at == i {
+                    pause += stall;
+                }
+            }
+            if !pause.is_zero() {
+                // Stop at once when the client goes away during a pause.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = tx.closed() => return,
                 }
             }
             if tx.send(Ok(Frame::data(chunk))).await.is_err() {
@@ -137,6 +150,88 @@ pub(crate) fn stream(
         }
     });
     ChannelBody { rx }.boxed_unsync()
+}
+
+/// How a tracked body ended (see [`tracked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The last frame was handed to the connection.
+    Completed,
+    /// The body itself failed (a scripted cut).
+    Cut,
+    /// The connection dropped the body before its end: the peer went away.
+    Abandoned,
+}
+
+type OnEnd = Box<dyn FnOnce(usize, End) + Send>;
+
+/// A body that counts the data frames the connection takes and reports how it ended, exactly
+/// once: at its end, at its failure, or when it is dropped unfinished.
+struct Tracked {
+    inner: Body,
+    sent: usize,
+    on_end: Option<OnEnd>,
+}
+
+impl Tracked {
+    fn finish(&mut self, end: End) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.sent, end);
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_data() {
+                    this.sent += 1;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(End::Completed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(End::Cut);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(End::Completed);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.finish(End::Abandoned);
+    }
+}
+
+/// Wraps `body` so that `on_end(data frames sent, how it ended)` is called once when it ends.
+pub(crate) fn tracked(body: Body, on_end: impl FnOnce(usize, End) + Send + 'static) -> Body {
+    Tracked {
+        inner: body,
+        sent: 0,
+        on_end: Some(Box::new(on_end)),
+    }
+    .boxed_unsync()
 }
 
 /// A body that sends `prefix` and then aborts (a response cut mid-body).
