@@ -92,10 +92,12 @@ impl Balancer {
     /// The order in which to try `resolution`'s targets (indexes into `targets`).
     pub fn order(&self, resolution: &Resolution, now: Instant) -> Vec<usize> {
         let targets = &resolution.targets;
+        if targets.len() <= 1 {
+            // Nothing to choose between: an unhealthy single target is still the only one.
+            return (0..targets.len()).collect();
+        }
         let mut inner = self.lock();
-        let order = if targets.len() <= 1 {
-            (0..targets.len()).collect()
-        } else {
+        let order = {
             let name = match &resolution.via {
                 ResolvedVia::VirtualModel(name) => name.as_str(),
                 _ => resolution.requested.as_str(),
