@@ -1,0 +1,955 @@
+#!/usr/bin/env python3
+"""Helper of benches/load/run (stdlib only).
+
+Subcommands:
+  cpus                         first two CPUs this process may run on ("SRV LOAD"), and the count
+  ports N                      N free loopback TCP ports
+  gen DIR UP NGX BR            write the upstream/proxy nginx configs, bitrouter.yaml, bodies, wrk script
+  snap PID [PID ...]           JSON snapshot: CPU ticks and memory of the process trees, /proc/stat
+  check KIND FILE              validate a sanity response body (chat | sse)
+  autorate RAW CAP NAME...      min(CAP, half the slowest throughput of the named scenarios)
+  report RAW OUTDIR            parse RAW/<scenario>/*, write OUTDIR/latest{,-quick}.{md,json} and a dated
+                               copy; exit 3 if any scenario saw a non-2xx response or a socket error
+"""
+
+import json
+import os
+import re
+import socket
+import statistics
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# --------------------------------------------------------------------------------------------
+# Fixed bodies of the mock upstream (no `$`, `'` or `\` in them: they are nginx `return` strings).
+
+ANSWER = (
+    "Connection pooling keeps a small set of already-open connections to the upstream and hands "
+    "them out per request, so most requests skip the TCP (and TLS) handshake entirely. That cuts "
+    "tail latency, lowers CPU spent on connection setup, and protects the upstream from bursts "
+    "of new connections when traffic spikes."
+)
+
+OPENAI_RESPONSE = {
+    "id": "chatcmpl-bench00000000000000000001",
+    "object": "chat.completion",
+    "created": 1735689600,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": ANSWER, "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 31,
+        "completion_tokens": 58,
+        "total_tokens": 89,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    },
+    "service_tier": "default",
+    "system_fingerprint": "fp_bench0001",
+}
+
+ANTHROPIC_RESPONSE = {
+    "id": "msg_bench00000000000000000001",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": ANSWER}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 31,
+        "output_tokens": 58,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    },
+}
+
+SSE_EVENTS = 50  # data events, [DONE] included
+
+
+def sse_body():
+    words = ANSWER.split(" ")
+    base = {
+        "id": "chatcmpl-bench00000000000000000002",
+        "object": "chat.completion.chunk",
+        "created": 1735689600,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_bench0001",
+    }
+    events = []
+
+    def ev(delta, finish=None):
+        e = dict(base)
+        e["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        events.append(e)
+
+    ev({"role": "assistant", "content": "", "refusal": None})
+    n_content = SSE_EVENTS - 3  # role, finish, [DONE]
+    per = max(1, -(-len(words) // n_content))
+    chunks = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
+    while len(chunks) < n_content:
+        chunks.append(".")
+    for i, c in enumerate(chunks[:n_content]):
+        ev({"content": (c if i == 0 else " " + c)})
+    ev({}, "stop")
+    lines = ["data: " + json.dumps(e, separators=(",", ":")) + "\n\n" for e in events]
+    lines.append("data: [DONE]\n\n")
+    return "".join(lines)
+
+
+def request_body(model, stream=False, pad_bytes=0):
+    user = "Summarise the benefits of connection pooling for an HTTP reverse proxy in two sentences."
+    if pad_bytes:
+        para = (
+            "Appendix. The following document is provided as context for the question. It repeats "
+            "a representative paragraph of prose so that the request body is large, as it is for an "
+            "agent that sends a long file or transcript with its prompt. "
+        )
+        doc = (para * (pad_bytes // len(para) + 1))[:pad_bytes]
+        user = doc + "\n\n" + user
+    body = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant for infrastructure engineers."},
+            {"role": "user", "content": user},
+        ],
+        "max_tokens": 256,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":"))
+
+
+def nginx_str(s):
+    for bad in ("$", "'", "\\"):
+        if bad in s:
+            raise SystemExit(f"mock body contains {bad!r}, which nginx would interpret")
+    return "'" + s + "'"
+
+
+def nginx_common(prefix):
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 8192; }}
+"""
+
+
+def nginx_http_common(prefix):
+    return f"""    access_log off;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    client_max_body_size 64m;
+    client_body_buffer_size 256k;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+"""
+
+
+def gen(d, up, ngx, br):
+    d = os.path.abspath(d)
+    for sub in ("upstream", "proxy"):
+        for s in ("logs", "tmp"):
+            os.makedirs(os.path.join(d, sub, s), exist_ok=True)
+    up_prefix = os.path.join(d, "upstream")
+    px_prefix = os.path.join(d, "proxy")
+
+    oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
+    an = json.dumps(ANTHROPIC_RESPONSE, separators=(",", ":"))
+    sse = sse_body()
+    with open(os.path.join(d, "sse.txt"), "w") as f:
+        f.write(sse)
+    with open(os.path.join(d, "upstream.conf"), "w") as f:
+        f.write(nginx_common(up_prefix))
+        f.write("http {\n" + nginx_http_common(up_prefix))
+        f.write(f"""    server {{
+        listen 127.0.0.1:{up} backlog=8192;
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 {nginx_str(oa)};
+        }}
+        location = /v1/messages {{
+            default_type application/json;
+            return 200 {nginx_str(an)};
+        }}
+        # Too long for a `return` string: a static file, and a POST's 405 turned into a GET of it.
+        location = /stream/v1/chat/completions {{
+            default_type text/event-stream;
+            add_header Cache-Control no-cache;
+            alias {d}/sse.txt;
+            error_page 405 =200 $uri;
+        }}
+        location / {{
+            default_type application/json;
+            return 404 '{{"error":{{"message":"mock upstream: unexpected path","type":"not_found"}}}}';
+        }}
+    }}
+}}
+""")
+    with open(os.path.join(d, "proxy.conf"), "w") as f:
+        f.write(nginx_common(px_prefix))
+        f.write("http {\n" + nginx_http_common(px_prefix))
+        f.write(f"""    upstream llm {{
+        server 127.0.0.1:{up};
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{ngx} backlog=8192;
+        location / {{
+            proxy_pass http://llm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+        location /stream/ {{
+            proxy_pass http://llm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+""")
+    with open(os.path.join(d, "bitrouter.yaml"), "w") as f:
+        f.write(f"""# Generated by benches/load/bench.py: every provider is the mock nginx upstream.
+server:
+  listen: 127.0.0.1:{br}
+  threads: 1
+  log_level: warn
+  skip_auth: true
+
+providers:
+  mock-openai:
+    api_base: http://127.0.0.1:{up}/v1
+    api_key: dummy
+    api_protocol: chat_completions
+    models:
+      - id: gpt-4o-mini
+  mock-anthropic:
+    api_base: http://127.0.0.1:{up}/v1
+    api_key: dummy
+    api_protocol: messages
+    models:
+      - id: claude-sonnet-4-5
+  mock-stream:
+    api_base: http://127.0.0.1:{up}/stream/v1
+    api_key: dummy
+    api_protocol: chat_completions
+    models:
+      - id: gpt-4o-mini-stream
+""")
+    bodies = {
+        "chat.json": request_body("gpt-4o-mini"),
+        "cross.json": request_body("claude-sonnet-4-5"),
+        "stream.json": request_body("gpt-4o-mini-stream", stream=True),
+        "big.json": request_body("gpt-4o-mini", pad_bytes=150 * 1024),
+    }
+    for name, b in bodies.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(b)
+    with open(os.path.join(d, "post.lua"), "w") as f:
+        f.write(WRK_LUA)
+    sizes = {k: len(v) for k, v in bodies.items()}
+    sizes.update({"resp_openai": len(oa), "resp_anthropic": len(an), "resp_sse": len(sse)})
+    with open(os.path.join(d, "sizes.json"), "w") as f:
+        json.dump(sizes, f)
+
+
+WRK_LUA = r"""-- POST the file named by $WRK_BODY; print a JSON summary line (prefixed WRKJSON) at the end.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%.1f,"p90":%.1f,"p99":%.1f,"max":%.1f,"mean":%.1f}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
+"""
+
+# --------------------------------------------------------------------------------------------
+# /proc sampling
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def proc_tree(pids):
+    """The given pids and all their descendants."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = _read(f"/proc/{name}/stat")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], list(pids)
+    while todo:
+        p = todo.pop()
+        if p in out:
+            continue
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def snap(pids):
+    procs = []
+    for p in proc_tree(pids):
+        try:
+            stat = _read(f"/proc/{p}/stat")
+            status = _read(f"/proc/{p}/status")
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2 :].split()
+        mem = {}
+        for line in status.splitlines():
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "Threads"):
+                mem[k] = int(v.split()[0])
+        procs.append(
+            {
+                "pid": p,
+                "comm": stat[stat.index("(") + 1 : stat.rindex(")")],
+                "ticks": int(f[11]) + int(f[12]),
+                "rss_kb": mem.get("VmRSS", 0),
+                "hwm_kb": mem.get("VmHWM", 0),
+                "threads": mem.get("Threads", 0),
+            }
+        )
+    cpus = {}
+    for line in _read("/proc/stat").splitlines():
+        if re.match(r"cpu\d+ ", line):
+            parts = line.split()
+            v = [int(x) for x in parts[1:]]
+            idle = v[3] + (v[4] if len(v) > 4 else 0)
+            cpus[parts[0]] = {"total": sum(v[:8]), "idle": idle, "irq": v[5] + v[6]}
+    return {
+        "t": time.monotonic(),
+        "ticks": sum(p["ticks"] for p in procs),
+        "rss_kb": sum(p["rss_kb"] for p in procs),
+        "hwm_kb": sum(p["hwm_kb"] for p in procs),
+        "procs": procs,
+        "cpus": cpus,
+        "loadavg": _read("/proc/loadavg").split()[:3],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def parse_wrk(path):
+    try:
+        text = _read(path)
+    except OSError:
+        return None
+    m = re.search(r"^WRKJSON (.*)$", text, re.M)
+    if not m:
+        return {"parse_error": text[-500:]}
+    w = json.loads(m.group(1))
+    w["rps"] = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    w["non2xx"] = int(m.group(1)) if m else 0
+    w["socket_errors"] = sum(v for k, v in w["errors"].items() if k != "status")
+    return w
+
+
+def parse_oha(path):
+    """oha --output-format json (or -j): latencies in seconds."""
+    j = load_json(path)
+    if j is None:
+        return None
+    s = j.get("summary", {})
+    pct = j.get("latencyPercentiles", {})
+    codes = j.get("statusCodeDistribution", {}) or {}
+    errs = j.get("errorDistribution", {}) or {}
+    ok = sum(int(v) for k, v in codes.items() if str(k).startswith("2"))
+    bad = sum(int(v) for k, v in codes.items() if not str(k).startswith("2"))
+
+    def us(x):
+        return None if x is None else x * 1e6
+
+    return {
+        "rps": s.get("requestsPerSec"),
+        "ok": ok,
+        "non2xx": bad,
+        "status_codes": codes,
+        "errors": errs,
+        # The requests still in flight when -z ends are reported as "aborted due to deadline".
+        "socket_errors": sum(int(v) for k, v in errs.items() if "deadline" not in k),
+        "p50_us": us(pct.get("p50")),
+        "p90_us": us(pct.get("p90")),
+        "p99_us": us(pct.get("p99")),
+        "p999_us": us(pct.get("p99.9")),
+        "max_us": us(s.get("slowest")),
+        "mean_us": us(s.get("average")),
+    }
+
+
+def median_run(runs):
+    """The run with the median p99 (its other figures kept with it); p99s of all runs listed."""
+    good = [x for x in runs if x and x.get("p99_us") is not None]
+    if not good:
+        return None
+    good.sort(key=lambda x: x["p99_us"])
+    m = dict(good[(len(good) - 1) // 2])
+    m["p99_us_runs"] = [x.get("p99_us") for x in runs]
+    m["rps"] = statistics.mean(x["rps"] for x in good if x.get("rps") is not None)
+    return m
+
+
+def percentile(vals, p):
+    if not vals:
+        return None
+    v = sorted(vals)
+    k = max(0, min(len(v) - 1, int(round(p / 100 * len(v) + 0.5)) - 1))
+    return v[k]
+
+
+def parse_curl(path):
+    """Lines `code ttfb_s total_s` written by curl -w."""
+    try:
+        lines = _read(path).split()
+    except OSError:
+        return None
+    rows = [lines[i : i + 3] for i in range(0, len(lines) - 2, 3)]
+    codes = [r[0] for r in rows]
+    ttfb = [float(r[1]) * 1e6 for r in rows if r[0].startswith("2")]
+    ttlb = [float(r[2]) * 1e6 for r in rows if r[0].startswith("2")]
+    return {
+        "n": len(rows),
+        "non2xx": sum(1 for c in codes if not c.startswith("2")),
+        "ttfb_p50_us": statistics.median(ttfb) if ttfb else None,
+        "ttfb_p99_us": percentile(ttfb, 99),
+        "ttlb_p50_us": statistics.median(ttlb) if ttlb else None,
+        "ttlb_p99_us": percentile(ttlb, 99),
+    }
+
+
+def check_body(kind, path):
+    text = _read(path)
+    if kind == "chat":
+        j = json.loads(text)
+        content = j["choices"][0]["message"]["content"]
+        assert content and "pooling" in content, "unexpected content"
+    elif kind == "sse":
+        events = [l for l in text.splitlines() if l.startswith("data:")]
+        assert text.rstrip().endswith("data: [DONE]"), "stream does not end with [DONE]"
+        assert len(events) >= SSE_EVENTS - 2, f"only {len(events)} events"
+        for e in events[:-1]:
+            json.loads(e[5:])
+    else:
+        raise SystemExit(f"unknown check {kind}")
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross"]
+STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream"]
+BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
+COMPARATOR = {
+    "direct": "nginx",
+    "nginx": "nginx",
+    "bitrouter-pass": "nginx",
+    "bitrouter-cross": "nginx",
+    "direct-stream": "nginx-stream",
+    "nginx-stream": "nginx-stream",
+    "bitrouter-stream": "nginx-stream",
+    "nginx-big": "nginx-big",
+    "bitrouter-big": "nginx-big",
+}
+FLOOR = {s: ("direct-stream" if s in STREAM_SCENARIOS else "direct") for s in COMPARATOR}
+
+
+def cpu_busy(a, b, cpu, field=None):
+    """% of `cpu` busy between snapshots a and b (or spent in `field`, e.g. irq+softirq)."""
+    ca, cb = a["cpus"].get(cpu), b["cpus"].get(cpu)
+    if not ca or not cb:
+        return None
+    tot = cb["total"] - ca["total"]
+    if field:
+        return 100.0 * (cb.get(field, 0) - ca.get(field, 0)) / tot if tot > 0 else None
+    idle = cb["idle"] - ca["idle"]
+    return 100.0 * (tot - idle) / tot if tot > 0 else None
+
+
+def scenario(raw, name, meta):
+    d = os.path.join(raw, name)
+    if not os.path.isdir(d):
+        return None
+    r = {"name": name}
+    idle = load_json(os.path.join(d, "snap_idle.json"))
+    before = load_json(os.path.join(d, "snap_before.json"))
+    after = load_json(os.path.join(d, "snap_after.json"))
+    end = load_json(os.path.join(d, "snap_end.json"))
+    up_b = load_json(os.path.join(d, "up_before.json"))
+    up_a = load_json(os.path.join(d, "up_after.json"))
+    quiet = load_json(os.path.join(d, "snap_quiet_a.json")), load_json(os.path.join(d, "snap_quiet_b.json"))
+    wrk = parse_wrk(os.path.join(d, "wrk.txt"))
+    r["throughput"] = wrk
+    r["c1"] = parse_oha(os.path.join(d, "oha_c1.json"))
+    reps = []
+    i = 1
+    while os.path.exists(os.path.join(d, f"oha_rate.{i}.json")):
+        reps.append(parse_oha(os.path.join(d, f"oha_rate.{i}.json")) or {"parse_error": f"oha_rate.{i}.json"})
+        i += 1
+    r["rate_runs"] = reps
+    r["rate"] = median_run(reps)
+    r["stream"] = parse_curl(os.path.join(d, "curl.txt"))
+    r["process"] = (before or {}).get("procs")
+    if idle:
+        r["idle_rss_kb"] = idle["rss_kb"]
+    rate_b = load_json(os.path.join(d, "rate_before.1.json"))
+    rate_a = load_json(os.path.join(d, f"rate_after.{len(reps)}.json")) if reps else None
+    peaks = [x["hwm_kb"] for x in (end, rate_a) if x]
+    if peaks:
+        r["peak_rss_kb"] = max(peaks)
+    ok = sum((x.get("ok") or 0) for x in reps)
+    if rate_b and rate_a and ok and not r["name"].startswith("direct"):
+        r["rate_cpu_s_per_10k"] = (rate_a["ticks"] - rate_b["ticks"]) / CLK_TCK / ok * 10000
+    if before and after and wrk and wrk.get("requests"):
+        dt = after["t"] - before["t"]
+        ticks = after["ticks"] - before["ticks"]
+        r["cpu_s"] = ticks / CLK_TCK
+        r["cpu_s_per_10k"] = ticks / CLK_TCK / wrk["requests"] * 10000
+        r["proc_cpu_pct"] = 100.0 * ticks / CLK_TCK / dt if dt > 0 else None
+        r["srv_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"])
+        r["load_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["load_cpu"])
+        r["srv_core_irq_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"], "irq")
+        if r["srv_core_busy_pct"] is not None and r["proc_cpu_pct"] is not None:
+            r["others_on_srv_core_pct"] = max(
+                0.0, r["srv_core_busy_pct"] - r["proc_cpu_pct"] - (r["srv_core_irq_pct"] or 0)
+            )
+        if up_b and up_a:
+            r["upstream_cpu_pct"] = 100.0 * (up_a["ticks"] - up_b["ticks"]) / CLK_TCK / dt
+    if all(quiet):
+        r["background_busy_pct"] = {
+            c: cpu_busy(quiet[0], quiet[1], c) for c in sorted(quiet[0]["cpus"])
+        }
+    errs = []
+    try:
+        r["server_log_warnings"] = _read(os.path.join(d, "server_warnings.txt")).splitlines()
+    except OSError:
+        r["server_log_warnings"] = []
+    checks = [("throughput", r.get("throughput")), ("c1", r.get("c1")), ("stream", r.get("stream"))]
+    checks += [(f"rate run {i + 1}", x) for i, x in enumerate(reps)]
+    for key, x in checks:
+        if not x:
+            continue
+        if x.get("parse_error"):
+            errs.append(f"{key}: could not parse output")
+        if x.get("non2xx"):
+            errs.append(f"{key}: {x['non2xx']} non-2xx responses")
+        if x.get("socket_errors"):
+            errs.append(f"{key}: {x['socket_errors']} socket errors {x.get('errors')}")
+    sanity = os.path.join(d, "sanity_failed.txt")
+    if os.path.exists(sanity):
+        errs.append("sanity check failed: " + _read(sanity).strip()[:300])
+    r["failures"] = errs
+    return r
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def g(d, *path):
+    for p in path:
+        if d is None:
+            return None
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+
+def figures(r, floor):
+    f = {
+        "rps_c64": g(r, "throughput", "rps"),
+        "p99_c64_us": g(r, "throughput", "latency_us", "p99"),
+        "p50_c1_us": g(r, "c1", "p50_us"),
+        "p99_c1_us": g(r, "c1", "p99_us"),
+        "p99_rate_us": g(r, "rate", "p99_us"),
+        "rate_rps": g(r, "rate", "rps"),
+        "cpu_s_per_10k": r.get("cpu_s_per_10k"),
+        "rate_cpu_s_per_10k": r.get("rate_cpu_s_per_10k"),
+        "idle_rss_kb": r.get("idle_rss_kb"),
+        "peak_rss_kb": r.get("peak_rss_kb"),
+        "ttfb_p50_us": g(r, "stream", "ttfb_p50_us"),
+        "ttfb_p99_us": g(r, "stream", "ttfb_p99_us"),
+        "ttlb_p50_us": g(r, "stream", "ttlb_p50_us"),
+        "ttlb_p99_us": g(r, "stream", "ttlb_p99_us"),
+    }
+    if floor is not None and r["name"] != floor["name"]:
+        for k in ("p50_c1_us", "p99_c1_us", "ttfb_p50_us", "ttlb_p50_us"):
+            a, b = f.get(k), figures(floor, None).get(k)
+            f["added_" + k] = None if a is None or b is None else a - b
+    return f
+
+
+def fmt_us(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 10000:
+        return f"{v / 1000:.1f} ms"
+    return f"{v:.0f} µs"
+
+
+def fmt_n(v, digits=0):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def fmt_x(v):
+    return "" if v is None else f" ({v:.2f}×)"
+
+
+def fmt_mib(kb):
+    return "–" if kb is None else f"{kb / 1024:.1f}"
+
+
+def report(raw, outdir):
+    meta = load_json(os.path.join(raw, "meta.json")) or {}
+    sizes = load_json(os.path.join(raw, "sizes.json")) or {}
+    res = {}
+    for name in JSON_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS:
+        r = scenario(raw, name, meta)
+        if r:
+            res[name] = r
+    figs = {}
+    for name, r in res.items():
+        figs[name] = figures(r, res.get(FLOOR[name]))
+    ratios = {}
+    for name in res:
+        comp = figs.get(COMPARATOR[name], {})
+        ratios[name] = {k: ratio(v, comp.get(k)) for k, v in figs[name].items() if isinstance(v, (int, float))}
+
+    failures = {n: r["failures"] for n, r in res.items() if r["failures"]}
+    notes = []
+    # Is the upstream (direct) faster than every proxy?
+    for floor_name, group in (("direct", JSON_SCENARIOS), ("direct-stream", STREAM_SCENARIOS)):
+        if floor_name not in figs:
+            continue
+        fl = figs[floor_name]
+        for n in group[1:]:
+            if n not in figs:
+                continue
+            if (figs[n]["rps_c64"] or 0) >= (fl["rps_c64"] or 0):
+                notes.append(f"WARNING: {n} throughput is not below {floor_name}: the upstream/load generator may be the bottleneck.")
+            if (figs[n]["p50_c1_us"] or 0) <= (fl["p50_c1_us"] or 0):
+                notes.append(f"WARNING: {n} p50 latency at c=1 is not above {floor_name}.")
+    # Shown, not assumed: the upstream serves faster than any proxy and has CPU to spare.
+    proxies = [n for n in res if not n.startswith("direct")]
+    up_max = max((res[n].get("upstream_cpu_pct") or 0 for n in proxies), default=None)
+    for floor_name, group in (("direct", JSON_SCENARIOS), ("direct-stream", STREAM_SCENARIOS)):
+        fl = figs.get(floor_name, {}).get("rps_c64")
+        best = max((figs[n]["rps_c64"] or 0 for n in group[1:] if n in figs), default=0)
+        if fl and best:
+            notes.append(
+                f"Upstream check ({floor_name}): the upstream served {fl:,.0f} req/s direct, {fl / best:.1f}× the fastest proxy "
+                f"({best:,.0f} req/s), with the load generator on the same core."
+            )
+    if up_max is not None:
+        notes.append(f"Upstream check: during the proxy runs the upstream nginx used at most {up_max:.0f}% of its core.")
+    for n, r in res.items():
+        busy = r.get("srv_core_busy_pct")
+        if n.startswith("direct") or busy is None:
+            continue
+        if busy < 85 and (r.get("load_core_busy_pct") or 0) > 90:
+            notes.append(
+                f"NOTE: {n}: the proxy core was only {busy:.0f}% busy while the load-generator/upstream core was "
+                f"{r['load_core_busy_pct']:.0f}% busy: its throughput is bounded by the harness, not the proxy "
+                "(CPU per request is still valid)."
+            )
+        others = r.get("others_on_srv_core_pct")
+        if others is not None and others > 10:
+            notes.append(
+                f"WARNING: {n}: other processes took {others:.0f}% of the server core during the throughput run: figures are noisy."
+            )
+    busy_before = [
+        max((v for v in (r.get("background_busy_pct") or {}).values() if v is not None), default=0) for r in res.values()
+    ]
+    if busy_before and max(busy_before) > 10:
+        notes.append(
+            f"WARNING: the machine was not idle: other processes kept a core up to {max(busy_before):.0f}% busy between runs "
+            "(see the last table). The benchmark's processes run at a higher priority (see Placement), but caches and memory bandwidth are shared: "
+            "rerun on a quiet machine for publishable figures."
+        )
+    rate = meta.get("rate")
+    for n in res:
+        rps = figs[n]["rps_c64"]
+        if rate and rps and rps < float(rate) * 1.15 and n in JSON_SCENARIOS + STREAM_SCENARIOS:
+            notes.append(
+                f"WARNING: {n} saturates at {rps:,.0f} req/s, close to or below the fixed rate {rate}/s: its p99 at that rate is a saturated figure."
+            )
+        ach = figs[n].get("rate_rps")
+        if rate and ach and ach < float(rate) * 0.95:
+            notes.append(f"WARNING: {n} reached only {ach:,.0f} req/s of the fixed rate {rate}/s.")
+        if res[n]["server_log_warnings"]:
+            notes.append(f"NOTE: {n}: {len(res[n]['server_log_warnings'])} warning/error lines in the server log (see JSON).")
+
+    out = {
+        "schema": 1,
+        "mode": meta.get("mode"),
+        "started_utc": meta.get("started_utc"),
+        "machine": meta.get("machine"),
+        "versions": meta.get("versions"),
+        "bitrouter": meta.get("bitrouter"),
+        "setup": {
+            "server_cpu": meta.get("srv_cpu"),
+            "load_cpu": meta.get("load_cpu"),
+            "pinning": meta.get("pinning"),
+            "durations_s": meta.get("durations"),
+            "fixed_rate_rps": rate,
+            "throughput_connections": 64,
+            "big_body_connections": 256,
+            "body_bytes": sizes,
+        },
+        "figures": figs,
+        "ratios_vs_nginx": ratios,
+        "raw": res,
+        "notes": notes,
+        "failures": failures,
+        "ok": not failures,
+    }
+    md = render_md(out, meta)
+    os.makedirs(outdir, exist_ok=True)
+    suffix = "-quick" if meta.get("mode") == "quick" else ""
+    stamp = meta.get("stamp") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for base in (f"latest{suffix}", f"{stamp}{suffix}"):
+        with open(os.path.join(outdir, base + ".json"), "w") as f:
+            json.dump(out, f, indent=2, sort_keys=False)
+            f.write("\n")
+        with open(os.path.join(outdir, base + ".md"), "w") as f:
+            f.write(md)
+    sys.stdout.write(md)
+    print(f"\nwrote {outdir}/latest{suffix}.md, {outdir}/latest{suffix}.json and {stamp}{suffix}.*")
+    if failures:
+        print("\nFAILED: some scenarios returned non-2xx responses or errors:", file=sys.stderr)
+        for n, errs in failures.items():
+            for e in errs:
+                print(f"  {n}: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def render_md(out, meta):
+    figs, ratios, res = out["figures"], out["ratios_vs_nginx"], out["raw"]
+    m = out.get("machine") or {}
+    v = out.get("versions") or {}
+    b = out.get("bitrouter") or {}
+    s = out["setup"]
+    d = s.get("durations_s") or {}
+    L = []
+    L.append(f"# bitrouter vs nginx load benchmark ({out.get('mode')} run, {out.get('started_utc')})\n")
+    L.append(
+        f"- Machine: {m.get('cpu_model')}, {m.get('cores')} cores, kernel {m.get('kernel')}, {m.get('mem')}, {m.get('os')}"
+    )
+    L.append(
+        f"- bitrouter: {'built by this run from' if b.get('built') else 'binary given with --bitrouter; the work tree is at'} commit `{b.get('commit')}`"
+        f"{' with uncommitted changes' if b.get('dirty') else ''}, `{b.get('version')}`, binary `{b.get('path')}` (sha256 {str(b.get('sha256'))[:12]})"
+    )
+    L.append(f"- Tools: {v.get('nginx')}, {v.get('wrk')}, {v.get('oha')}, {v.get('curl')}")
+    L.append(
+        f"- Placement: {s.get('pinning')}. nginx `worker_processes 1`, bitrouter `threads: 1`; "
+        "a fresh proxy process per scenario; upstream = one mock nginx worker returning fixed bodies "
+        f"(OpenAI {s['body_bytes'].get('resp_openai')} B, Anthropic {s['body_bytes'].get('resp_anthropic')} B, "
+        f"SSE {s['body_bytes'].get('resp_sse')} B in {SSE_EVENTS} events); request body {s['body_bytes'].get('chat.json')} B."
+    )
+    L.append(
+        f"- Load: throughput = wrk, 1 thread, 64 connections, {d.get('throughput')} s (after {d.get('warmup')} s warm-up); "
+        f"latency = oha, 1 connection, {d.get('latency')} s; fixed rate = oha `-q {s.get('fixed_rate_rps')}` ({meta.get('rate_desc')}), 64 connections, "
+        f"latency correction, median p99 of {d.get('rate_reps')} runs of {d.get('rate')} s in a fresh process; streaming TTFB/TTLB = curl over one keep-alive connection, {d.get('stream_n')} requests; "
+        f"CPU = utime+stime of the proxy process tree over the throughput run; ratios (×) are against nginx in this run."
+    )
+    L.append("")
+    L.append("## Request/response (`POST /v1/chat/completions`, non-streaming)\n")
+    L.append(
+        f"| scenario | req/s @64 conn | p50 @1 conn | p99 @1 conn | added p50 vs direct | added p99 vs direct | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
+    )
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for n in JSON_SCENARIOS:
+        if n not in figs:
+            continue
+        f, x = figs[n], ratios[n]
+        L.append(
+            f"| {label(n)} | {fmt_n(f['rps_c64'])}{fmt_x(x.get('rps_c64'))} | {fmt_us(f['p50_c1_us'])}{fmt_x(x.get('p50_c1_us'))} | "
+            f"{fmt_us(f['p99_c1_us'])}{fmt_x(x.get('p99_c1_us'))} | {fmt_us(f.get('added_p50_c1_us'))}{fmt_x(x.get('added_p50_c1_us'))} | "
+            f"{fmt_us(f.get('added_p99_c1_us'))}{fmt_x(x.get('added_p99_c1_us'))} | {fmt_us(f['p99_rate_us'])}{fmt_x(x.get('p99_rate_us'))} | "
+            f"{fmt_n(f['cpu_s_per_10k'], 3)}{fmt_x(x.get('cpu_s_per_10k'))} | {fmt_mib(f['idle_rss_kb'])}{fmt_x(x.get('idle_rss_kb'))} | "
+            f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
+        )
+    L.append("")
+    L.append("## Streaming (`stream: true`, 50-event SSE, OpenAI → OpenAI)\n")
+    L.append(
+        f"| scenario | req/s @64 conn | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 vs direct | p50 @1 conn (oha) | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
+    )
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in STREAM_SCENARIOS:
+        if n not in figs:
+            continue
+        f, x = figs[n], ratios[n]
+        L.append(
+            f"| {label(n)} | {fmt_n(f['rps_c64'])}{fmt_x(x.get('rps_c64'))} | {fmt_us(f['ttfb_p50_us'])}{fmt_x(x.get('ttfb_p50_us'))} | "
+            f"{fmt_us(f['ttfb_p99_us'])}{fmt_x(x.get('ttfb_p99_us'))} | {fmt_us(f['ttlb_p50_us'])}{fmt_x(x.get('ttlb_p50_us'))} | "
+            f"{fmt_us(f['ttlb_p99_us'])}{fmt_x(x.get('ttlb_p99_us'))} | {fmt_us(f.get('added_ttfb_p50_us'))}{fmt_x(x.get('added_ttfb_p50_us'))} | "
+            f"{fmt_us(f['p50_c1_us'])}{fmt_x(x.get('p50_c1_us'))} | {fmt_us(f['p99_rate_us'])}{fmt_x(x.get('p99_rate_us'))} | "
+            f"{fmt_n(f['cpu_s_per_10k'], 3)}{fmt_x(x.get('cpu_s_per_10k'))} | {fmt_mib(f['idle_rss_kb'])}{fmt_x(x.get('idle_rss_kb'))} | "
+            f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
+        )
+    L.append("")
+    big = s["body_bytes"].get("big.json")
+    L.append(f"## Large request body ({(big or 0) / 1024:.0f} KiB JSON, 256 connections, {d.get('big')} s)\n")
+    L.append("| scenario | works | req/s | p99 | non-2xx | socket errors | CPU s / 10k req | idle RSS MiB | peak RSS MiB |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for n in BIG_SCENARIOS:
+        if n not in figs:
+            continue
+        f, x, t = figs[n], ratios[n], res[n].get("throughput") or {}
+        works = "yes" if not res[n]["failures"] else "NO"
+        L.append(
+            f"| {label(n)} | {works} | {fmt_n(f['rps_c64'])}{fmt_x(x.get('rps_c64'))} | {fmt_us(f['p99_c64_us'])}{fmt_x(x.get('p99_c64_us'))} | "
+            f"{t.get('non2xx', '–')} | {t.get('socket_errors', '–')} | {fmt_n(f['cpu_s_per_10k'], 3)}{fmt_x(x.get('cpu_s_per_10k'))} | "
+            f"{fmt_mib(f['idle_rss_kb'])} | {fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
+        )
+    L.append("")
+    L.append("## Where the time went (throughput run)\n")
+    L.append(
+        f"| scenario | proxy process CPU % | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | machine busy just before (others) |"
+    )
+    L.append("|---|---|---|---|---|---|---|---|")
+    for n in JSON_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS:
+        if n not in res:
+            continue
+        r = res[n]
+        bg = r.get("background_busy_pct") or {}
+        bgs = ", ".join(f"{c} {v:.0f}%" for c, v in bg.items() if v is not None) or "–"
+        direct = n.startswith("direct")
+        pc = "(upstream itself)" if direct else fmt_n(r.get("proc_cpu_pct"))
+        L.append(
+            f"| {label(n)} | {pc} | {'–' if direct else fmt_n(r.get('srv_core_busy_pct'))} | {'–' if direct else fmt_n(r.get('srv_core_irq_pct'))} | {'–' if direct else fmt_n(r.get('others_on_srv_core_pct'))} | {fmt_n(r.get('load_core_busy_pct'))} | "
+            f"{fmt_n(r.get('upstream_cpu_pct'))} | {bgs} |"
+        )
+    L.append("")
+    if out["notes"]:
+        L.append("## Notes\n")
+        for n in out["notes"]:
+            L.append(f"- {n}")
+        L.append("")
+    if out["failures"]:
+        L.append("## FAILURES\n")
+        for n, errs in out["failures"].items():
+            for e in errs:
+                L.append(f"- **{n}**: {e}")
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+LABELS = {
+    "direct": "direct to upstream (floor)",
+    "nginx": "nginx reverse proxy (baseline)",
+    "bitrouter-pass": "bitrouter, OpenAI → OpenAI pass-through",
+    "bitrouter-cross": "bitrouter, OpenAI → Anthropic `messages`",
+    "direct-stream": "direct to upstream (floor)",
+    "nginx-stream": "nginx reverse proxy (baseline)",
+    "bitrouter-stream": "bitrouter, OpenAI → OpenAI SSE",
+    "nginx-big": "nginx reverse proxy",
+    "bitrouter-big": "bitrouter, OpenAI → OpenAI",
+}
+
+
+def label(n):
+    return LABELS.get(n, n)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    cmd = argv[1]
+    if cmd == "cpus":
+        cpus = sorted(os.sched_getaffinity(0))
+        srv = cpus[0]
+        load = cpus[1] if len(cpus) > 1 else cpus[0]
+        print(srv, load, len(cpus))
+    elif cmd == "ports":
+        socks = []
+        for _ in range(int(argv[2])):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+        for s in socks:
+            s.close()
+    elif cmd == "gen":
+        gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
+    elif cmd == "snap":
+        json.dump(snap([int(p) for p in argv[2:]]), sys.stdout)
+        print()
+    elif cmd == "check":
+        try:
+            check_body(argv[2], argv[3])
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            print(f"{type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    elif cmd == "oha-summary":
+        o = parse_oha(argv[2]) or {}
+        print(
+            f"achieved {fmt_n(o.get('rps'))} req/s, p50 {fmt_us(o.get('p50_us'))}, p99 {fmt_us(o.get('p99_us'))}, "
+            f"non-2xx {o.get('non2xx')}, errors {o.get('socket_errors')}"
+        )
+    elif cmd == "autorate":
+        cap = float(argv[3])
+        rps = [g(parse_wrk(os.path.join(argv[2], n, "wrk.txt")), "rps") for n in argv[4:]]
+        r = min([cap] + [x / 2 for x in rps if x])
+        print(max(100, int(r // 100 * 100)))
+    elif cmd == "report":
+        return report(argv[2], argv[3])
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
