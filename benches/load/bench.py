@@ -351,7 +351,7 @@ def snap(pids):
             parts = line.split()
             v = [int(x) for x in parts[1:]]
             idle = v[3] + (v[4] if len(v) > 4 else 0)
-            cpus[parts[0]] = {"total": sum(v[:8]), "idle": idle, "irq": v[5] + v[6]}
+            cpus[parts[0]] = {"total": sum(v[:8]), "idle": idle, "irq": v[5] + v[6], "steal": v[7] if len(v) > 7 else 0}
     return {
         "t": time.monotonic(),
         "ticks": sum(p["ticks"] for p in procs),
@@ -554,6 +554,9 @@ def scenario(raw, name, meta):
         r["srv_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"])
         r["load_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["load_cpu"])
         r["srv_core_irq_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"], "irq")
+        r["steal_pct"] = {
+            c: cpu_busy(before, after, "cpu" + c, "steal") for c in (meta["srv_cpu"], meta["load_cpu"])
+        }
         if r["srv_core_busy_pct"] is not None and r["proc_cpu_pct"] is not None:
             r["others_on_srv_core_pct"] = max(
                 0.0, r["srv_core_busy_pct"] - r["proc_cpu_pct"] - (r["srv_core_irq_pct"] or 0)
@@ -852,9 +855,9 @@ def render_md(out, meta):
     L.append("")
     L.append("## Where the time went (throughput run)\n")
     L.append(
-        f"| scenario | proxy process CPU % | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | machine busy just before (others) |"
+        f"| scenario | proxy process CPU % | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
     )
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for n in JSON_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS:
         if n not in res:
             continue
@@ -862,10 +865,12 @@ def render_md(out, meta):
         bg = r.get("background_busy_pct") or {}
         bgs = ", ".join(f"{c} {v:.0f}%" for c, v in bg.items() if v is not None) or "–"
         direct = n.startswith("direct")
+        st = r.get("steal_pct") or {}
+        steal = " / ".join(fmt_n(v, 1) for v in st.values()) or "–"
         pc = "(upstream itself)" if direct else fmt_n(r.get("proc_cpu_pct"))
         L.append(
             f"| {label(n)} | {pc} | {'–' if direct else fmt_n(r.get('srv_core_busy_pct'))} | {'–' if direct else fmt_n(r.get('srv_core_irq_pct'))} | {'–' if direct else fmt_n(r.get('others_on_srv_core_pct'))} | {fmt_n(r.get('load_core_busy_pct'))} | "
-            f"{fmt_n(r.get('upstream_cpu_pct'))} | {bgs} |"
+            f"{fmt_n(r.get('upstream_cpu_pct'))} | {steal} | {bgs} |"
         )
     L.append("")
     if out["notes"]:
