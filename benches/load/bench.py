@@ -6,6 +6,7 @@ Subcommands:
   ports N                      N free loopback TCP ports
   gen DIR UP NGX BR            write the upstream/proxy nginx configs, bitrouter.yaml, bodies, wrk script
   snap PID [PID ...]           JSON snapshot: CPU ticks and memory of the process trees, /proc/stat
+  quiet PID A B                two snapshots 0.5 s apart, into files A and B
   check KIND FILE              validate a sanity response body (chat | sse)
   autorate RAW CAP NAME...      min(CAP, half the slowest throughput of the named scenarios)
   report RAW OUTDIR            parse RAW/<scenario>/*, write OUTDIR/latest{,-quick}.{md,json} and a dated
@@ -531,6 +532,13 @@ def scenario(raw, name, meta):
     while os.path.exists(os.path.join(d, f"oha_rate.{i}.json")):
         reps.append(parse_oha(os.path.join(d, f"oha_rate.{i}.json")) or {"parse_error": f"oha_rate.{i}.json"})
         i += 1
+    for i, x in enumerate(reps, 1):
+        a = load_json(os.path.join(d, f"rate_before.{i}.json"))
+        b = load_json(os.path.join(d, f"rate_after.{i}.json"))
+        if a and b and isinstance(x, dict):
+            x["steal_pct"] = max(
+                (cpu_busy(a, b, "cpu" + c, "steal") or 0) for c in (meta["srv_cpu"], meta["load_cpu"])
+            )
     r["rate_runs"] = reps
     r["rate"] = median_run(reps)
     r["stream"] = parse_curl(os.path.join(d, "curl.txt"))
@@ -714,6 +722,19 @@ def report(raw, outdir):
             f"WARNING: the machine was not idle: other processes kept a core up to {max(busy_before):.0f}% busy between runs "
             "(see the last table). The benchmark's processes run at a higher priority (see Placement), but caches and memory bandwidth are shared: "
             "rerun on a quiet machine for publishable figures."
+        )
+    stolen = []
+    for n, r in res.items():
+        st = max((x.get("steal_pct") or 0 for x in r.get("rate_runs") or []), default=0)
+        st_tp = max((v or 0 for v in (r.get("steal_pct") or {}).values()), default=0)
+        if max(st, st_tp) > 1:
+            stolen.append(f"{n} {max(st, st_tp):.1f}%")
+    if stolen:
+        notes.append(
+            "WARNING: the hypervisor took CPU time from this VM during the runs (steal, worst core): "
+            + ", ".join(stolen)
+            + ". A descheduled vCPU stalls every request in flight for milliseconds: p99 figures, the fixed-rate ones "
+            "above all, then measure the host rather than the proxy."
         )
     rate = meta.get("rate")
     for n in res:
@@ -918,16 +939,40 @@ def main(argv):
         load = cpus[1] if len(cpus) > 1 else cpus[0]
         print(srv, load, len(cpus))
     elif cmd == "ports":
-        socks = []
-        for _ in range(int(argv[2])):
+        # Free ports below the ephemeral range, so no outgoing connection of the benchmark can
+        # hold one while a proxy is restarted between scenarios.
+        try:
+            low = int(_read("/proc/sys/net/ipv4/ip_local_port_range").split()[0])
+        except (OSError, ValueError, IndexError):
+            low = 32768
+        import random
+
+        cands = list(range(max(1025, low - 12000), low))
+        random.shuffle(cands)
+        got = []
+        for port in cands:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        print(" ".join(str(s.getsockname()[1]) for s in socks))
-        for s in socks:
-            s.close()
+            try:
+                s.bind(("127.0.0.1", port))
+                got.append(port)
+            except OSError:
+                pass
+            finally:
+                s.close()
+            if len(got) == int(argv[2]):
+                break
+        print(" ".join(map(str, got)))
     elif cmd == "gen":
         gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
+    elif cmd == "quiet":
+        # Two snapshots 0.5 s apart from one process, so this script's own start-up is outside.
+        pids = [int(argv[2])]
+        a = snap(pids)
+        time.sleep(0.5)
+        b = snap(pids)
+        for path, x in ((argv[3], a), (argv[4], b)):
+            with open(path, "w") as f:
+                json.dump(x, f)
     elif cmd == "snap":
         json.dump(snap([int(p) for p in argv[2:]]), sys.stdout)
         print()
