@@ -103,13 +103,18 @@ impl Plan {
             target.protocol
         };
         let mut path = provider.endpoint_path(protocol, &target.service_id, self.stream);
-        if protocol == self.inbound && self.resolution.overlay.is_none() {
-            if protocol == Protocol::GenerateContent && self.stream && !self.gemini_sse {
-                // Pass-through keeps the client's framing: no `alt=sse`, a JSON array comes back.
-                if let Some(p) = path.strip_suffix("?alt=sse") {
-                    path = p.to_string();
-                }
+        if protocol == self.inbound
+            && protocol == Protocol::GenerateContent
+            && self.stream
+            && !self.gemini_sse
+        {
+            // The response passes through, so it keeps the client's framing: no `alt=sse`, a
+            // JSON array comes back.
+            if let Some(p) = path.strip_suffix("?alt=sse") {
+                path = p.to_string();
             }
+        }
+        if protocol == self.inbound && self.resolution.overlay.is_none() {
             return Ok(Attempt {
                 target,
                 client: self.inbound,
@@ -137,11 +142,6 @@ impl Plan {
         if protocol == self.inbound {
             // Same protocol with a preset or variant applied: the request was re-encoded with
             // the overlay, the response passes through.
-            if protocol == Protocol::GenerateContent && self.stream && !self.gemini_sse {
-                if let Some(p) = path.strip_suffix("?alt=sse") {
-                    path = p.to_string();
-                }
-            }
             return Ok(Attempt {
                 target,
                 client: self.inbound,
