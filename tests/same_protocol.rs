@@ -144,6 +144,17 @@ async fn chat_completions_routes_virtual_model_and_swaps_credentials() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-bitrouter-provider"], "openai");
     assert_eq!(resp.headers()["x-bitrouter-model"], "gpt-4o");
+    assert!(
+        resp.headers().get("x-request-id").is_some(),
+        "request id relayed"
+    );
+    for upstream_only in ["server", "accept-ranges"] {
+        assert!(
+            resp.headers().get(upstream_only).is_none(),
+            "upstream `{upstream_only}` header relayed: {:?}",
+            resp.headers()
+        );
+    }
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "gpt-4o");

@@ -251,6 +251,7 @@ fn server(
         max_body_bytes: s.max_body_bytes,
         shutdown_grace_secs: s.shutdown_grace_secs,
         threads: s.threads.map(|n| n.get()),
+        work_stealing: s.work_stealing,
         api_key,
     }
 }

@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Worker threads; default: the number of CPUs.
     pub threads: Option<usize>,
+    /// Tokio work stealing between worker threads (off: one single-threaded runtime per thread).
+    pub work_stealing: bool,
     /// Gateway credential required when `skip_auth` is false (from `BITROUTER_API_KEY`).
     pub api_key: Option<Secret>,
 }
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_secs: 5,
             threads: None,
+            work_stealing: false,
             api_key: None,
         }
     }

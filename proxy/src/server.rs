@@ -40,6 +40,7 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
         grace_period_seconds: Some(server_cfg.shutdown_grace_secs),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 256,
+        work_stealing: server_cfg.work_stealing,
         pid_file: std::env::temp_dir()
             .join(format!("bitrouter-{}.pid", std::process::id()))
             .to_string_lossy()

@@ -19,21 +19,32 @@ use super::{translate, RequestCtx};
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::upstream::headers::{self, Decision};
+use crate::upstream::PeerSet;
 use bitrouter_config::{Account, Protocol, Provider, RetryPolicy, Target};
 use bitrouter_filters::canonical::{ResponseContext, StreamEvent};
 use bitrouter_filters::protocol::StreamEncoder;
 use bytes::Bytes;
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::v1::client::{
+    http_req_header_to_wire, HttpSession as H1Session,
+};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 /// A stale pooled connection can fail on first use; try a fresh one this many times.
 const STALE_RETRIES: usize = 2;
+
+/// Largest request body sent in the same write as the HTTP/1 header (larger ones are written
+/// after it, without a copy).
+const COALESCE_BODY: usize = 64 * 1024;
 
 /// Largest error body kept from a rejected attempt (it is shown to the client if every attempt
 /// fails).
@@ -51,7 +62,7 @@ pub async fn forward(
     let policy: &RetryPolicy = &resolution.retry;
     let deadline = policy.deadline.map(|d| ctx.start + d);
     let max_attempts = policy.max_attempts.unwrap_or(usize::MAX).max(1);
-    let client_headers = session.req_header().headers.clone();
+    let client_headers = headers::forwardable(&session.req_header().headers);
     let balancer = &state.balancer;
     let mut last: Option<Failed> = None;
     'targets: for ti in balancer.order(resolution, Instant::now()) {
@@ -77,7 +88,9 @@ pub async fn forward(
                 policy,
                 deadline,
             };
-            let outcome = call.run(session, ctx).await;
+            // Boxed: the attempt's future is large (Pingora's connect and header parsing live in
+            // it), and an unboxed one is copied whole at every level that moves it.
+            let outcome = Box::pin(call.run(session, ctx)).await;
             let now = Instant::now();
             match outcome {
                 Ok(Exchange::Done { ttfb }) if !ctx.upstream_failed => {
@@ -243,7 +256,7 @@ struct Call<'a> {
     state: &'a AppState,
     attempt: &'a Attempt<'a>,
     account: &'a Account,
-    client_headers: &'a http::HeaderMap,
+    client_headers: &'a [(HeaderName, HeaderValue)],
     policy: &'a RetryPolicy,
     /// The request's retry deadline (bounds the wait for the first byte).
     deadline: Option<Instant>,
@@ -264,13 +277,14 @@ impl Call<'_> {
         let by = earliest(first_byte_by, total_by);
         // Waiting for the upstream's first byte can take long (reasoning models); stop as soon
         // as the client hangs up.
-        let exchange = exchange(
+        // Boxed for the same reason as the attempt itself: `select!` moves it.
+        let exchange = Box::pin(exchange(
             self.state,
             self.client_headers,
             provider,
             self.account,
             self.attempt,
-        );
+        ));
         let (mut up, peer) = tokio::select! {
             r = before(by, exchange) => match r {
                 Some(r) => r?,
@@ -343,14 +357,14 @@ impl Call<'_> {
     }
 
     /// Returns a fully read connection to the pool; closes any other.
-    async fn finish(&self, body: UpstreamBody<'_>, peer: &HttpPeer) {
+    async fn finish(&self, body: UpstreamBody<'_>, peer: &PeerRef) {
         let mut up = body.up;
         if up.response_done() {
             let idle = self.attempt.target.provider.timeouts.pool_idle;
             self.state
                 .upstream
                 .connector()
-                .release_http_session(up, peer, Some(idle))
+                .release_http_session(up, peer.peer(), Some(idle))
                 .await;
         } else {
             up.shutdown().await;
@@ -581,23 +595,32 @@ fn last_event_end(buf: &[u8]) -> usize {
     0
 }
 
+/// The peer a session was opened to: an entry of the provider's cached peer set.
+pub struct PeerRef {
+    set: PeerSet,
+    index: usize,
+}
+
+impl PeerRef {
+    fn peer(&self) -> &HttpPeer {
+        &self.set[self.index]
+    }
+}
+
 /// Connects, sends the request, and reads the response header, retrying on a fresh connection
 /// when a pooled one turns out to be stale.
 async fn exchange(
     state: &AppState,
-    client_headers: &http::HeaderMap,
+    client_headers: &[(HeaderName, HeaderValue)],
     provider: &Provider,
     account: &Account,
     attempt: &Attempt<'_>,
-) -> Result<(HttpSession, HttpPeer), ProxyError> {
+) -> Result<(HttpSession, PeerRef), ProxyError> {
     let peers = state.upstream.peers(provider).await?;
     let mut tries = 0;
     loop {
-        let (mut up, reused, peer) = connect(state, provider, &peers).await?;
-        // The connector does not apply these to the session (Pingora's own proxy loop does):
-        // `read_secs` is the idle timeout of every read, header and body chunks alike.
-        up.set_read_timeout(peer.options.read_timeout);
-        up.set_write_timeout(peer.options.write_timeout);
+        let (up, reused, index) = connect(state, provider, &peers).await?;
+        let peer = &peers[index];
         let header = headers::upstream_request(
             provider,
             account,
@@ -606,15 +629,16 @@ async fn exchange(
             attempt.body.len(),
             up.as_http2().is_some(),
         )?;
-        let sent = async {
-            up.write_request_header(Box::new(header)).await?;
-            up.write_request_body(attempt.body.clone(), true).await?;
-            up.finish_request_body().await?;
-            up.read_response_header().await
-        }
-        .await;
-        match sent {
-            Ok(()) => return Ok((up, peer)),
+        match send(up, peer, header, &attempt.body).await {
+            Ok(up) => {
+                return Ok((
+                    up,
+                    PeerRef {
+                        set: peers.clone(),
+                        index,
+                    },
+                ))
+            }
             Err(e) if reused && tries < STALE_RETRIES && !is_timeout(&e) => {
                 log::debug!("pooled connection to `{}` was stale: {e}", provider.id);
                 tries += 1;
@@ -624,16 +648,73 @@ async fn exchange(
     }
 }
 
-/// A session to the first reachable address of `provider`.
+/// Writes the request and reads the response header. Over HTTP/1 the header and a body of up
+/// to [`COALESCE_BODY`] bytes leave in one write: Pingora's client flushes the header on its
+/// own, which costs a second send (and, on loopback, a second wake-up of the upstream).
+async fn send(
+    up: HttpSession,
+    peer: &HttpPeer,
+    header: RequestHeader,
+    body: &Bytes,
+) -> pingora_error::Result<HttpSession> {
+    let mut up = match up {
+        HttpSession::H1(h1) if body.len() <= COALESCE_BODY => {
+            let wire = http_req_header_to_wire(&header).ok_or_else(|| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "request header not writable")
+            })?;
+            let mut stream = h1.into_inner();
+            let mut buf = BytesMut::with_capacity(wire.len() + body.len());
+            buf.extend_from_slice(&wire);
+            buf.extend_from_slice(body);
+            let write = async {
+                stream.write_all(&buf).await?;
+                stream.flush().await
+            };
+            let written = match peer.options.write_timeout {
+                Some(t) => tokio::time::timeout(t, write)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+                None => write.await,
+            };
+            written.map_err(|e| {
+                let etype = if e.kind() == std::io::ErrorKind::TimedOut {
+                    ErrorType::WriteTimedout
+                } else {
+                    ErrorType::WriteError
+                };
+                Error::because(etype, "writing the request", e)
+            })?;
+            let mut up = HttpSession::H1(H1Session::new_with_options(stream, peer));
+            // The connector does not apply these to the session (Pingora's own proxy loop
+            // does): `read_secs` is the idle timeout of every read, header and body alike.
+            up.set_read_timeout(peer.options.read_timeout);
+            up.set_write_timeout(peer.options.write_timeout);
+            up
+        }
+        mut up => {
+            up.set_read_timeout(peer.options.read_timeout);
+            up.set_write_timeout(peer.options.write_timeout);
+            up.write_request_header(Box::new(header)).await?;
+            up.write_request_body(body.clone(), true).await?;
+            up.finish_request_body().await?;
+            up
+        }
+    };
+    up.read_response_header().await?;
+    Ok(up)
+}
+
+/// A session to the first reachable address of `provider`, whether it was pooled, and the
+/// index of the peer it went to.
 async fn connect(
     state: &AppState,
     provider: &Provider,
     peers: &[HttpPeer],
-) -> Result<(HttpSession, bool, HttpPeer), ProxyError> {
+) -> Result<(HttpSession, bool, usize), ProxyError> {
     let mut last = None;
-    for peer in peers {
+    for (index, peer) in peers.iter().enumerate() {
         match state.upstream.connector().get_http_session(peer).await {
-            Ok((session, reused)) => return Ok((session, reused, peer.clone())),
+            Ok((session, reused)) => return Ok((session, reused, index)),
             Err(e) => last = Some(e),
         }
     }

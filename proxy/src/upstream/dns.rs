@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const TTL: Duration = Duration::from_secs(60);
+/// How long a lookup (and the peers built from it) is kept.
+pub const TTL: Duration = Duration::from_secs(60);
 
 /// A cached lookup: when it was made and what it returned.
 type Entry = (Instant, Vec<SocketAddr>);

@@ -39,8 +39,14 @@ const DROP_UPSTREAM: &[&str] = &[
     "x-real-ip",
 ];
 
-/// Response headers never relayed to the client (framing is Pingora's job on our side).
+/// Response headers never relayed to the client: framing is Pingora's job on our side, and
+/// `server`, `etag`, `last-modified`, `accept-ranges` describe the provider's front end and
+/// resource, not the answer the client got from bitrouter (it could not range-request it).
 const DROP_DOWNSTREAM: &[&str] = &[
+    "server",
+    "etag",
+    "last-modified",
+    "accept-ranges",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -56,12 +62,25 @@ fn internal(e: impl std::fmt::Display) -> ProxyError {
     ProxyError::Internal(format!("building upstream request: {e}"))
 }
 
-/// The request header for `provider` at `path`, carrying `client` headers worth forwarding.
+/// The client's headers that may go upstream, taken once per request (every attempt reuses
+/// them; the session stays borrowed mutably while attempts run).
+pub fn forwardable(client: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    client
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            !DROP_UPSTREAM.contains(&n) && !n.starts_with("x-bitrouter-")
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// The request header for `provider` at `path`, carrying the [`forwardable`] client headers.
 pub fn upstream_request(
     provider: &Provider,
     account: &Account,
     path: &str,
-    client: &HeaderMap,
+    client: &[(HeaderName, HeaderValue)],
     body_len: usize,
     h2: bool,
 ) -> Result<RequestHeader, ProxyError> {
@@ -88,10 +107,6 @@ pub fn upstream_request(
             .map_err(internal)?;
     }
     for (name, value) in client {
-        let n = name.as_str();
-        if DROP_UPSTREAM.contains(&n) || n.starts_with("x-bitrouter-") {
-            continue;
-        }
         req.append_header(name.clone(), value.clone())
             .map_err(internal)?;
     }

@@ -17,14 +17,20 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A provider's peers, built once per DNS answer: building them allocates (SNI, options), and
+/// they are the same for every request until the addresses change.
+pub type PeerSet = Arc<[HttpPeer]>;
 
 /// The shared upstream client.
 pub struct UpstreamClient {
     connector: Connector,
     resolver: dns::Resolver,
     cas: HashMap<PathBuf, Arc<CaType>>,
+    /// Provider id -> (when built, peers). Expires with the DNS cache.
+    peers: Mutex<HashMap<String, (Instant, PeerSet)>>,
 }
 
 impl UpstreamClient {
@@ -47,6 +53,7 @@ impl UpstreamClient {
             connector: Connector::new(Some(options)),
             resolver: dns::Resolver::default(),
             cas,
+            peers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -61,8 +68,23 @@ impl UpstreamClient {
     }
 
     /// Peers for `provider`, one per resolved address, in the order to try them, carrying the
-    /// provider's timeouts.
-    pub async fn peers(&self, provider: &Provider) -> Result<Vec<HttpPeer>, ProxyError> {
+    /// provider's timeouts. Cached as long as the addresses are.
+    pub async fn peers(&self, provider: &Provider) -> Result<PeerSet, ProxyError> {
+        if let Ok(cache) = self.peers.lock() {
+            if let Some((at, peers)) = cache.get(provider.id.as_str()) {
+                if at.elapsed() < dns::TTL {
+                    return Ok(peers.clone());
+                }
+            }
+        }
+        let peers = self.build_peers(provider).await?;
+        if let Ok(mut cache) = self.peers.lock() {
+            cache.insert(provider.id.clone(), (Instant::now(), peers.clone()));
+        }
+        Ok(peers)
+    }
+
+    async fn build_peers(&self, provider: &Provider) -> Result<PeerSet, ProxyError> {
         let origin = &provider.origin;
         let addrs = self
             .resolve(provider)
@@ -107,12 +129,16 @@ impl UpstreamClient {
                 peer.group_key = group_key;
                 peer
             })
-            .collect())
+            .collect::<Vec<_>>()
+            .into())
     }
 
     /// Forget cached addresses for a host after a connect failure, so the next request resolves
     /// again.
     pub fn forget(&self, provider: &Provider) {
+        if let Ok(mut cache) = self.peers.lock() {
+            cache.remove(provider.id.as_str());
+        }
         self.resolver
             .forget(&provider.origin.host, provider.origin.port);
     }

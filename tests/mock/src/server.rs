@@ -379,9 +379,13 @@ fn admin(state: &State, path: &str) -> Reply {
 /// Turns a [`Reply`] into a hyper response, applying pacing and cuts from the plan; with
 /// `track`, a streamed body records its [`StreamOutcome`] when it ends.
 fn render(reply: Reply, protocol: Protocol, plan: &Plan, track: Option<Track>) -> Response<Body> {
+    // Real providers name their front end (`server: cloudflare`) and describe the resource;
+    // none of it is about the router's answer.
     let mut builder = Response::builder()
         .status(reply.status)
-        .header(header::CONTENT_TYPE, reply.content_type);
+        .header(header::CONTENT_TYPE, reply.content_type)
+        .header(header::SERVER, "mock-provider")
+        .header(header::ACCEPT_RANGES, "bytes");
     let has_request_id = reply.headers.iter().any(|(k, _)| *k == "request-id");
     for (name, value) in reply.headers {
         builder = builder.header(name, value);
