@@ -23,8 +23,7 @@ use crate::upstream::PeerSet;
 use bitrouter_config::{Account, Protocol, Provider, RetryPolicy, Target};
 use bitrouter_filters::canonical::{ResponseContext, StreamEvent};
 use bitrouter_filters::protocol::StreamEncoder;
-use bytes::Bytes;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::{
@@ -596,7 +595,7 @@ fn last_event_end(buf: &[u8]) -> usize {
 }
 
 /// The peer a session was opened to: an entry of the provider's cached peer set.
-pub struct PeerRef {
+struct PeerRef {
     set: PeerSet,
     index: usize,
 }
@@ -685,15 +684,11 @@ async fn send(
                 Error::because(etype, "writing the request", e)
             })?;
             let mut up = HttpSession::H1(H1Session::new_with_options(stream, peer));
-            // The connector does not apply these to the session (Pingora's own proxy loop
-            // does): `read_secs` is the idle timeout of every read, header and body alike.
-            up.set_read_timeout(peer.options.read_timeout);
-            up.set_write_timeout(peer.options.write_timeout);
+            apply_timeouts(&mut up, peer);
             up
         }
         mut up => {
-            up.set_read_timeout(peer.options.read_timeout);
-            up.set_write_timeout(peer.options.write_timeout);
+            apply_timeouts(&mut up, peer);
             up.write_request_header(Box::new(header)).await?;
             up.write_request_body(body.clone(), true).await?;
             up.finish_request_body().await?;
@@ -702,6 +697,13 @@ async fn send(
     };
     up.read_response_header().await?;
     Ok(up)
+}
+
+/// The connector does not apply these to the session (Pingora's own proxy loop does):
+/// `read_secs` is the idle timeout of every read, header and body chunks alike.
+fn apply_timeouts(up: &mut HttpSession, peer: &HttpPeer) {
+    up.set_read_timeout(peer.options.read_timeout);
+    up.set_write_timeout(peer.options.write_timeout);
 }
 
 /// A session to the first reachable address of `provider`, whether it was pooled, and the
