@@ -271,12 +271,30 @@ providers:
         json.dump(sizes, f)
 
 
-WRK_LUA = r"""-- POST the file named by $WRK_BODY; print a JSON summary line (prefixed WRKJSON) at the end.
+WRK_LUA = r"""-- POST the file named by $WRK_BODY, or cycle through the files in $WRK_BODIES (separated by
+-- `:`) one request each; print a JSON summary line (prefixed WRKJSON) at the end.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
-wrk.body = f:read("*a")
-f:close()
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local b = f:read("*a")
+  f:close()
+  return b
+end
+local list = os.getenv("WRK_BODIES")
+if list and list ~= "" then
+  local reqs = {}
+  for path in string.gmatch(list, "[^:]+") do
+    reqs[#reqs + 1] = wrk.format("POST", nil, nil, slurp(path))
+  end
+  local i = 0
+  request = function()
+    i = i % #reqs + 1
+    return reqs[i]
+  end
+else
+  wrk.body = slurp(os.getenv("WRK_BODY"))
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -464,6 +482,33 @@ def parse_curl(path):
     }
 
 
+def parse_soak(path):
+    """Lines `unix_time rss_kb` sampled during the soak. Growth compares the mean RSS of the last
+    third of the run with that of the first third, after the first 10 % (warm-up: pools and
+    allocator arenas fill)."""
+    try:
+        rows = [tuple(map(float, l.split())) for l in _read(path).splitlines() if len(l.split()) == 2]
+    except (OSError, ValueError):
+        return None
+    if len(rows) < 6:
+        return None
+    t0, t1 = rows[0][0], rows[-1][0]
+    settled = [r for r in rows if r[0] - t0 >= 0.1 * (t1 - t0)]
+    third = max(1, len(settled) // 3)
+    first = statistics.mean(r[1] for r in settled[:third])
+    last = statistics.mean(r[1] for r in settled[-third:])
+    return {
+        "samples": len(rows),
+        "duration_s": t1 - t0,
+        "rss_start_kb": rows[0][1],
+        "rss_first_third_kb": first,
+        "rss_last_third_kb": last,
+        "rss_max_kb": max(r[1] for r in rows),
+        "growth_kb": last - first,
+        "series": [[round(t - t0, 1), int(kb)] for t, kb in rows],
+    }
+
+
 def check_body(kind, path):
     text = _read(path)
     if kind == "chat":
@@ -476,6 +521,8 @@ def check_body(kind, path):
         assert len(events) >= SSE_EVENTS - 2, f"only {len(events)} events"
         for e in events[:-1]:
             json.loads(e[5:])
+    elif kind == "any":
+        pass  # a reference server with a fixed answer: its status (checked by the caller) is enough
     else:
         raise SystemExit(f"unknown check {kind}")
 
@@ -486,7 +533,14 @@ def check_body(kind, path):
 JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross"]
 STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream"]
 BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
+# Pingora itself, for reading the bitrouter rows (proxy/examples/pingora_floor.rs): what a fixed
+# answer costs in Pingora's server, and what Pingora's stock proxy loop costs per request.
+REFERENCE_SCENARIOS = ["pingora-static", "pingora-proxy"]
+SOAK = "bitrouter-soak"
 COMPARATOR = {
+    "pingora-static": "nginx",
+    "pingora-proxy": "nginx",
+    SOAK: "nginx",
     "direct": "nginx",
     "nginx": "nginx",
     "bitrouter-pass": "nginx",
@@ -542,6 +596,7 @@ def scenario(raw, name, meta):
     r["rate_runs"] = reps
     r["rate"] = median_run(reps)
     r["stream"] = parse_curl(os.path.join(d, "curl.txt"))
+    r["soak"] = parse_soak(os.path.join(d, "rss.txt"))
     r["process"] = (before or {}).get("procs")
     if idle:
         r["idle_rss_kb"] = idle["rss_kb"]
@@ -660,7 +715,7 @@ def report(raw, outdir):
     meta = load_json(os.path.join(raw, "meta.json")) or {}
     sizes = load_json(os.path.join(raw, "sizes.json")) or {}
     res = {}
-    for name in JSON_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS:
+    for name in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + [SOAK]:
         r = scenario(raw, name, meta)
         if r:
             res[name] = r
@@ -751,6 +806,8 @@ def report(raw, outdir):
 
     out = {
         "schema": 1,
+        "per_event_cpu_us": per_event_cpu(figs),
+        "targets": targets(figs, ratios, res),
         "mode": meta.get("mode"),
         "started_utc": meta.get("started_utc"),
         "machine": meta.get("machine"),
@@ -794,6 +851,57 @@ def report(raw, outdir):
     return 0
 
 
+def per_event_cpu(figs):
+    """CPU per streamed event: (CPU per streaming request − CPU per JSON request) ÷ events. The
+    two requests differ only in the body the proxy relays (one JSON answer vs 50 SSE events)."""
+    out = {}
+    for proxy, stream, plain in (("nginx", "nginx-stream", "nginx"), ("bitrouter", "bitrouter-stream", "bitrouter-pass")):
+        a, b = g(figs, stream, "cpu_s_per_10k"), g(figs, plain, "cpu_s_per_10k")
+        out[proxy] = None if a is None or b is None else (a - b) / 10000 * 1e6 / SSE_EVENTS
+    return out
+
+
+# The targets of issue 5, checked against this run's figures: (label, value, unit, limit, ok?).
+def targets(figs, ratios, res):
+    def f(n, k):
+        return g(figs, n, k)
+
+    def row(name, value, shown, limit, ok):
+        return {"target": name, "value": value, "shown": shown, "limit": limit, "met": None if value is None else ok}
+
+    T = []
+    x = g(ratios, "bitrouter-pass", "rps_c64")
+    T.append(row("pass-through throughput vs nginx", x, fmt_x(x).strip(" ()") if x else "–", "≥ 0.80×", x is not None and x >= 0.8))
+    x = g(ratios, "bitrouter-pass", "cpu_s_per_10k")
+    T.append(row("pass-through CPU per request vs nginx", x, fmt_x(x).strip(" ()") if x else "–", "≤ 1.25×", x is not None and x <= 1.25))
+    x = g(ratios, "bitrouter-cross", "rps_c64")
+    T.append(row("cross-protocol throughput vs nginx pass-through", x, fmt_x(x).strip(" ()") if x else "–", "≥ 0.50×", x is not None and x >= 0.5))
+    x = f("bitrouter-pass", "added_p50_c1_us")
+    T.append(row("added p50 over direct at 1 connection", x, fmt_us(x), "≤ 60 µs", x is not None and x <= 60))
+    x = f("bitrouter-pass", "added_p99_c1_us")
+    T.append(row("added p99 over direct at 1 connection", x, fmt_us(x), "≤ 150 µs", x is not None and x <= 150))
+    x = f("bitrouter-pass", "p99_rate_us")
+    T.append(row("p99 at the fixed sub-saturation rate", x, fmt_us(x), "≤ 1 ms", x is not None and x <= 1000))
+    x = f("bitrouter-stream", "added_ttfb_p50_us")
+    T.append(row("streaming TTFB over direct (p50)", x, fmt_us(x), "≤ 200 µs", x is not None and x <= 200))
+    big = res.get("bitrouter-big")
+    x = f("bitrouter-big", "peak_rss_kb")
+    T.append(row("150 KiB body at 256 connections: works, peak RSS", x, fmt_mib(x) + " MiB" if x else "–", "all 2xx, ≤ 128 MB",
+                 bool(big) and not big["failures"] and x is not None and x * 1024 <= 128e6))
+    x = f("bitrouter-pass", "idle_rss_kb")
+    T.append(row("idle RSS", x, fmt_mib(x) + " MiB" if x else "–", "≤ 20 MB", x is not None and x * 1024 <= 20e6))
+    loads = [f(n, "peak_rss_kb") for n in ("bitrouter-pass", "bitrouter-cross", "bitrouter-stream")]
+    loads.append(g(res, SOAK, "soak", "rss_max_kb"))
+    loads = [v for v in loads if v is not None]
+    x = max(loads) if loads else None
+    T.append(row("RSS under sustained load (64 connections)", x, fmt_mib(x) + " MiB" if x else "–", "≤ 64 MB", x is not None and x * 1024 <= 64e6))
+    soak = g(res, SOAK, "soak")
+    x = g(soak, "growth_kb")
+    shown = "–" if x is None else f"{x / 1024:+.1f} MiB over {soak['duration_s']:.0f} s"
+    T.append(row("RSS growth during the soak (last third vs first third)", x, shown, "none (≤ 2 MiB)", x is not None and x <= 2048))
+    return T
+
+
 def render_md(out, meta):
     figs, ratios, res = out["figures"], out["ratios_vs_nginx"], out["raw"]
     m = out.get("machine") or {}
@@ -824,12 +932,20 @@ def render_md(out, meta):
         f"CPU = utime+stime of the proxy process tree over the throughput run; ratios (×) are against nginx in this run."
     )
     L.append("")
+    if out.get("targets"):
+        L.append("## Against the targets (issue 5)\n")
+        L.append("| target | this run | limit | met |")
+        L.append("|---|---|---|---|")
+        for t in out["targets"]:
+            met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            L.append(f"| {t['target']} | {t['shown']} | {t['limit']} | {met} |")
+        L.append("")
     L.append("## Request/response (`POST /v1/chat/completions`, non-streaming)\n")
     L.append(
         f"| scenario | req/s @64 conn | p50 @1 conn | p99 @1 conn | added p50 vs direct | added p99 vs direct | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
     )
     L.append("|---|---|---|---|---|---|---|---|---|---|")
-    for n in JSON_SCENARIOS:
+    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS:
         if n not in figs:
             continue
         f, x = figs[n], ratios[n]
@@ -859,6 +975,14 @@ def render_md(out, meta):
             f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
         )
     L.append("")
+    pe = out.get("per_event_cpu_us") or {}
+    if any(v is not None for v in pe.values()):
+        L.append(
+            "CPU per streamed event (CPU per streaming request − CPU per JSON request, ÷ "
+            f"{SSE_EVENTS} events): "
+            + ", ".join(f"{k} {v:.2f} µs" for k, v in pe.items() if v is not None)
+            + ".\n"
+        )
     big = s["body_bytes"].get("big.json")
     L.append(f"## Large request body ({(big or 0) / 1024:.0f} KiB JSON, 256 connections, {d.get('big')} s)\n")
     L.append("| scenario | works | req/s | p99 | non-2xx | socket errors | CPU s / 10k req | idle RSS MiB | peak RSS MiB |")
@@ -874,12 +998,25 @@ def render_md(out, meta):
             f"{fmt_mib(f['idle_rss_kb'])} | {fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
         )
     L.append("")
+    soak = g(res, SOAK, "soak")
+    if soak:
+        t = res[SOAK].get("throughput") or {}
+        f = figs.get(SOAK) or {}
+        L.append(f"## Soak (bitrouter, {soak['duration_s']:.0f} s at 64 connections, pass-through / cross-protocol / streaming in turn)\n")
+        L.append("| req/s | non-2xx | socket errors | CPU s / 10k req | RSS at start MiB | mean RSS, first third | mean RSS, last third | growth | max RSS MiB |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append(
+            f"| {fmt_n(t.get('rps'))} | {t.get('non2xx', '–')} | {t.get('socket_errors', '–')} | {fmt_n(f.get('cpu_s_per_10k'), 3)} | "
+            f"{fmt_mib(soak['rss_start_kb'])} | {fmt_mib(soak['rss_first_third_kb'])} | {fmt_mib(soak['rss_last_third_kb'])} | "
+            f"{soak['growth_kb'] / 1024:+.2f} MiB | {fmt_mib(soak['rss_max_kb'])} |"
+        )
+        L.append("")
     L.append("## Where the time went (throughput run)\n")
     L.append(
         f"| scenario | proxy process CPU % | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
     )
     L.append("|---|---|---|---|---|---|---|---|---|")
-    for n in JSON_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS:
+    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + [SOAK]:
         if n not in res:
             continue
         r = res[n]
@@ -916,7 +1053,10 @@ LABELS = {
     "direct-stream": "direct to upstream (floor)",
     "nginx-stream": "nginx reverse proxy (baseline)",
     "bitrouter-stream": "bitrouter, OpenAI → OpenAI SSE",
+    "pingora-static": "reference: Pingora, fixed answer from `request_filter` (no upstream)",
+    "pingora-proxy": "reference: Pingora's stock proxy loop and pool",
     "nginx-big": "nginx reverse proxy",
+    SOAK: "bitrouter soak (mixed)",
     "bitrouter-big": "bitrouter, OpenAI → OpenAI",
 }
 
