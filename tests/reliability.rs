@@ -1228,7 +1228,6 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event() {
 /// its stream abandoned long before it would have ended.
 #[tokio::test]
 async fn a_client_disconnect_stops_the_upstream_stream() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let t = tag("hangup");
     // 30 words at 300 ms per event: about 10 s in full.
     fx().first.script(Script::for_body(
@@ -1238,20 +1237,7 @@ async fn a_client_disconnect_stops_the_upstream_stream() {
     let body = json!({"model": "hangup/hangup-m", "stream": true,
                       "messages": [{"role": "user", "content": format!("{t} {}", "w ".repeat(30))}]})
     .to_string();
-    let mut sock = tokio::net::TcpStream::connect(fx().router.addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await.unwrap();
-    sock.write_all(body.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = sock.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let left = Instant::now();
-    drop(sock);
+    let left = support::open_stream_and_hang_up(fx().router.addr, &body).await;
 
     let outcome = fx()
         .first

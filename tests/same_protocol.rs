@@ -748,23 +748,8 @@ async fn a_client_that_hangs_up_mid_stream_stops_the_upstream_read() {
         action: Action::StreamInterval(Duration::from_millis(400)),
     });
     let words = "w ".repeat(20);
-    // A raw socket, so "hang up" means exactly: close the TCP connection.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": format!("{t} {words}")}]}).to_string();
-    let mut sock = tokio::net::TcpStream::connect(fixture().router.addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await.unwrap();
-    sock.write_all(body.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = sock.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let dropped = Instant::now();
-    drop(sock);
+    let dropped = support::open_stream_and_hang_up(fixture().router.addr, &body).await;
     // The full stream would take ~9 s; the router notices the hang-up at once.
     fixture()
         .router

@@ -279,3 +279,23 @@ pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
     }
     out
 }
+
+/// Starts a streaming chat completion on a raw socket, waits for the `200` head and closes the
+/// connection: "the client hung up" meaning exactly a TCP close, which an HTTP client library
+/// cannot be made to do mid-stream. Returns when it was closed.
+pub async fn open_stream_and_hang_up(addr: SocketAddr, body: &str) -> Instant {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(body.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = sock.read(&mut buf).await.unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    drop(sock);
+    Instant::now()
+}
