@@ -359,6 +359,8 @@ def snap(pids):
                 "pid": p,
                 "comm": stat[stat.index("(") + 1 : stat.rindex(")")],
                 "ticks": int(f[11]) + int(f[12]),
+                "uticks": int(f[11]),
+                "sticks": int(f[12]),
                 "rss_kb": mem.get("VmRSS", 0),
                 "hwm_kb": mem.get("VmHWM", 0),
                 "threads": mem.get("Threads", 0),
@@ -374,6 +376,8 @@ def snap(pids):
     return {
         "t": time.monotonic(),
         "ticks": sum(p["ticks"] for p in procs),
+        "uticks": sum(p["uticks"] for p in procs),
+        "sticks": sum(p["sticks"] for p in procs),
         "rss_kb": sum(p["rss_kb"] for p in procs),
         "hwm_kb": sum(p["hwm_kb"] for p in procs),
         "procs": procs,
@@ -614,6 +618,11 @@ def scenario(raw, name, meta):
         r["cpu_s"] = ticks / CLK_TCK
         r["cpu_s_per_10k"] = ticks / CLK_TCK / wrk["requests"] * 10000
         r["proc_cpu_pct"] = 100.0 * ticks / CLK_TCK / dt if dt > 0 else None
+        # User vs kernel time per request: the kernel's share (syscalls, loopback TCP) is what any
+        # proxy pays for the same socket work; the user share is the proxy's own code.
+        for key, field in (("user_us_per_req", "uticks"), ("sys_us_per_req", "sticks")):
+            if field in after and field in before:
+                r[key] = (after[field] - before[field]) / CLK_TCK / wrk["requests"] * 1e6
         r["srv_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"])
         r["load_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["load_cpu"])
         r["srv_core_irq_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"], "irq")
@@ -677,6 +686,8 @@ def figures(r, floor):
         "rate_rps": g(r, "rate", "rps"),
         "cpu_s_per_10k": r.get("cpu_s_per_10k"),
         "rate_cpu_s_per_10k": r.get("rate_cpu_s_per_10k"),
+        "user_us_per_req": r.get("user_us_per_req"),
+        "sys_us_per_req": r.get("sys_us_per_req"),
         "idle_rss_kb": r.get("idle_rss_kb"),
         "peak_rss_kb": r.get("peak_rss_kb"),
         "ttfb_p50_us": g(r, "stream", "ttfb_p50_us"),
@@ -1013,9 +1024,9 @@ def render_md(out, meta):
         L.append("")
     L.append("## Where the time went (throughput run)\n")
     L.append(
-        f"| scenario | proxy process CPU % | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
+        f"| scenario | proxy process CPU % | user µs / req | kernel µs / req | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
     )
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + [SOAK]:
         if n not in res:
             continue
@@ -1027,7 +1038,7 @@ def render_md(out, meta):
         steal = " / ".join(fmt_n(v, 1) for v in st.values()) or "–"
         pc = "(upstream itself)" if direct else fmt_n(r.get("proc_cpu_pct"))
         L.append(
-            f"| {label(n)} | {pc} | {'–' if direct else fmt_n(r.get('srv_core_busy_pct'))} | {'–' if direct else fmt_n(r.get('srv_core_irq_pct'))} | {'–' if direct else fmt_n(r.get('others_on_srv_core_pct'))} | {fmt_n(r.get('load_core_busy_pct'))} | "
+            f"| {label(n)} | {pc} | {'–' if direct else fmt_n(r.get('user_us_per_req'), 1)} | {'–' if direct else fmt_n(r.get('sys_us_per_req'), 1)} | {'–' if direct else fmt_n(r.get('srv_core_busy_pct'))} | {'–' if direct else fmt_n(r.get('srv_core_irq_pct'))} | {'–' if direct else fmt_n(r.get('others_on_srv_core_pct'))} | {fmt_n(r.get('load_core_busy_pct'))} | "
             f"{fmt_n(r.get('upstream_cpu_pct'))} | {steal} | {bgs} |"
         )
     L.append("")
