@@ -91,7 +91,21 @@ pub async fn read_body(
             .await
             .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
     }
+    // A body that arrives in one piece (most requests) is used as it is, not copied.
+    let first = match session.read_request_body().await {
+        Ok(Some(chunk)) => chunk,
+        Ok(None) => return Ok(Bytes::new()),
+        Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
+    };
+    if first.len() > limit {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    if declared == Some(first.len()) {
+        ctx.bytes_in = first.len();
+        return Ok(first);
+    }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    buf.extend_from_slice(&first);
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
