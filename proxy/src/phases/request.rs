@@ -91,35 +91,36 @@ pub async fn read_body(
             .await
             .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
     }
-    // A body that arrives in one piece (most requests) is used as it is, not copied.
-    let first = match session.read_request_body().await {
-        Ok(Some(chunk)) => chunk,
-        Ok(None) => return Ok(Bytes::new()),
-        Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
-    };
-    if first.len() > limit {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    if declared == Some(first.len()) {
-        ctx.bytes_in = first.len();
-        return Ok(first);
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
-    buf.extend_from_slice(&first);
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    return Err(ProxyError::BodyTooLarge { limit });
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
+    // A body that arrives in one piece (most requests) is used as Pingora hands it over; only a
+    // second chunk starts a buffer that gathers them.
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0;
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| ProxyError::ClientBody(e.to_string()))?
+    {
+        len += chunk.len();
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        if let Some(buf) = &mut gathered {
+            buf.extend_from_slice(&chunk);
+        } else if let Some(head) = first.take() {
+            let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).max(len).min(limit));
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&chunk);
+            gathered = Some(buf);
+        } else {
+            first = Some(chunk);
         }
     }
-    ctx.bytes_in = buf.len();
-    Ok(buf.freeze())
+    ctx.bytes_in = len;
+    Ok(match gathered {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
