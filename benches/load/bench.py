@@ -621,8 +621,7 @@ def scenario(raw, name, meta):
         # User vs kernel time per request: the kernel's share (syscalls, loopback TCP) is what any
         # proxy pays for the same socket work; the user share is the proxy's own code.
         for key, field in (("user_us_per_req", "uticks"), ("sys_us_per_req", "sticks")):
-            if field in after and field in before:
-                r[key] = (after[field] - before[field]) / CLK_TCK / wrk["requests"] * 1e6
+            r[key] = (after[field] - before[field]) / CLK_TCK / wrk["requests"] * 1e6
         r["srv_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"])
         r["load_core_busy_pct"] = cpu_busy(before, after, "cpu" + meta["load_cpu"])
         r["srv_core_irq_pct"] = cpu_busy(before, after, "cpu" + meta["srv_cpu"], "irq")
