@@ -27,12 +27,14 @@ pub struct Balancer {
     checks_down: HashMap<String, AtomicBool>,
 }
 
+/// Keyed by provider, then by what is inside it, so that lookups on the request path borrow the
+/// ids they already have instead of formatting a combined key.
 #[derive(Default)]
 struct Inner {
-    /// `provider \0 service_id` -> health.
-    endpoints: HashMap<String, TargetHealth>,
-    /// `provider \0 account index` -> health.
-    accounts: HashMap<String, TargetHealth>,
+    /// Provider -> service id -> health.
+    endpoints: HashMap<String, HashMap<String, TargetHealth>>,
+    /// Provider -> account index -> health.
+    accounts: HashMap<String, HashMap<usize, TargetHealth>>,
     /// Virtual model -> requests routed so far (round-robin).
     counters: HashMap<String, u64>,
     /// Provider -> requests routed so far (account balance).
@@ -41,12 +43,38 @@ struct Inner {
     rng: Option<XorShift>,
 }
 
-fn endpoint_key(target: &Target) -> String {
-    format!("{}\0{}", target.provider.id, target.service_id)
+impl Inner {
+    fn endpoint(&self, target: &Target) -> Option<&TargetHealth> {
+        self.endpoints
+            .get(target.provider.id.as_str())?
+            .get(target.service_id.as_str())
+    }
+
+    fn endpoint_mut(&mut self, target: &Target) -> Option<&mut TargetHealth> {
+        let services = slot(&mut self.endpoints, &target.provider.id)?;
+        slot(services, &target.service_id)
+    }
+
+    fn account(&self, provider: &Provider, index: usize) -> Option<&TargetHealth> {
+        self.accounts.get(provider.id.as_str())?.get(&index)
+    }
+
+    fn account_mut(&mut self, provider: &Provider, index: usize) -> Option<&mut TargetHealth> {
+        Some(
+            slot(&mut self.accounts, &provider.id)?
+                .entry(index)
+                .or_default(),
+        )
+    }
 }
 
-fn account_key(provider: &Provider, index: usize) -> String {
-    format!("{}\0{index}", provider.id)
+/// `map[key]`, inserted with a default when missing; the key is copied only then. (Always
+/// `Some`: an `Option` only because the borrow checker cannot return the first lookup.)
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
 }
 
 impl Balancer {
@@ -102,24 +130,22 @@ impl Balancer {
                 ResolvedVia::VirtualModel(name) => name.as_str(),
                 _ => resolution.requested.as_str(),
             };
-            let counter = {
-                let c = inner.counters.entry(name.to_string()).or_insert(0);
-                *c += 1;
-                *c - 1
+            let counter = match slot(&mut inner.counters, name) {
+                Some(c) => {
+                    *c += 1;
+                    *c - 1
+                }
+                None => 0,
             };
             let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
             let latencies: Vec<Option<f64>> = targets
                 .iter()
-                .map(|t| {
-                    inner
-                        .endpoints
-                        .get(&endpoint_key(t))
-                        .and_then(TargetHealth::ewma_ttfb)
-                })
+                .map(|t| inner.endpoint(t).and_then(TargetHealth::ewma_ttfb))
                 .collect();
             let Inner { weighted, rng, .. } = &mut *inner;
             let rng = rng.get_or_insert_with(|| XorShift::new(seed()));
-            let weighted = weighted.entry(name.to_string()).or_default();
+            let mut fresh = SmoothWeighted::default();
+            let weighted = slot(weighted, name).unwrap_or(&mut fresh);
             let inputs = Inputs {
                 weights: &weights,
                 latencies: &latencies,
@@ -133,8 +159,7 @@ impl Balancer {
                 return Availability::Unhealthy { until: None };
             }
             let own = inner
-                .endpoints
-                .get(&endpoint_key(t))
+                .endpoint(t)
                 .map_or(Availability::Healthy, |h| h.availability(now));
             if own != Availability::Healthy {
                 return own;
@@ -154,19 +179,19 @@ impl Balancer {
             AccountStrategy::Failover => (0..n).collect(),
             AccountStrategy::Balance => {
                 // Cooled accounts are moved last below, so the healthy ones share the load.
-                let c = inner
-                    .account_counters
-                    .entry(provider.id.clone())
-                    .or_insert(0);
-                let start = (*c % n as u64) as usize;
-                *c += 1;
+                let start = match slot(&mut inner.account_counters, &provider.id) {
+                    Some(c) => {
+                        *c += 1;
+                        ((*c - 1) % n as u64) as usize
+                    }
+                    None => 0,
+                };
                 (0..n).map(|k| (start + k) % n).collect()
             }
         };
         select::healthy_first(order, now, |i| {
             inner
-                .accounts
-                .get(&account_key(provider, i))
+                .account(provider, i)
                 .map_or(Availability::Healthy, |h| h.availability(now))
         })
     }
@@ -174,14 +199,13 @@ impl Balancer {
     /// A successful exchange through `target` with account `account`.
     pub fn success(&self, target: &Target, account: usize, ttfb: Option<Duration>) {
         let mut inner = self.lock();
-        inner
-            .endpoints
-            .entry(endpoint_key(target))
-            .or_default()
-            .on_success(ttfb);
+        if let Some(h) = inner.endpoint_mut(target) {
+            h.on_success(ttfb);
+        }
         if let Some(h) = inner
             .accounts
-            .get_mut(&account_key(&target.provider, account))
+            .get_mut(target.provider.id.as_str())
+            .and_then(|a| a.get_mut(&account))
         {
             h.on_success(None);
         }
@@ -189,38 +213,30 @@ impl Balancer {
 
     /// A failure of the endpoint itself (connection, timeout, 5xx).
     pub fn endpoint_failure(&self, target: &Target, now: Instant) {
-        self.lock()
-            .endpoints
-            .entry(endpoint_key(target))
-            .or_default()
-            .on_failure(now, &self.policy);
+        if let Some(h) = self.lock().endpoint_mut(target) {
+            h.on_failure(now, &self.policy);
+        }
     }
 
     /// A failure of one account (401/403/429).
     pub fn account_failure(&self, provider: &Provider, account: usize, now: Instant) {
-        self.lock()
-            .accounts
-            .entry(account_key(provider, account))
-            .or_default()
-            .on_failure(now, &self.policy);
+        if let Some(h) = self.lock().account_mut(provider, account) {
+            h.on_failure(now, &self.policy);
+        }
     }
 
     /// Cools an account for a `retry-after`.
     pub fn cool_account(&self, provider: &Provider, account: usize, now: Instant, d: Duration) {
-        self.lock()
-            .accounts
-            .entry(account_key(provider, account))
-            .or_default()
-            .cool(now, d, &self.policy);
+        if let Some(h) = self.lock().account_mut(provider, account) {
+            h.cool(now, d, &self.policy);
+        }
     }
 
     /// Cools an endpoint for a `retry-after`.
     pub fn cool_endpoint(&self, target: &Target, now: Instant, d: Duration) {
-        self.lock()
-            .endpoints
-            .entry(endpoint_key(target))
-            .or_default()
-            .cool(now, d, &self.policy);
+        if let Some(h) = self.lock().endpoint_mut(target) {
+            h.cool(now, d, &self.policy);
+        }
     }
 
     /// Live health of every endpoint and account seen so far, for `GET /health/upstreams`
@@ -228,22 +244,27 @@ impl Balancer {
     pub fn snapshot(&self, config: &Config, now: Instant) -> serde_json::Value {
         let inner = self.lock();
         // Every virtual model endpoint (measured or not), then any other endpoint used so far.
-        let mut keys: Vec<String> = config
+        let mut keys: Vec<(&str, &str)> = config
             .models
             .values()
             .flat_map(|vm| vm.endpoints.iter())
-            .map(|ep| format!("{}\0{}", ep.provider, ep.service_id))
+            .map(|ep| (ep.provider.as_str(), ep.service_id.as_str()))
             .collect();
-        keys.extend(inner.endpoints.keys().cloned());
+        keys.extend(
+            inner
+                .endpoints
+                .iter()
+                .flat_map(|(p, services)| services.keys().map(move |s| (p.as_str(), s.as_str()))),
+        );
         keys.sort();
         keys.dedup();
         let endpoints: Vec<_> = keys
             .iter()
-            .map(|k| {
-                let (provider, model) = k.split_once('\0').unwrap_or((k.as_str(), ""));
+            .map(|&(provider, model)| {
                 let mut v = inner
                     .endpoints
-                    .get(k)
+                    .get(provider)
+                    .and_then(|services| services.get(model))
                     .map(|h| h.to_json(now))
                     .unwrap_or_else(|| TargetHealth::default().to_json(now));
                 v["provider"] = provider.into();
@@ -265,8 +286,7 @@ impl Balancer {
                     .enumerate()
                     .map(|(i, a)| {
                         let mut v = inner
-                            .accounts
-                            .get(&account_key(p, i))
+                            .account(p, i)
                             .map(|h| h.to_json(now))
                             .unwrap_or_else(|| TargetHealth::default().to_json(now));
                         v["label"] = a.label.clone().into();
@@ -294,8 +314,7 @@ fn accounts_availability(inner: &Inner, provider: &Provider, now: Instant) -> Av
     let mut until: Option<Instant> = None;
     for i in 0..provider.accounts.len() {
         match inner
-            .accounts
-            .get(&account_key(provider, i))
+            .account(provider, i)
             .map_or(Availability::Healthy, |h| h.availability(now))
         {
             Availability::Healthy => return Availability::Healthy,
