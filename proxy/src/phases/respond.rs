@@ -3,9 +3,11 @@
 use super::{Handled, RequestCtx};
 use crate::error::{Fault, ProxyError};
 use crate::render;
+use crate::upstream::headers;
 use bitrouter_config::Protocol;
 use bytes::Bytes;
-use pingora_http::ResponseHeader;
+use http::header::HeaderValue;
+use http::HeaderMap;
 use pingora_proxy::Session;
 
 /// Writes a complete response with a body.
@@ -16,21 +18,27 @@ pub async fn send(
     content_type: &str,
     body: Bytes,
 ) -> Result<(), ProxyError> {
-    let mut resp = ResponseHeader::build(status, Some(3))
-        .map_err(|e| ProxyError::Internal(format!("response header: {e}")))?;
-    let set = |resp: &mut ResponseHeader, name: &'static str, value: String| {
-        resp.insert_header(name, value)
-            .map_err(|e| ProxyError::Internal(format!("response header: {e}")))
-    };
-    set(&mut resp, "content-type", content_type.to_string())?;
-    set(&mut resp, "content-length", body.len().to_string())?;
+    let internal =
+        |e: &dyn std::fmt::Display| ProxyError::Internal(format!("response header: {e}"));
+    let status_code = http::StatusCode::from_u16(status).map_err(|e| internal(&e))?;
+    let mut map = HeaderMap::with_capacity(4);
+    map.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).map_err(|e| internal(&e))?,
+    );
+    map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if ctx.attempts > 0 {
         // An error after upstream attempts: say how many were made and where the last went.
-        set(&mut resp, "x-bitrouter-attempts", ctx.attempts.to_string())?;
-        if let Some(p) = &ctx.provider {
-            set(&mut resp, "x-bitrouter-provider", p.clone())?;
+        map.insert(headers::X_ATTEMPTS, HeaderValue::from(ctx.attempts));
+        if let Some(p) = ctx
+            .provider
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            map.insert(headers::X_PROVIDER, p);
         }
     }
+    let resp = headers::response(status_code, map);
     ctx.status = status;
     ctx.bytes_out += body.len();
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -76,6 +76,11 @@ pub fn forwardable(client: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 }
 
 /// The request header for `provider` at `path`, carrying the [`forwardable`] client headers.
+///
+/// Built on `http`'s own types and converted, with no case map: names go out as `http` spells
+/// them (canonical case for standard headers, lower case otherwise), which every HTTP/1 server
+/// accepts and h2 requires. Pingora's `insert_header` would copy every name into a
+/// case-preserving form and parse it back, even with no map to keep the copy in.
 pub fn upstream_request(
     provider: &Provider,
     account: &Account,
@@ -84,8 +89,8 @@ pub fn upstream_request(
     body_len: usize,
     h2: bool,
 ) -> Result<RequestHeader, ProxyError> {
-    let mut req =
-        RequestHeader::build("POST", path.as_bytes(), Some(client.len() + 6)).map_err(internal)?;
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = http::Method::POST;
     let origin = &provider.origin;
     let default_port = if origin.tls { 443 } else { 80 };
     let authority = if origin.port == default_port {
@@ -93,33 +98,41 @@ pub fn upstream_request(
     } else {
         format!("{}:{}", origin.host, origin.port)
     };
+    let headers = &mut parts.headers;
+    headers.reserve(client.len() + 6);
     if h2 {
-        let uri = http::Uri::builder()
+        parts.uri = http::Uri::builder()
             .scheme(if origin.tls { "https" } else { "http" })
             .authority(authority.as_str())
             .path_and_query(path)
             .build()
             .map_err(internal)?;
-        req.set_uri(uri);
-        req.set_version(Version::HTTP_2);
+        parts.version = Version::HTTP_2;
     } else {
-        req.insert_header(http::header::HOST, authority)
-            .map_err(internal)?;
+        parts.uri = http::Uri::try_from(path).map_err(internal)?;
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::try_from(authority).map_err(internal)?,
+        );
     }
     for (name, value) in client {
-        req.append_header(name.clone(), value.clone())
-            .map_err(internal)?;
+        headers.append(name.clone(), value.clone());
     }
-    req.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    req.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())
-        .map_err(internal)?;
-    req.insert_header(http::header::ACCEPT_ENCODING, "identity")
-        .map_err(internal)?;
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     for (name, value) in &provider.headers {
-        if req.headers.get(name.as_str()).is_none() {
-            req.insert_header(name.clone(), value.as_str())
-                .map_err(internal)?;
+        if headers.get(name.as_str()).is_none() {
+            headers.insert(
+                HeaderName::try_from(name.as_str()).map_err(internal)?,
+                HeaderValue::try_from(value.as_str()).map_err(internal)?,
+            );
         }
     }
     if let Some(key) = &account.api_key {
@@ -131,11 +144,18 @@ pub fn upstream_request(
                 ))
             })?;
             value.set_sensitive(true);
-            req.insert_header(HeaderName::from_static(name), value)
-                .map_err(internal)?;
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
-    Ok(req)
+    Ok(RequestHeader::from(parts))
+}
+
+/// A response header with `status` and `headers`, no case map (see [`upstream_request`]).
+pub fn response(status: http::StatusCode, headers: HeaderMap) -> ResponseHeader {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    ResponseHeader::from(parts)
 }
 
 /// The header carrying `key` in `auth` style (`None` for providers that take no key).
@@ -158,21 +178,25 @@ pub struct Decision<'a> {
     pub attempts: usize,
 }
 
+/// The `x-bitrouter-*` response headers, as ready-made names.
+pub const X_PROVIDER: HeaderName = HeaderName::from_static("x-bitrouter-provider");
+pub const X_MODEL: HeaderName = HeaderName::from_static("x-bitrouter-model");
+pub const X_ACCOUNT: HeaderName = HeaderName::from_static("x-bitrouter-account");
+pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-bitrouter-attempts");
+pub const X_DROPPED: HeaderName = HeaderName::from_static("x-bitrouter-dropped-params");
+
 impl Decision<'_> {
-    fn apply(&self, resp: &mut ResponseHeader) -> Result<(), ProxyError> {
-        resp.insert_header("x-bitrouter-provider", self.provider)
-            .map_err(internal)?;
-        if let Ok(v) = HeaderValue::from_str(self.service_id) {
-            resp.insert_header("x-bitrouter-model", v)
-                .map_err(internal)?;
+    fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in [
+            (X_PROVIDER, self.provider),
+            (X_MODEL, self.service_id),
+            (X_ACCOUNT, self.account),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
         }
-        if let Ok(v) = HeaderValue::from_str(self.account) {
-            resp.insert_header("x-bitrouter-account", v)
-                .map_err(internal)?;
-        }
-        resp.insert_header("x-bitrouter-attempts", self.attempts.to_string())
-            .map_err(internal)?;
-        Ok(())
+        headers.insert(X_ATTEMPTS, HeaderValue::from(self.attempts));
     }
 }
 
@@ -182,17 +206,15 @@ pub fn downstream_response(
     upstream: &ResponseHeader,
     decision: &Decision<'_>,
 ) -> Result<ResponseHeader, ProxyError> {
-    let mut resp = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 4))
-        .map_err(internal)?;
+    let mut headers = HeaderMap::with_capacity(upstream.headers.len() + 4);
     for (name, value) in &upstream.headers {
         if DROP_DOWNSTREAM.contains(&name.as_str()) {
             continue;
         }
-        resp.append_header(name.clone(), value.clone())
-            .map_err(internal)?;
+        headers.append(name.clone(), value.clone());
     }
-    decision.apply(&mut resp)?;
-    Ok(resp)
+    decision.apply(&mut headers);
+    Ok(response(upstream.status, headers))
 }
 
 /// Upstream headers still meaningful after translation: rate-limit state and request ids.
@@ -211,25 +233,28 @@ pub fn translated_response(
     decision: &Decision<'_>,
     dropped: &[String],
 ) -> Result<ResponseHeader, ProxyError> {
-    let mut resp = ResponseHeader::build(status, Some(10)).map_err(internal)?;
+    let status = http::StatusCode::from_u16(status).map_err(internal)?;
+    let mut headers = HeaderMap::with_capacity(10);
     for (name, value) in &upstream.headers {
         if keep_when_translated(name.as_str()) {
-            resp.append_header(name.clone(), value.clone())
-                .map_err(internal)?;
+            headers.append(name.clone(), value.clone());
         }
     }
-    resp.insert_header(http::header::CONTENT_TYPE, content_type)
-        .map_err(internal)?;
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).map_err(internal)?,
+    );
     if content_type.starts_with("text/event-stream") {
-        resp.insert_header(http::header::CACHE_CONTROL, "no-cache")
-            .map_err(internal)?;
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
     }
-    decision.apply(&mut resp)?;
+    decision.apply(&mut headers);
     if !dropped.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
-            resp.insert_header("x-bitrouter-dropped-params", v)
-                .map_err(internal)?;
+            headers.insert(X_DROPPED, v);
         }
     }
-    Ok(resp)
+    Ok(response(status, headers))
 }
