@@ -87,9 +87,7 @@ pub async fn forward(
                 policy,
                 deadline,
             };
-            // Boxed: the attempt's future is large (Pingora's connect and header parsing live in
-            // it), and an unboxed one is copied whole at every level that moves it.
-            let outcome = Box::pin(call.run(session, ctx)).await;
+            let outcome = call.run(session, ctx).await;
             let now = Instant::now();
             match outcome {
                 Ok(Exchange::Done { ttfb }) if !ctx.upstream_failed => {
@@ -276,14 +274,13 @@ impl Call<'_> {
         let by = earliest(first_byte_by, total_by);
         // Waiting for the upstream's first byte can take long (reasoning models); stop as soon
         // as the client hangs up.
-        // Boxed for the same reason as the attempt itself: `select!` moves it.
-        let exchange = Box::pin(exchange(
+        let exchange = exchange(
             self.state,
             self.client_headers,
             provider,
             self.account,
             self.attempt,
-        ));
+        );
         let (mut up, peer) = tokio::select! {
             r = before(by, exchange) => match r {
                 Some(r) => r?,
@@ -360,11 +357,7 @@ impl Call<'_> {
         let mut up = body.up;
         if up.response_done() {
             let idle = self.attempt.target.provider.timeouts.pool_idle;
-            self.state
-                .upstream
-                .connector()
-                .release_http_session(up, peer.peer(), Some(idle))
-                .await;
+            self.state.upstream.release(up, peer.peer(), idle).await;
         } else {
             up.shutdown().await;
         }
@@ -715,7 +708,7 @@ async fn connect(
 ) -> Result<(HttpSession, bool, usize), ProxyError> {
     let mut last = None;
     for (index, peer) in peers.iter().enumerate() {
-        match state.upstream.connector().get_http_session(peer).await {
+        match state.upstream.session(peer).await {
             Ok((session, reused)) => return Ok((session, reused, index)),
             Err(e) => last = Some(e),
         }

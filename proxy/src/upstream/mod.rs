@@ -1,5 +1,5 @@
-//! Calling providers: one Pingora [`Connector`] (pooled, reused connections, HTTP/1.1 and h2
-//! over TLS), peers built from resolved addresses, per-provider trust roots.
+//! Calling providers: Pingora's HTTP/1 and h2 connectors (pooled, reused connections, HTTP/1.1
+//! and h2 over TLS), peers built from resolved addresses, per-provider trust roots.
 
 pub mod dns;
 pub mod headers;
@@ -7,8 +7,9 @@ pub mod tls;
 
 use crate::error::ProxyError;
 use bitrouter_config::{Config, Provider};
-use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::http::{v1, v2};
 use pingora_core::connectors::ConnectorOptions;
+use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::l4::ext::TcpKeepalive;
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
@@ -25,8 +26,15 @@ use std::time::{Duration, Instant};
 pub type PeerSet = Arc<[HttpPeer]>;
 
 /// The shared upstream client.
+///
+/// It holds Pingora's HTTP/1 and h2 connectors itself rather than the combined
+/// `connectors::http::Connector` (which is the same two connectors behind one
+/// `get_http_session`): that call's future carries the TCP and TLS handshakes even when a pooled
+/// connection is handed out, about 9 KB that every request's future then holds and moves. Here the
+/// pooled path is a small future and a new connection is a boxed one.
 pub struct UpstreamClient {
-    connector: Connector,
+    h1: v1::Connector,
+    h2: v2::Connector,
     resolver: dns::Resolver,
     cas: HashMap<PathBuf, Arc<CaType>>,
     /// Provider id -> (when built, peers). Expires with the DNS cache.
@@ -50,15 +58,48 @@ impl UpstreamClient {
         let mut options = ConnectorOptions::new(256);
         options.keepalive_pool_size = 256;
         Ok(UpstreamClient {
-            connector: Connector::new(Some(options)),
+            h1: v1::Connector::new(Some(options.clone())),
+            h2: v2::Connector::new(Some(options)),
             resolver: dns::Resolver::default(),
             cas,
             peers: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn connector(&self) -> &Connector {
-        &self.connector
+    /// A session to `peer`: a pooled one when idle (h2 streams first, then HTTP/1 connections,
+    /// as Pingora's combined connector does), else a new connection. `true` when pooled.
+    pub async fn session(&self, peer: &HttpPeer) -> pingora_error::Result<(HttpSession, bool)> {
+        let h1_only = peer.options.alpn.get_max_http_version() == 1;
+        if !h1_only {
+            if let Some(h2) = self.h2.reused_http_session(peer).await? {
+                return Ok((HttpSession::H2(h2), true));
+            }
+        }
+        if let Some(h1) = self.h1.reused_http_session(peer).await {
+            return Ok((HttpSession::H1(h1), true));
+        }
+        let session = Box::pin(self.connect(peer, h1_only)).await?;
+        Ok((session, false))
+    }
+
+    async fn connect(&self, peer: &HttpPeer, h1_only: bool) -> pingora_error::Result<HttpSession> {
+        if h1_only {
+            let (h1, _) = self.h1.get_http_session(peer).await?;
+            Ok(HttpSession::H1(h1))
+        } else {
+            // Negotiates h2 or HTTP/1.1 by ALPN.
+            self.h2.new_http_session(peer).await
+        }
+    }
+
+    /// Returns a fully read session to its pool (an HTTP/1 connection is kept only if it can
+    /// be reused).
+    pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Duration) {
+        match session {
+            HttpSession::H1(h1) => self.h1.release_http_session(h1, peer, Some(idle)).await,
+            HttpSession::H2(h2) => self.h2.release_http_session(h2, peer, Some(idle)),
+            HttpSession::Custom(_) => {}
+        }
     }
 
     /// The addresses of `provider`'s origin (cached).
