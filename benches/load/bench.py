@@ -9,6 +9,7 @@ Subcommands:
   quiet PID A B                two snapshots 0.5 s apart, into files A and B
   check KIND FILE              validate a sanity response body (chat | sse)
   autorate RAW CAP NAME...      min(CAP, half the slowest throughput of the named scenarios)
+  ir-summary DIR               one line: instructions per request of a callgrind run
   report RAW OUTDIR            parse RAW/<scenario>/*, write OUTDIR/latest{,-quick}.{md,json} and a dated
                                copy; exit 3 if any scenario saw a non-2xx response or a socket error
 """
@@ -446,6 +447,30 @@ def parse_oha(path):
     }
 
 
+def parse_ir(d):
+    """Instructions per request from a callgrind run: the dump taken after the counters were
+    zeroed (callgrind.out.1) over the requests oha_ir.json counted."""
+    o = parse_oha(os.path.join(d, "oha_ir.json"))
+    total = None
+    try:
+        for line in _read(os.path.join(d, "callgrind.out.1")).splitlines():
+            if line.startswith("totals:"):
+                total = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    if o is None and total is None:
+        return None
+    n = (o or {}).get("ok") or 0
+    return {
+        "requests": n,
+        "non2xx": (o or {}).get("non2xx"),
+        "socket_errors": (o or {}).get("socket_errors"),
+        "instructions": total,
+        "per_request": total / n if total is not None and n else None,
+        "parse_error": None if (o is not None and total is not None) else "oha_ir.json or callgrind.out.1",
+    }
+
+
 def median_run(runs):
     """The run with the median p99 (its other figures kept with it); p99s of all runs listed."""
     good = [x for x in runs if x and x.get("p99_us") is not None]
@@ -601,6 +626,7 @@ def scenario(raw, name, meta):
     r["rate"] = median_run(reps)
     r["stream"] = parse_curl(os.path.join(d, "curl.txt"))
     r["soak"] = parse_soak(os.path.join(d, "rss.txt"))
+    r["ir"] = parse_ir(d)
     r["process"] = (before or {}).get("procs")
     if idle:
         r["idle_rss_kb"] = idle["rss_kb"]
@@ -644,6 +670,7 @@ def scenario(raw, name, meta):
     except OSError:
         r["server_log_warnings"] = []
     checks = [("throughput", r.get("throughput")), ("c1", r.get("c1")), ("stream", r.get("stream"))]
+    checks += [("callgrind run", r.get("ir"))]
     checks += [(f"rate run {i + 1}", x) for i, x in enumerate(reps)]
     for key, x in checks:
         if not x:
@@ -693,6 +720,7 @@ def figures(r, floor):
         "ttfb_p99_us": g(r, "stream", "ttfb_p99_us"),
         "ttlb_p50_us": g(r, "stream", "ttlb_p50_us"),
         "ttlb_p99_us": g(r, "stream", "ttlb_p99_us"),
+        "instr_per_req": g(r, "ir", "per_request"),
     }
     if floor is not None and r["name"] != floor["name"]:
         for k in ("p50_c1_us", "p99_c1_us", "ttfb_p50_us", "ttlb_p50_us"):
@@ -1041,6 +1069,25 @@ def render_md(out, meta):
             f"{fmt_n(r.get('upstream_cpu_pct'))} | {steal} | {bgs} |"
         )
     L.append("")
+    ir_rows = [n for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS if g(figs, n, "instr_per_req")]
+    if ir_rows:
+        L.append("## Instructions per request (callgrind)\n")
+        L.append(
+            "User-space instructions the proxy process executes per request, counted by valgrind's callgrind over "
+            "a fixed number of requests (4 connections, after a warm-up; the counters are zeroed in between). Unlike CPU "
+            "time this count is exact and repeats run after run whatever else the machine (or the hypervisor) does, so it "
+            "is the figure to compare builds with; it leaves out the kernel's share (the socket work, about the same for "
+            "every proxy: see the kernel column above) and says nothing about cache misses.\n"
+        )
+        L.append("| scenario | instructions / request | requests counted |")
+        L.append("|---|---|---|")
+        for n in ir_rows:
+            L.append(
+                f"| {label(n)}{' (SSE stream)' if n in STREAM_SCENARIOS else ''} | "
+                f"{fmt_n(figs[n]['instr_per_req'])}{fmt_x(ratios[n].get('instr_per_req'))} | "
+                f"{fmt_n(g(res, n, 'ir', 'requests'))} |"
+            )
+        L.append("")
     if out["notes"]:
         L.append("## Notes\n")
         for n in out["notes"]:
@@ -1137,6 +1184,12 @@ def main(argv):
         print(
             f"achieved {fmt_n(o.get('rps'))} req/s, p50 {fmt_us(o.get('p50_us'))}, p99 {fmt_us(o.get('p99_us'))}, "
             f"non-2xx {o.get('non2xx')}, errors {o.get('socket_errors')}"
+        )
+    elif cmd == "ir-summary":
+        x = parse_ir(argv[2]) or {}
+        print(
+            f"{fmt_n(x.get('per_request'))} instructions/request over {x.get('requests')} requests, "
+            f"non-2xx {x.get('non2xx')}, errors {x.get('socket_errors')}"
         )
     elif cmd == "autorate":
         cap = float(argv[3])
