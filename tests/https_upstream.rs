@@ -64,6 +64,11 @@ providers:
     assert_eq!(r.status(), 200);
     let events = sse_events(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap().1, "[DONE]");
+    assert_eq!(
+        mock.connections(),
+        1,
+        "the second request reuses the pooled h2 connection"
+    );
 
     // Without the CA, verification fails and the client gets a 502 it can read.
     let r = c
