@@ -55,6 +55,12 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// A `map_err` mapper for failures that only a bug or a bad config can cause (a header
+    /// value we built that `http` rejects): an internal error that says where it happened.
+    pub fn internal<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> ProxyError {
+        move |e| ProxyError::Internal(format!("{context}: {e}"))
+    }
+
     /// The status the client sees.
     pub fn status(&self) -> u16 {
         self.kind_and_status().1

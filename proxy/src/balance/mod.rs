@@ -12,9 +12,9 @@ pub mod select;
 use bitrouter_config::{
     AccountStrategy, Config, HealthPolicy, Provider, Resolution, ResolvedVia, Target,
 };
+use hashbrown::HashMap;
 use health::{Availability, TargetHealth};
 use select::{Inputs, Rng, SmoothWeighted, XorShift};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -50,8 +50,8 @@ impl Inner {
             .get(target.service_id.as_str())
     }
 
-    fn endpoint_mut(&mut self, target: &Target) -> Option<&mut TargetHealth> {
-        let services = slot(&mut self.endpoints, &target.provider.id)?;
+    fn endpoint_mut(&mut self, target: &Target) -> &mut TargetHealth {
+        let services = slot(&mut self.endpoints, &target.provider.id);
         slot(services, &target.service_id)
     }
 
@@ -59,22 +59,17 @@ impl Inner {
         self.accounts.get(provider.id.as_str())?.get(&index)
     }
 
-    fn account_mut(&mut self, provider: &Provider, index: usize) -> Option<&mut TargetHealth> {
-        Some(
-            slot(&mut self.accounts, &provider.id)?
-                .entry(index)
-                .or_default(),
-        )
+    fn account_mut(&mut self, provider: &Provider, index: usize) -> &mut TargetHealth {
+        slot(&mut self.accounts, &provider.id)
+            .entry(index)
+            .or_default()
     }
 }
 
-/// `map[key]`, inserted with a default when missing; the key is copied only then. (Always
-/// `Some`: an `Option` only because the borrow checker cannot return the first lookup.)
-fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> Option<&'m mut V> {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    map.get_mut(key)
+/// `map[key]`, inserted with a default when missing; the key is copied only then (hashbrown's
+/// `entry_ref`: std's `entry` wants an owned `String` on every lookup).
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    map.entry_ref(key).or_default()
 }
 
 impl Balancer {
@@ -130,12 +125,10 @@ impl Balancer {
                 ResolvedVia::VirtualModel(name) => name.as_str(),
                 _ => resolution.requested.as_str(),
             };
-            let counter = match slot(&mut inner.counters, name) {
-                Some(c) => {
-                    *c += 1;
-                    *c - 1
-                }
-                None => 0,
+            let counter = {
+                let c = slot(&mut inner.counters, name);
+                *c += 1;
+                *c - 1
             };
             let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
             let latencies: Vec<Option<f64>> = targets
@@ -144,8 +137,7 @@ impl Balancer {
                 .collect();
             let Inner { weighted, rng, .. } = &mut *inner;
             let rng = rng.get_or_insert_with(|| XorShift::new(seed()));
-            let mut fresh = SmoothWeighted::default();
-            let weighted = slot(weighted, name).unwrap_or(&mut fresh);
+            let weighted = slot(weighted, name);
             let inputs = Inputs {
                 weights: &weights,
                 latencies: &latencies,
@@ -179,12 +171,10 @@ impl Balancer {
             AccountStrategy::Failover => (0..n).collect(),
             AccountStrategy::Balance => {
                 // Cooled accounts are moved last below, so the healthy ones share the load.
-                let start = match slot(&mut inner.account_counters, &provider.id) {
-                    Some(c) => {
-                        *c += 1;
-                        ((*c - 1) % n as u64) as usize
-                    }
-                    None => 0,
+                let start = {
+                    let c = slot(&mut inner.account_counters, &provider.id);
+                    *c += 1;
+                    ((*c - 1) % n as u64) as usize
                 };
                 (0..n).map(|k| (start + k) % n).collect()
             }
@@ -199,9 +189,7 @@ impl Balancer {
     /// A successful exchange through `target` with account `account`.
     pub fn success(&self, target: &Target, account: usize, ttfb: Option<Duration>) {
         let mut inner = self.lock();
-        if let Some(h) = inner.endpoint_mut(target) {
-            h.on_success(ttfb);
-        }
+        inner.endpoint_mut(target).on_success(ttfb);
         if let Some(h) = inner
             .accounts
             .get_mut(target.provider.id.as_str())
@@ -213,30 +201,28 @@ impl Balancer {
 
     /// A failure of the endpoint itself (connection, timeout, 5xx).
     pub fn endpoint_failure(&self, target: &Target, now: Instant) {
-        if let Some(h) = self.lock().endpoint_mut(target) {
-            h.on_failure(now, &self.policy);
-        }
+        self.lock()
+            .endpoint_mut(target)
+            .on_failure(now, &self.policy);
     }
 
     /// A failure of one account (401/403/429).
     pub fn account_failure(&self, provider: &Provider, account: usize, now: Instant) {
-        if let Some(h) = self.lock().account_mut(provider, account) {
-            h.on_failure(now, &self.policy);
-        }
+        self.lock()
+            .account_mut(provider, account)
+            .on_failure(now, &self.policy);
     }
 
     /// Cools an account for a `retry-after`.
     pub fn cool_account(&self, provider: &Provider, account: usize, now: Instant, d: Duration) {
-        if let Some(h) = self.lock().account_mut(provider, account) {
-            h.cool(now, d, &self.policy);
-        }
+        self.lock()
+            .account_mut(provider, account)
+            .cool(now, d, &self.policy);
     }
 
     /// Cools an endpoint for a `retry-after`.
     pub fn cool_endpoint(&self, target: &Target, now: Instant, d: Duration) {
-        if let Some(h) = self.lock().endpoint_mut(target) {
-            h.cool(now, d, &self.policy);
-        }
+        self.lock().endpoint_mut(target).cool(now, d, &self.policy);
     }
 
     /// Live health of every endpoint and account seen so far, for `GET /health/upstreams`

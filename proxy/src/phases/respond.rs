@@ -18,13 +18,12 @@ pub async fn send(
     content_type: &str,
     body: Bytes,
 ) -> Result<(), ProxyError> {
-    let internal =
-        |e: &dyn std::fmt::Display| ProxyError::Internal(format!("response header: {e}"));
-    let status_code = http::StatusCode::from_u16(status).map_err(|e| internal(&e))?;
+    let status_code =
+        http::StatusCode::from_u16(status).map_err(ProxyError::internal("response header"))?;
     let mut map = HeaderMap::with_capacity(4);
     map.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).map_err(|e| internal(&e))?,
+        HeaderValue::from_str(content_type).map_err(ProxyError::internal("response header"))?,
     );
     map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if ctx.attempts > 0 {

@@ -58,9 +58,8 @@ const DROP_DOWNSTREAM: &[&str] = &[
     "set-cookie",
 ];
 
-fn internal(e: impl std::fmt::Display) -> ProxyError {
-    ProxyError::Internal(format!("building upstream request: {e}"))
-}
+/// Where an internal error in this module happened (see `ProxyError::internal`).
+const BUILDING: &str = "building upstream request";
 
 /// The client's headers that may go upstream, taken once per request (every attempt reuses
 /// them; the session stays borrowed mutably while attempts run).
@@ -106,13 +105,13 @@ pub fn upstream_request(
             .authority(authority.as_str())
             .path_and_query(path)
             .build()
-            .map_err(internal)?;
+            .map_err(ProxyError::internal(BUILDING))?;
         parts.version = Version::HTTP_2;
     } else {
-        parts.uri = http::Uri::try_from(path).map_err(internal)?;
+        parts.uri = http::Uri::try_from(path).map_err(ProxyError::internal(BUILDING))?;
         headers.insert(
             http::header::HOST,
-            HeaderValue::try_from(authority).map_err(internal)?,
+            HeaderValue::try_from(authority).map_err(ProxyError::internal(BUILDING))?,
         );
     }
     for (name, value) in client {
@@ -130,8 +129,8 @@ pub fn upstream_request(
     for (name, value) in &provider.headers {
         if headers.get(name.as_str()).is_none() {
             headers.insert(
-                HeaderName::try_from(name.as_str()).map_err(internal)?,
-                HeaderValue::try_from(value.as_str()).map_err(internal)?,
+                HeaderName::try_from(name.as_str()).map_err(ProxyError::internal(BUILDING))?,
+                HeaderValue::try_from(value.as_str()).map_err(ProxyError::internal(BUILDING))?,
             );
         }
     }
@@ -233,7 +232,8 @@ pub fn translated_response(
     decision: &Decision<'_>,
     dropped: &[String],
 ) -> Result<ResponseHeader, ProxyError> {
-    let status = http::StatusCode::from_u16(status).map_err(internal)?;
+    let status =
+        http::StatusCode::from_u16(status).map_err(ProxyError::internal("response header"))?;
     let mut headers = HeaderMap::with_capacity(10);
     for (name, value) in &upstream.headers {
         if keep_when_translated(name.as_str()) {
@@ -242,7 +242,7 @@ pub fn translated_response(
     }
     headers.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).map_err(internal)?,
+        HeaderValue::from_str(content_type).map_err(ProxyError::internal("response header"))?,
     );
     if content_type.starts_with("text/event-stream") {
         headers.insert(
