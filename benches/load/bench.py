@@ -10,6 +10,8 @@ Subcommands:
   check KIND FILE              validate a sanity response body (chat | sse)
   autorate RAW CAP NAME...      min(CAP, half the slowest throughput of the named scenarios)
   ir-summary DIR               one line: instructions per request of a callgrind run
+  stallwatch FILE              until killed: append `monotonic_start seconds` to FILE whenever a 50 ms
+                               sleep took over 0.5 s (the machine, or this process, was stalled)
   report RAW OUTDIR            parse RAW/<scenario>/*, write OUTDIR/latest{,-quick}.{md,json} and a dated
                                copy; exit 3 if any scenario saw a non-2xx response or a socket error
 """
@@ -538,6 +540,40 @@ def parse_soak(path):
     }
 
 
+STALL_SLEEP = 0.05
+STALL_MIN = 0.5
+
+
+def stallwatch(path):
+    """Record every moment the machine stopped running us: a VM paused by its host, or a core
+    starved. Load generators count the requests in flight across such a gap as timeouts, and the
+    report should say when a failure coincides with one rather than leave it unexplained."""
+    with open(path, "a") as f:
+        while True:
+            t0 = time.monotonic()
+            time.sleep(STALL_SLEEP)
+            dt = time.monotonic() - t0
+            if dt >= STALL_MIN:
+                f.write(f"{t0:.3f} {dt:.3f}\n")
+                f.flush()
+
+
+def parse_stalls(path):
+    """[(monotonic_start, seconds)] from a stallwatch file (none when it is missing)."""
+    try:
+        text = _read(path)
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            t, dt = map(float, line.split())
+        except ValueError:
+            continue
+        out.append((t, dt))
+    return out
+
+
 def check_body(kind, path):
     text = _read(path)
     if kind == "chat":
@@ -749,6 +785,28 @@ def fmt_mib(kb):
     return "–" if kb is None else f"{kb / 1024:.1f}"
 
 
+def attribute_stalls(r, stalls, d):
+    """Stalls inside scenario `r`'s window (its server's first to last snapshot); a socket-error
+    failure that coincides with one of 2 s or more (wrk's request timeout) says so."""
+    first = load_json(os.path.join(d, "snap_idle.json")) or load_json(os.path.join(d, "snap_before.json"))
+    last = load_json(os.path.join(d, "snap_end.json")) or load_json(os.path.join(d, "snap_after.json"))
+    if not (first and last):
+        return
+    mine = [s for s in stalls if first["t"] <= s[0] <= last["t"]]
+    r["stalls_raw"] = mine
+    r["stalls"] = [{"at_s": round(t - first["t"], 1), "seconds": round(dt, 2)} for t, dt in mine]
+    long = [s for s in mine if s[1] >= 2.0]
+    if long:
+        t, dt = max(long, key=lambda x: x[1])
+        r["failures"] = [
+            e + f" (coincides with a {dt:.1f} s stall of the whole machine {t - first['t']:.0f} s into the scenario: "
+            "requests in flight across it count as timeouts)"
+            if "socket errors" in e
+            else e
+            for e in r["failures"]
+        ]
+
+
 def report(raw, outdir):
     meta = load_json(os.path.join(raw, "meta.json")) or {}
     sizes = load_json(os.path.join(raw, "sizes.json")) or {}
@@ -765,8 +823,26 @@ def report(raw, outdir):
         comp = figs.get(COMPARATOR[name], {})
         ratios[name] = {k: ratio(v, comp.get(k)) for k, v in figs[name].items() if isinstance(v, (int, float))}
 
+    stalls = parse_stalls(os.path.join(raw, "stalls.txt"))
+    for name, r in res.items():
+        attribute_stalls(r, stalls, os.path.join(raw, name))
     failures = {n: r["failures"] for n, r in res.items() if r["failures"]}
     notes = []
+    if meta.get("stallwatch"):
+        if stalls:
+            longest = max(stalls, key=lambda x: x[1])
+            where = [n for n, r in res.items() if longest in r.get("stalls_raw", [])]
+            notes.append(
+                f"Machine stalls: {len(stalls)} time(s) a 50 ms sleep of a watcher (real-time priority) took "
+                f"over {STALL_MIN} s; the longest {longest[1]:.1f} s"
+                + (f", during {label(where[0])}" if where else "")
+                + ". Nothing on this machine runs in such a gap: figures of the scenarios it falls in are "
+                "worse by it (see each scenario's `stalls` in the JSON)."
+            )
+        else:
+            notes.append(f"Machine stalls: none (no 50 ms sleep of a watcher at real-time priority took over {STALL_MIN} s).")
+    for r in res.values():
+        r.pop("stalls_raw", None)
     # Is the upstream (direct) faster than every proxy?
     for floor_name, group in (("direct", JSON_SCENARIOS), ("direct-stream", STREAM_SCENARIOS)):
         if floor_name not in figs:
@@ -1170,6 +1246,8 @@ def main(argv):
         for path, x in ((argv[3], a), (argv[4], b)):
             with open(path, "w") as f:
                 json.dump(x, f)
+    elif cmd == "stallwatch":
+        stallwatch(argv[2])
     elif cmd == "snap":
         json.dump(snap([int(p) for p in argv[2:]]), sys.stdout)
         print()
