@@ -786,14 +786,14 @@ def fmt_mib(kb):
 
 
 def attribute_stalls(r, stalls, d):
-    """Stalls inside scenario `r`'s window (its server's first to last snapshot); a socket-error
-    failure that coincides with one of 2 s or more (wrk's request timeout) says so."""
+    """The stalls inside scenario `r`'s window (its server's first to last snapshot), also kept as
+    `r["stalls"]`; a socket-error failure that coincides with one of 2 s or more (wrk's request
+    timeout) says so."""
     first = load_json(os.path.join(d, "snap_idle.json")) or load_json(os.path.join(d, "snap_before.json"))
     last = load_json(os.path.join(d, "snap_end.json")) or load_json(os.path.join(d, "snap_after.json"))
     if not (first and last):
-        return
+        return []
     mine = [s for s in stalls if first["t"] <= s[0] <= last["t"]]
-    r["stalls_raw"] = mine
     r["stalls"] = [{"at_s": round(t - first["t"], 1), "seconds": round(dt, 2)} for t, dt in mine]
     long = [s for s in mine if s[1] >= 2.0]
     if long:
@@ -805,6 +805,7 @@ def attribute_stalls(r, stalls, d):
             else e
             for e in r["failures"]
         ]
+    return mine
 
 
 def report(raw, outdir):
@@ -824,25 +825,25 @@ def report(raw, outdir):
         ratios[name] = {k: ratio(v, comp.get(k)) for k, v in figs[name].items() if isinstance(v, (int, float))}
 
     stalls = parse_stalls(os.path.join(raw, "stalls.txt"))
+    stall_scenario = {}
     for name, r in res.items():
-        attribute_stalls(r, stalls, os.path.join(raw, name))
+        for s in attribute_stalls(r, stalls, os.path.join(raw, name)):
+            stall_scenario.setdefault(s, name)
     failures = {n: r["failures"] for n, r in res.items() if r["failures"]}
     notes = []
     if meta.get("stallwatch"):
         if stalls:
             longest = max(stalls, key=lambda x: x[1])
-            where = [n for n, r in res.items() if longest in r.get("stalls_raw", [])]
+            where = stall_scenario.get(longest)
             notes.append(
                 f"Machine stalls: {len(stalls)} time(s) a 50 ms sleep of a watcher (real-time priority) took "
                 f"over {STALL_MIN} s; the longest {longest[1]:.1f} s"
-                + (f", during {label(where[0])}" if where else "")
+                + (f", during {label(where)}" if where else "")
                 + ". Nothing on this machine runs in such a gap: figures of the scenarios it falls in are "
                 "worse by it (see each scenario's `stalls` in the JSON)."
             )
         else:
             notes.append(f"Machine stalls: none (no 50 ms sleep of a watcher at real-time priority took over {STALL_MIN} s).")
-    for r in res.values():
-        r.pop("stalls_raw", None)
     # Is the upstream (direct) faster than every proxy?
     for floor_name, group in (("direct", JSON_SCENARIOS), ("direct-stream", STREAM_SCENARIOS)):
         if floor_name not in figs:

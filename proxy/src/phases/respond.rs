@@ -18,12 +18,13 @@ pub async fn send(
     content_type: &str,
     body: Bytes,
 ) -> Result<(), ProxyError> {
-    let status_code =
-        http::StatusCode::from_u16(status).map_err(ProxyError::internal("response header"))?;
+    let status_code = http::StatusCode::from_u16(status)
+        .map_err(ProxyError::internal(headers::RESPONSE_HEADER))?;
     let mut map = HeaderMap::with_capacity(4);
     map.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).map_err(ProxyError::internal("response header"))?,
+        HeaderValue::from_str(content_type)
+            .map_err(ProxyError::internal(headers::RESPONSE_HEADER))?,
     );
     map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if ctx.attempts > 0 {

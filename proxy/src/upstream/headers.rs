@@ -58,8 +58,10 @@ const DROP_DOWNSTREAM: &[&str] = &[
     "set-cookie",
 ];
 
-/// Where an internal error in this module happened (see `ProxyError::internal`).
+/// Where an internal error happened (see `ProxyError::internal`): the upstream request, or a
+/// response header we write to the client.
 const BUILDING: &str = "building upstream request";
+pub const RESPONSE_HEADER: &str = "response header";
 
 /// The client's headers that may go upstream, taken once per request (every attempt reuses
 /// them; the session stays borrowed mutably while attempts run).
@@ -233,7 +235,7 @@ pub fn translated_response(
     dropped: &[String],
 ) -> Result<ResponseHeader, ProxyError> {
     let status =
-        http::StatusCode::from_u16(status).map_err(ProxyError::internal("response header"))?;
+        http::StatusCode::from_u16(status).map_err(ProxyError::internal(RESPONSE_HEADER))?;
     let mut headers = HeaderMap::with_capacity(10);
     for (name, value) in &upstream.headers {
         if keep_when_translated(name.as_str()) {
@@ -242,7 +244,7 @@ pub fn translated_response(
     }
     headers.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).map_err(ProxyError::internal("response header"))?,
+        HeaderValue::from_str(content_type).map_err(ProxyError::internal(RESPONSE_HEADER))?,
     );
     if content_type.starts_with("text/event-stream") {
         headers.insert(
