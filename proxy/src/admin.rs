@@ -1,67 +1,76 @@
 //! bitrouter's own endpoints: health, metrics, and the model list.
 
+use crate::downstream::{Attribution, Downstream};
 use crate::error::ProxyError;
-use crate::phases::respond::send;
 use crate::phases::RequestCtx;
 use crate::state::AppState;
 use bytes::Bytes;
-use pingora_proxy::Session;
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `GET /health`: the process is up and serving.
-pub async fn health(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
-    send(
-        session,
-        ctx,
-        200,
-        "application/json",
-        Bytes::from_static(br#"{"status":"ok"}"#),
-    )
-    .await
+pub async fn health(dn: &mut Downstream<'_>) -> Result<(), ProxyError> {
+    let body = Bytes::from_static(br#"{"status":"ok"}"#);
+    dn.send(200, "application/json", body, Attribution::default())
+        .await
 }
 
 /// `GET /health/upstreams`: what the balancer knows (accounts by label, never keys). Requires
 /// the gateway key when one is set.
 pub async fn upstream_health(
     state: &AppState,
-    session: &mut Session,
+    dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    crate::phases::request::authorize(state, session)?;
+    crate::phases::request::authorize(ctx, dn.session())?;
     let body = state
         .balancer
-        .snapshot(&state.config, std::time::Instant::now())
+        .snapshot(&ctx.snapshot.config, std::time::Instant::now())
         .to_string();
-    send(session, ctx, 200, "application/json", Bytes::from(body)).await
+    dn.send(
+        200,
+        "application/json",
+        Bytes::from(body),
+        Attribution::default(),
+    )
+    .await
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(
     state: &AppState,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    dn: &mut Downstream<'_>,
+    _ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
     let body = Bytes::from(state.metrics.render());
-    send(session, ctx, 200, "text/plain; version=0.0.4", body).await
+    dn.send(
+        200,
+        "text/plain; version=0.0.4",
+        body,
+        Attribution::default(),
+    )
+    .await
 }
 
 /// `GET /v1/models`: every routable model in OpenAI's list format, virtual models included.
-pub async fn list_models(
-    state: &AppState,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<(), ProxyError> {
+pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let data: Vec<_> = state
+    let data: Vec<_> = ctx
+        .snapshot
         .table
         .models()
         .into_iter()
         .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))
         .collect();
     let body = json!({"object": "list", "data": data}).to_string();
-    send(session, ctx, 200, "application/json", Bytes::from(body)).await
+    dn.send(
+        200,
+        "application/json",
+        Bytes::from(body),
+        Attribution::default(),
+    )
+    .await
 }

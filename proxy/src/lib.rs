@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod downstream;
 pub mod error;
 pub mod gateway;
 pub mod logger;

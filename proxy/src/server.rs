@@ -34,7 +34,8 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
     // Fail early, with a clear message, if the port is taken (Pingora would panic).
     drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
 
-    let server_cfg = &state.config.server;
+    let snapshot = state.snapshot();
+    let server_cfg = &snapshot.config.server;
     let conf = ServerConf {
         threads: server_cfg.threads.unwrap_or_else(default_threads),
         grace_period_seconds: Some(server_cfg.shutdown_grace_secs),
@@ -71,19 +72,12 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
         },
     ));
 
-    if state
-        .config
-        .providers
-        .iter()
-        .any(|p| p.health_check.is_some())
-    {
-        server.add_service(background_service(
-            "health checks",
-            crate::balance::checks::HealthChecks {
-                state: state.clone(),
-            },
-        ));
-    }
+    server.add_service(background_service(
+        "health checks",
+        crate::balance::checks::HealthChecks {
+            state: state.clone(),
+        },
+    ));
 
     println!("bitrouter listening on http://{listen}");
     log::info!("bitrouter listening on http://{listen}");

@@ -1,37 +1,100 @@
-//! Everything a request needs, built once per configuration load and shared by all workers.
+//! What a request needs, in two parts with different lifetimes:
+//!
+//! - [`Snapshot`]: everything derived from one load of `bitrouter.yaml` (the resolved config and
+//!   its routing table; later issues add the guardrail rules, policies and price table here).
+//!   Immutable. A request loads the current snapshot once, in `new_ctx`, and keeps it to its
+//!   end, so a reload never changes the rules under a request that has started (nginx keeps old
+//!   workers on the old config for the same reason).
+//! - [`AppState`]: the long-lived runtime that survives a swap: connection pools, metrics,
+//!   balancer health and counters, in-flight accounting. Health of endpoints that still exist
+//!   carries over a swap because it is keyed by provider and model id, not by snapshot.
+//!
+//! The current snapshot sits in an [`ArcSwap`]: loading it is a couple of atomic operations on
+//! the request path, and a swap is atomic for every worker at once (`arc-swap` rather than an
+//! `RwLock<Arc<_>>`: readers never wait on a writer and never contend with each other).
 
 use crate::balance::Balancer;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamClient;
+use arc_swap::ArcSwap;
 use bitrouter_config::{Config, RoutingTable};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
 
-/// The shared state behind the gateway.
-pub struct AppState {
+/// One configuration load, ready to serve: never modified after it is built.
+pub struct Snapshot {
     pub config: Config,
     pub table: RoutingTable,
+    /// Counts snapshots built by this process (1 for the one at start-up).
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// Builds everything a config needs before it can serve.
+    pub fn new(config: Config, generation: u64) -> Snapshot {
+        let table = RoutingTable::new(&config);
+        Snapshot {
+            config,
+            table,
+            generation,
+        }
+    }
+}
+
+/// The shared runtime behind the gateway.
+pub struct AppState {
+    snapshot: ArcSwap<Snapshot>,
+    /// Tells background services (health checks) that the snapshot changed.
+    changed: watch::Sender<u64>,
+    generations: AtomicU64,
     pub upstream: UpstreamClient,
     pub metrics: Metrics,
     /// Strategies, account rotation and health.
     pub balancer: Balancer,
     inflight: AtomicUsize,
+    /// When the process started serving.
+    pub started: Instant,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Result<Arc<AppState>, String> {
-        let table = RoutingTable::new(&config);
         let upstream = UpstreamClient::new(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let balancer = Balancer::new(&config);
+        let snapshot = Snapshot::new(config, 1);
+        let (changed, _) = watch::channel(1);
         Ok(Arc::new(AppState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            changed,
+            generations: AtomicU64::new(1),
             balancer,
-            config,
-            table,
             upstream,
             metrics,
             inflight: AtomicUsize::new(0),
+            started: Instant::now(),
         }))
+    }
+
+    /// The current snapshot. A request takes it once and keeps it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replaces the configuration for every request that starts from now on; requests in
+    /// flight finish on the snapshot they started with. Returns the new generation.
+    pub fn swap(&self, config: Config) -> u64 {
+        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        self.snapshot
+            .store(Arc::new(Snapshot::new(config, generation)));
+        self.changed.send_replace(generation);
+        generation
+    }
+
+    /// A receiver that sees every swap (for background services that follow the config).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Requests currently being handled (graceful shutdown waits for this to reach zero).
@@ -55,5 +118,38 @@ impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::AcqRel);
         self.0.metrics.inflight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitrouter_config::MapEnv;
+
+    fn config(yaml: &str) -> Config {
+        bitrouter_config::load_str(yaml, "bitrouter.yaml", &MapEnv::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_request_keeps_the_snapshot_it_started_with() {
+        let state = AppState::new(config(
+            "providers:\n  a:\n    api_base: http://127.0.0.1:1/v1\n    models: [m1]\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let before = state.snapshot();
+        let changes = state.subscribe();
+        let generation = state.swap(config(
+            "providers:\n  b:\n    api_base: http://127.0.0.1:2/v1\n    models: [m2]\n",
+        ));
+        assert_eq!(generation, 2);
+        assert!(changes.has_changed().unwrap_or(false));
+        // The old holder still routes by the old table; new loads see the new one.
+        assert!(before.table.resolve("m1").is_ok());
+        assert!(before.table.resolve("m2").is_err());
+        let after = state.snapshot();
+        assert_eq!(after.generation, 2);
+        assert!(after.table.resolve("m2").is_ok());
+        assert!(after.table.resolve("m1").is_err());
     }
 }

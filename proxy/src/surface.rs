@@ -8,7 +8,7 @@
 use bitrouter_config::Protocol;
 
 /// The API surface a request addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
     /// `POST /v1/chat/completions`
     ChatCompletions,
@@ -16,8 +16,11 @@ pub enum Surface {
     Responses,
     /// `POST /v1/messages`
     Messages,
-    /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
-    Gemini { model: String, stream: bool },
+    /// `POST /v1/messages/count_tokens` (Claude Code asks before long prompts).
+    CountTokens,
+    /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`; the model is
+    /// in the path ([`gemini_model`]).
+    Gemini { stream: bool },
     /// `GET /v1/models`
     ListModels,
     /// `GET /health`
@@ -42,7 +45,7 @@ impl Surface {
         match self {
             Surface::ChatCompletions => Some(Protocol::ChatCompletions),
             Surface::Responses => Some(Protocol::Responses),
-            Surface::Messages => Some(Protocol::Messages),
+            Surface::Messages | Surface::CountTokens => Some(Protocol::Messages),
             Surface::Gemini { .. } => Some(Protocol::GenerateContent),
             Surface::WrongMethod { protocol, .. } => Some(*protocol),
             _ => None,
@@ -55,6 +58,7 @@ impl Surface {
             Surface::ChatCompletions => "chat_completions",
             Surface::Responses => "responses",
             Surface::Messages => "messages",
+            Surface::CountTokens => "count_tokens",
             Surface::Gemini { .. } => "generate_content",
             Surface::ListModels => "models",
             Surface::Health => "health",
@@ -87,34 +91,49 @@ pub fn classify(method: &str, path: &str) -> Surface {
         }
         "/v1/responses" | "/responses" => return llm(Surface::Responses, Protocol::Responses),
         "/v1/messages" | "/messages" => return llm(Surface::Messages, Protocol::Messages),
+        "/v1/messages/count_tokens" | "/messages/count_tokens" => {
+            return llm(Surface::CountTokens, Protocol::Messages)
+        }
         "/v1/models" | "/models" if is_get => return Surface::ListModels,
         "/health" | "/healthz" if is_get => return Surface::Health,
         "/health/upstreams" if is_get => return Surface::UpstreamHealth,
         "/metrics" if is_get => return Surface::Metrics,
         _ => {}
     }
-    if let Some(rest) = ["/v1beta/models/", "/v1/models/", "/v1alpha/models/"]
-        .iter()
-        .find_map(|prefix| path.strip_prefix(prefix))
-    {
-        if let Some((model, action)) = rest.rsplit_once(':') {
-            let stream = match action {
-                "generateContent" => false,
-                "streamGenerateContent" => true,
-                _ => return Surface::Unknown,
+    if let Some(stream) = gemini_action(path) {
+        if !is_post {
+            return Surface::WrongMethod {
+                allowed: "POST",
+                protocol: Protocol::GenerateContent,
             };
-            if !is_post {
-                return Surface::WrongMethod {
-                    allowed: "POST",
-                    protocol: Protocol::GenerateContent,
-                };
-            }
-            let model = percent_decode(model);
-            let model = model.strip_prefix("models/").unwrap_or(&model).to_string();
-            return Surface::Gemini { model, stream };
         }
+        return Surface::Gemini { stream };
     }
     Surface::Unknown
+}
+
+/// The `model:action` part of a Gemini path, if `path` is one.
+fn gemini_parts(path: &str) -> Option<(&str, &str)> {
+    ["/v1beta/models/", "/v1/models/", "/v1alpha/models/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))?
+        .rsplit_once(':')
+}
+
+/// Whether `path` is a Gemini generate call, and then whether it streams.
+fn gemini_action(path: &str) -> Option<bool> {
+    match gemini_parts(path)?.1 {
+        "generateContent" => Some(false),
+        "streamGenerateContent" => Some(true),
+        _ => None,
+    }
+}
+
+/// The model named in a Gemini path (percent-decoded, without a `models/` prefix).
+pub fn gemini_model(path: &str) -> Option<String> {
+    let (model, _) = gemini_parts(path)?;
+    let model = percent_decode(model);
+    Some(model.strip_prefix("models/").unwrap_or(&model).to_string())
 }
 
 /// For a path we do not serve, the protocol its caller most likely speaks, so even a 404 comes
@@ -182,37 +201,42 @@ mod tests {
         assert_eq!(classify("POST", "/v1/messages"), Surface::Messages);
         assert_eq!(classify("GET", "/v1/models"), Surface::ListModels);
         assert_eq!(classify("GET", "/models"), Surface::ListModels);
+        assert_eq!(
+            classify("POST", "/v1/messages/count_tokens"),
+            Surface::CountTokens
+        );
     }
 
     #[test]
     fn gemini_paths() {
+        let gemini = |path: &str| (classify("POST", path), gemini_model(path));
         assert_eq!(
-            classify("POST", "/v1beta/models/gemini-2.5-pro:generateContent"),
-            Surface::Gemini {
-                model: "gemini-2.5-pro".into(),
-                stream: false
-            }
+            gemini("/v1beta/models/gemini-2.5-pro:generateContent"),
+            (
+                Surface::Gemini { stream: false },
+                Some("gemini-2.5-pro".into())
+            )
         );
         assert_eq!(
-            classify("POST", "/v1/models/openai/gpt-4o:streamGenerateContent"),
-            Surface::Gemini {
-                model: "openai/gpt-4o".into(),
-                stream: true
-            }
+            gemini("/v1/models/openai/gpt-4o:streamGenerateContent"),
+            (
+                Surface::Gemini { stream: true },
+                Some("openai/gpt-4o".into())
+            )
         );
         assert_eq!(
-            classify("POST", "/v1beta/models/openai%2Fgpt-4o:generateContent"),
-            Surface::Gemini {
-                model: "openai/gpt-4o".into(),
-                stream: false
-            }
+            gemini("/v1beta/models/openai%2Fgpt-4o:generateContent"),
+            (
+                Surface::Gemini { stream: false },
+                Some("openai/gpt-4o".into())
+            )
         );
         assert_eq!(
-            classify("POST", "/v1beta/models/ollama/llama3.1:8b:generateContent"),
-            Surface::Gemini {
-                model: "ollama/llama3.1:8b".into(),
-                stream: false
-            }
+            gemini("/v1beta/models/ollama/llama3.1:8b:generateContent"),
+            (
+                Surface::Gemini { stream: false },
+                Some("ollama/llama3.1:8b".into())
+            )
         );
         assert_eq!(
             classify("POST", "/v1beta/models/x:embedContent"),

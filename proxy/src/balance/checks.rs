@@ -14,7 +14,8 @@ use pingora_load_balancing::Backend;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs every provider's check on its interval until shutdown.
+/// Runs every provider's check on its interval until shutdown. The checks follow the
+/// configuration: when the snapshot is swapped they are restarted for the new providers.
 pub struct HealthChecks {
     pub state: Arc<AppState>,
 }
@@ -22,8 +23,29 @@ pub struct HealthChecks {
 #[async_trait]
 impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut changes = self.state.subscribe();
+        loop {
+            let tasks = self.spawn_checks();
+            let shutting_down = tokio::select! {
+                _ = shutdown.changed() => true,
+                r = changes.changed() => r.is_err(),
+            };
+            for t in tasks {
+                t.abort();
+            }
+            if shutting_down {
+                return;
+            }
+        }
+    }
+}
+
+impl HealthChecks {
+    /// One task per provider of the current snapshot that has a `health_check`.
+    fn spawn_checks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let snapshot = self.state.snapshot();
         let mut tasks = Vec::new();
-        for provider in &self.state.config.providers {
+        for provider in &snapshot.config.providers {
             let Some(cfg) = provider.health_check.clone() else {
                 continue;
             };
@@ -46,10 +68,7 @@ impl BackgroundService for HealthChecks {
                 }
             }));
         }
-        let _ = shutdown.changed().await;
-        for t in tasks {
-            t.abort();
-        }
+        tasks
     }
 }
 

@@ -36,7 +36,9 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
             return 2;
         }
     };
-    announce(&state.config, &state.table);
+    let snapshot = state.snapshot();
+    announce(&snapshot.config, &snapshot.table);
+    drop(snapshot);
     match server::run(state, listen) {
         Ok(()) => 0,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 use super::RequestCtx;
 use crate::state::AppState;
+use crate::surface::Surface;
 use pingora_error::Error;
 use pingora_proxy::Session;
 
@@ -9,9 +10,12 @@ use pingora_proxy::Session;
 pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &RequestCtx) {
     let elapsed = ctx.start.elapsed();
     let req = session.req_header();
-    let inbound = ctx.inbound.map(|p| p.as_str()).unwrap_or(ctx.surface);
-    let provider = ctx.provider.as_deref().unwrap_or("-");
-    let model = ctx.service_id.as_deref().unwrap_or("-");
+    let inbound = ctx
+        .inbound
+        .map(|p| p.as_str())
+        .unwrap_or(ctx.surface.label());
+    let provider = ctx.provider_id().unwrap_or("-");
+    let model = ctx.route.as_ref().map_or("-", |r| r.service_id.as_str());
     let status = ctx.status.to_string();
     let labels = [inbound, provider, model, status.as_str()];
     let m = &state.metrics;
@@ -32,7 +36,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
             .with_label_values(&[inbound, provider])
             .inc_by(ctx.attempts as u64 - 1);
     }
-    if matches!(ctx.surface, "health" | "metrics") && ctx.error.is_none() {
+    if matches!(ctx.surface, Surface::Health | Surface::Metrics) && ctx.error.is_none() {
         return;
     }
     log::info!(
@@ -41,7 +45,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         req.uri.path(),
         ctx.model.as_deref().unwrap_or("-"),
         provider,
-        ctx.account.as_deref().unwrap_or("-"),
+        ctx.route.as_ref().map_or("-", |r| r.account_label()),
         model,
         ctx.attempts,
         ctx.status,
@@ -50,8 +54,8 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         ctx.bytes_in,
         ctx.bytes_out,
         ctx.error
-            .as_deref()
-            .map(|e| format!(" error=\"{e}\""))
+            .as_ref()
+            .map(|e| format!(" error=\"{}\"", e.message))
             .unwrap_or_default(),
     );
 }

@@ -1,8 +1,7 @@
 //! Admission: the client's credential and its body.
 
-use super::RequestCtx;
+use super::{Identity, RequestCtx};
 use crate::error::ProxyError;
-use crate::state::AppState;
 use crate::surface::query_param;
 use bytes::{Bytes, BytesMut};
 use pingora_proxy::Session;
@@ -35,10 +34,11 @@ pub fn credential(session: &Session) -> Option<String> {
         .or_else(|| query_param(req.uri.query(), "key").filter(|k| !k.is_empty()))
 }
 
-/// Checks the gateway credential unless `server.skip_auth` is on.
-pub fn authorize(state: &AppState, session: &Session) -> Result<(), ProxyError> {
-    let server = &state.config.server;
+/// Checks the gateway credential unless `server.skip_auth` is on, and records who called.
+pub fn authorize(ctx: &mut RequestCtx, session: &Session) -> Result<(), ProxyError> {
+    let server = &ctx.snapshot.config.server;
     if server.skip_auth {
+        ctx.identity = Some(Identity::Anonymous);
         return Ok(());
     }
     let Some(expected) = &server.api_key else {
@@ -50,7 +50,10 @@ pub fn authorize(state: &AppState, session: &Session) -> Result<(), ProxyError> 
         None => Err(ProxyError::Unauthorized(
             "missing credential: send the gateway key as `Authorization: Bearer <key>`, `x-api-key`, `x-goog-api-key` or `?key=`",
         )),
-        Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => Ok(()),
+        Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => {
+            ctx.identity = Some(Identity::Master);
+            Ok(())
+        }
         Some(_) => Err(ProxyError::Unauthorized("invalid credential for this bitrouter")),
     }
 }
@@ -64,12 +67,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Reads the whole request body, refusing more than `server.max_body_bytes` (early, from
 /// `content-length`, when the client declares it).
-pub async fn read_body(
-    state: &AppState,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Bytes, ProxyError> {
-    let limit = state.config.server.max_body_bytes;
+///
+/// The buffer grows with the bytes that actually arrive, never from the declared length: a
+/// client that declares 32 MiB and sends a few bytes must not make us reserve 32 MiB.
+pub async fn read_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<Bytes, ProxyError> {
+    let limit = ctx.snapshot.config.server.max_body_bytes;
     let declared = session
         .req_header()
         .headers
@@ -108,7 +110,8 @@ pub async fn read_body(
         if let Some(buf) = &mut gathered {
             buf.extend_from_slice(&chunk);
         } else if let Some(head) = first.take() {
-            let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).max(len).min(limit));
+            // Room for what arrived plus as much again; `BytesMut` doubles from there.
+            let mut buf = BytesMut::with_capacity(len.saturating_mul(2).min(limit));
             buf.extend_from_slice(&head);
             buf.extend_from_slice(&chunk);
             gathered = Some(buf);

@@ -4,9 +4,9 @@
 //! speaks another one.
 
 use super::RequestCtx;
+use crate::downstream::Downstream;
 use crate::error::ProxyError;
-use crate::state::AppState;
-use crate::surface::Surface;
+use crate::surface::{self, Surface};
 use bitrouter_config::{Preset, Protocol, Resolution, Target};
 use bitrouter_filters::body;
 use bitrouter_filters::canonical::{CanonicalError, ChatRequest, EncodeOptions, ResponseContext};
@@ -22,6 +22,8 @@ pub struct Plan {
     pub resolution: Resolution,
     /// Gemini clients choose the stream framing: `?alt=sse` (SSE) or none (a JSON array).
     gemini_sse: bool,
+    /// `POST /v1/messages/count_tokens`: Anthropic upstreams get the same sub-path.
+    pub count_tokens: bool,
     body: Bytes,
     model_span: Option<Range<usize>>,
     /// The request in canonical form, decoded on first need (only cross-protocol attempts
@@ -41,6 +43,8 @@ pub struct Attempt<'a> {
     pub body: Bytes,
     /// Set when the upstream speaks another protocol than the client.
     pub translation: Option<Translation>,
+    /// A `count_tokens` call (the provider counts).
+    pub count_tokens: bool,
 }
 
 /// What the response side of a cross-protocol attempt needs.
@@ -54,16 +58,17 @@ pub struct Translation {
 
 /// Reads the model and resolves it.
 pub fn plan(
-    state: &AppState,
-    surface: &Surface,
+    dn: &Downstream<'_>,
     gemini_sse: bool,
     body: Bytes,
     ctx: &mut RequestCtx,
 ) -> Result<Plan, ProxyError> {
-    let (inbound, model, stream, model_span) = match surface {
-        Surface::Gemini { model, stream } => {
+    let (inbound, model, stream, model_span) = match ctx.surface {
+        Surface::Gemini { stream } => {
             body::validate_json(&body)?;
-            (Protocol::GenerateContent, model.clone(), *stream, None)
+            let model =
+                surface::gemini_model(dn.req().uri.path()).ok_or(ProxyError::MissingModel)?;
+            (Protocol::GenerateContent, model, stream, None)
         }
         other => {
             let inbound = other
@@ -74,14 +79,17 @@ pub fn plan(
             (inbound, model, peek.stream, peek.model_span)
         }
     };
+    let count_tokens = ctx.surface == Surface::CountTokens;
+    let stream = stream && !count_tokens;
     ctx.stream = stream;
-    ctx.model = Some(model.clone());
-    let resolution = state.table.resolve(&model)?;
+    let resolution = ctx.snapshot.table.resolve(&model)?;
+    ctx.model = Some(model);
     Ok(Plan {
         inbound,
         stream,
         resolution,
         gemini_sse,
+        count_tokens,
         body,
         model_span,
         canonical: OnceLock::new(),
@@ -103,6 +111,16 @@ impl Plan {
             target.protocol
         };
         let mut path = provider.endpoint_path(protocol, &target.service_id, self.stream);
+        if self.count_tokens {
+            // Only an upstream that speaks Messages counts tokens itself (the caller skips the
+            // others and estimates when none is left).
+            if protocol != Protocol::Messages {
+                return Err(ProxyError::Internal(
+                    "count_tokens routed to a provider that does not speak messages".into(),
+                ));
+            }
+            path.push_str("/count_tokens");
+        }
         if protocol == self.inbound
             && protocol == Protocol::GenerateContent
             && self.stream
@@ -114,7 +132,9 @@ impl Plan {
                 path = p.to_string();
             }
         }
-        if protocol == self.inbound && self.resolution.overlay.is_none() {
+        // A token count passes through as sent: an overlay's sampling parameters do not change
+        // the count, and the counting endpoint refuses generation-only fields.
+        if protocol == self.inbound && (self.resolution.overlay.is_none() || self.count_tokens) {
             return Ok(Attempt {
                 target,
                 client: self.inbound,
@@ -122,13 +142,10 @@ impl Plan {
                 path,
                 body: self.passthrough_body(&target.service_id),
                 translation: None,
+                count_tokens: self.count_tokens,
             });
         }
-        let canonical = self
-            .canonical
-            .get_or_init(|| self.decode())
-            .as_ref()
-            .map_err(|e| ProxyError::Translate(e.clone()))?;
+        let canonical = self.canonical()?;
         let mut request = canonical.clone();
         request.model = target.service_id.clone();
         if let Some(overlay) = &self.resolution.overlay {
@@ -149,6 +166,7 @@ impl Plan {
                 path,
                 body: Bytes::from(encoded.body),
                 translation: None,
+                count_tokens: false,
             });
         }
         let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
@@ -172,6 +190,7 @@ impl Plan {
                 ctx,
                 dropped,
             }),
+            count_tokens: false,
         })
     }
 
@@ -186,6 +205,27 @@ impl Plan {
             }
             _ => self.body.clone(),
         }
+    }
+
+    /// The client's body as received.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The request in canonical form (decoded once, then shared by every attempt).
+    pub fn canonical(&self) -> Result<&ChatRequest, ProxyError> {
+        self.canonical
+            .get_or_init(|| self.decode())
+            .as_ref()
+            .map_err(|e| ProxyError::Translate(e.clone()))
+    }
+
+    /// Whether `target` can answer without translation (it speaks the client's protocol).
+    pub fn speaks_inbound(&self, target: &Target) -> bool {
+        target
+            .provider
+            .protocols_for(&target.service_id)
+            .contains(&self.inbound)
     }
 
     fn decode(&self) -> Result<ChatRequest, CanonicalError> {

@@ -14,28 +14,28 @@
 //! - a JSON body: read whole, decoded, re-encoded (or turned into a stream when the client asked
 //!   for one and the upstream answered in one piece).
 
-use super::upstream::UpstreamBody;
-use super::{route::Translation, RequestCtx};
+use super::relay::Relayed;
+use super::route::Translation;
+use crate::downstream::Downstream;
 use crate::error::ProxyError;
 use crate::upstream::headers::{self, Decision};
+use crate::upstream::transport::UpstreamBody;
 use bitrouter_config::Protocol;
 use bitrouter_filters::protocol::{self, StreamEncoder};
 use bitrouter_filters::stream::StreamTranslator;
 use bitrouter_filters::translate;
 use bytes::Bytes;
-use pingora_proxy::Session;
 
 /// Largest upstream body read whole (JSON answers and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// Relays a translated response.
 pub async fn relay(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    dn: &mut Downstream<'_>,
     body: &mut UpstreamBody<'_>,
     t: &Translation,
     decision: &Decision<'_>,
-) -> Result<(), ProxyError> {
+) -> Result<Relayed, ProxyError> {
     let up_header = body.header()?.clone();
     let status = up_header.status.as_u16();
     let head = |status: u16, content_type: &str| {
@@ -43,11 +43,9 @@ pub async fn relay(
     };
 
     if status >= 400 {
-        let raw = body.read_all(session, MAX_UPSTREAM_BODY).await?;
-        return write_error(
-            session, ctx, &up_header, &raw, t.upstream, t.client, &t.dropped, decision,
-        )
-        .await;
+        let raw = body.read_all(dn.session(), MAX_UPSTREAM_BODY).await?;
+        write_error(dn, &up_header, &raw, t.upstream, &t.dropped, decision).await?;
+        return Ok(Relayed::Complete);
     }
 
     let is_sse = up_header
@@ -56,14 +54,16 @@ pub async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if t.ctx.stream && is_sse {
-        return relay_stream(session, ctx, body, t, head(200, stream_content_type(t))?).await;
+        return relay_stream(dn, body, t, head(200, stream_content_type(t))?).await;
     }
 
-    let raw = body.read_all(session, MAX_UPSTREAM_BODY).await?;
+    let raw = body.read_all(dn.session(), MAX_UPSTREAM_BODY).await?;
     if !t.ctx.stream {
         let encoded = translate::translate_response(t.upstream, t.client, &raw, &t.ctx)
             .map_err(ProxyError::Translate)?;
-        return write_whole(session, ctx, head(200, "application/json")?, encoded).await;
+        dn.whole(head(200, "application/json")?, Bytes::from(encoded))
+            .await?;
+        return Ok(Relayed::Complete);
     }
     // The client asked for a stream but the upstream answered in one piece.
     let response =
@@ -73,30 +73,28 @@ pub async fn relay(
     for event in translate::response_to_events(&response) {
         encoder.encode(&event, &mut out);
     }
-    write_whole(session, ctx, head(200, stream_content_type(t))?, out).await
+    dn.whole(head(200, stream_content_type(t))?, Bytes::from(out))
+        .await?;
+    Ok(Relayed::Complete)
 }
 
-/// An upstream error answer (`raw`, in `upstream`'s format) re-encoded in `client`'s, keeping
-/// the status (Anthropic's 529 becomes 503 for others) and the rate-limit headers.
-#[allow(clippy::too_many_arguments)]
+/// An upstream error answer (`raw`, in `upstream`'s format) re-encoded in the client's
+/// protocol, keeping the status (Anthropic's 529 becomes 503 for others) and the rate-limit
+/// headers.
 pub async fn write_error(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    dn: &mut Downstream<'_>,
     up_header: &pingora_http::ResponseHeader,
     raw: &[u8],
     upstream: Protocol,
-    client: Protocol,
     dropped: &[String],
     decision: &Decision<'_>,
 ) -> Result<(), ProxyError> {
     let upstream_status = up_header.status.as_u16();
-    let (status, encoded) = translate::translate_error(upstream, client, upstream_status, raw);
-    if ctx.error.is_none() {
-        ctx.error = Some(format!("upstream HTTP {upstream_status}"));
-    }
+    let (status, encoded) =
+        translate::translate_error(upstream, dn.protocol(), upstream_status, raw);
     let head =
         headers::translated_response(status, up_header, "application/json", decision, dropped)?;
-    write_whole(session, ctx, head, encoded).await
+    dn.whole(head, Bytes::from(encoded)).await
 }
 
 /// The content type of the client's stream.
@@ -109,68 +107,34 @@ fn stream_content_type(t: &Translation) -> &'static str {
 }
 
 async fn relay_stream(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    dn: &mut Downstream<'_>,
     body: &mut UpstreamBody<'_>,
     t: &Translation,
     resp: pingora_http::ResponseHeader,
-) -> Result<(), ProxyError> {
-    ctx.status = resp.status.as_u16();
-    session
-        .write_response_header(Box::new(resp), false)
-        .await
-        .map_err(|_| ProxyError::ClientGone)?;
+) -> Result<Relayed, ProxyError> {
+    dn.head(resp).await?;
     let mut translator = StreamTranslator::new(t.upstream, t.client, &t.ctx);
     let mut out = Vec::with_capacity(4096);
+    let mut outcome = Relayed::Complete;
     loop {
-        match body.next(session).await {
+        match body.next(dn.session()).await {
             Ok(Some(chunk)) => translator.feed(&chunk, &mut out),
-            Ok(None) => {
-                translator.finish(&mut out);
-            }
+            Ok(None) => translator.finish(&mut out),
             Err(ProxyError::ClientGone) => return Err(ProxyError::ClientGone),
             Err(e) => {
                 // The upstream broke mid-stream: end the client's stream with an error event in
                 // its protocol rather than a silent cut.
-                ctx.error = Some(e.to_string());
-                ctx.upstream_failed = true;
                 translator.fail(e.to_canonical(), &mut out);
+                outcome = Relayed::UpstreamBroke(e);
             }
         }
         if !out.is_empty() {
-            ctx.bytes_out += out.len();
-            let chunk = Bytes::from(std::mem::take(&mut out));
-            session
-                .write_response_body(Some(chunk), false)
-                .await
-                .map_err(|_| ProxyError::ClientGone)?;
+            dn.chunk(Bytes::from(std::mem::take(&mut out))).await?;
         }
         if translator.is_ended() {
             break;
         }
     }
-    session
-        .write_response_body(None, true)
-        .await
-        .map_err(|_| ProxyError::ClientGone)
-}
-
-async fn write_whole(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    mut resp: pingora_http::ResponseHeader,
-    body: Vec<u8>,
-) -> Result<(), ProxyError> {
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
-        .map_err(|e| ProxyError::Internal(format!("response header: {e}")))?;
-    ctx.status = resp.status.as_u16();
-    ctx.bytes_out += body.len();
-    session
-        .write_response_header(Box::new(resp), false)
-        .await
-        .map_err(|_| ProxyError::ClientGone)?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
-        .map_err(|_| ProxyError::ClientGone)
+    dn.finish().await?;
+    Ok(outcome)
 }

@@ -177,6 +177,8 @@ pub struct Decision<'a> {
     pub account: &'a str,
     /// Upstream attempts made, this one included.
     pub attempts: usize,
+    /// A `count_tokens` answer from the provider itself (said in `x-bitrouter-token-count`).
+    pub counted: bool,
 }
 
 /// The `x-bitrouter-*` response headers, as ready-made names.
@@ -185,6 +187,8 @@ pub const X_MODEL: HeaderName = HeaderName::from_static("x-bitrouter-model");
 pub const X_ACCOUNT: HeaderName = HeaderName::from_static("x-bitrouter-account");
 pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-bitrouter-attempts");
 pub const X_DROPPED: HeaderName = HeaderName::from_static("x-bitrouter-dropped-params");
+/// Where a `count_tokens` answer came from: `provider` or `estimated`.
+pub const X_TOKEN_COUNT: HeaderName = HeaderName::from_static("x-bitrouter-token-count");
 
 impl Decision<'_> {
     fn apply(&self, headers: &mut HeaderMap) {
@@ -198,6 +202,9 @@ impl Decision<'_> {
             }
         }
         headers.insert(X_ATTEMPTS, HeaderValue::from(self.attempts));
+        if self.counted {
+            headers.insert(X_TOKEN_COUNT, HeaderValue::from_static("provider"));
+        }
     }
 }
 

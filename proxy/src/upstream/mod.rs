@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod headers;
 pub mod tls;
+pub mod transport;
 
 use crate::error::ProxyError;
 use bitrouter_config::{Config, Provider};

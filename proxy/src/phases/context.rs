@@ -1,0 +1,136 @@
+//! Per-request state, typed: what the phases learn about a request, and what logging, metrics
+//! (and later usage accounting and virtual keys) read from it.
+
+use crate::error::{Fault, ProxyError};
+use crate::state::{AppState, InflightGuard, Snapshot};
+use crate::surface::Surface;
+use bitrouter_config::{Protocol, Provider};
+use bitrouter_filters::canonical::{ErrorKind, Usage};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Per-request state, filled in as the request moves through the phases.
+pub struct RequestCtx {
+    pub start: Instant,
+    /// The configuration this request runs on, from start to end (see [`crate::state`]).
+    pub snapshot: Arc<Snapshot>,
+    pub surface: Surface,
+    /// The client's protocol, once known.
+    pub inbound: Option<Protocol>,
+    /// The model string the client sent.
+    pub model: Option<String>,
+    /// Where the last upstream attempt went.
+    pub route: Option<Routed>,
+    pub stream: bool,
+    /// Status sent to the client (0 until a response header is written).
+    pub status: u16,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    /// Upstream attempts made so far.
+    pub attempts: usize,
+    /// Time to the upstream's response header.
+    pub upstream_ttfb: Option<Duration>,
+    /// What went wrong, for the log line and metrics.
+    pub error: Option<ErrorSummary>,
+    /// Who is calling. Empty until virtual keys exist; filled at admission.
+    pub identity: Option<Identity>,
+    /// Tokens the request used. Empty until usage accounting exists; filled from the response.
+    pub usage: Option<Usage>,
+    _inflight: InflightGuard,
+}
+
+impl RequestCtx {
+    pub fn new(state: &Arc<AppState>) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot: state.snapshot(),
+            surface: Surface::Unknown,
+            inbound: None,
+            model: None,
+            route: None,
+            stream: false,
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            attempts: 0,
+            upstream_ttfb: None,
+            error: None,
+            identity: None,
+            usage: None,
+            _inflight: InflightGuard::new(state),
+        }
+    }
+
+    /// Records `error` as the request's failure (the first one recorded wins only when no
+    /// later, more telling one replaces it: callers decide).
+    pub fn fail(&mut self, error: &ProxyError) {
+        self.error = Some(ErrorSummary::of(error));
+    }
+
+    /// The provider of the last attempt.
+    pub fn provider_id(&self) -> Option<&str> {
+        self.route.as_ref().map(|r| r.provider.id.as_str())
+    }
+}
+
+/// One upstream attempt's destination.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub provider: Arc<Provider>,
+    /// The upstream model id.
+    pub service_id: String,
+    /// Index into the provider's accounts.
+    pub account: usize,
+}
+
+impl Routed {
+    /// The account's label (never its key).
+    pub fn account_label(&self) -> &str {
+        self.provider
+            .accounts
+            .get(self.account)
+            .map_or("-", |a| a.label.as_str())
+    }
+}
+
+/// What went wrong, in the terms logs, metrics and (later) traces need.
+#[derive(Debug, Clone)]
+pub struct ErrorSummary {
+    pub kind: ErrorKind,
+    /// The machine-readable code the client saw, when there is one.
+    pub code: Option<&'static str>,
+    pub fault: Fault,
+    pub message: String,
+}
+
+impl ErrorSummary {
+    pub fn of(error: &ProxyError) -> ErrorSummary {
+        let canonical = error.to_canonical();
+        ErrorSummary {
+            kind: canonical.kind,
+            code: canonical.code,
+            fault: error.fault(),
+            message: canonical.message,
+        }
+    }
+
+    /// An upstream's own error answer, relayed (the message is a summary, not its body).
+    pub fn upstream_status(status: u16) -> ErrorSummary {
+        ErrorSummary {
+            kind: ErrorKind::from_status(status),
+            code: None,
+            fault: Fault::Upstream,
+            message: format!("upstream HTTP {status}"),
+        }
+    }
+}
+
+/// The caller, once authenticated. Virtual keys (a later issue) fill the key and user; today
+/// only the operator's gateway key exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// `server.skip_auth: true`: no credential was checked.
+    Anonymous,
+    /// The operator's gateway key (`BITROUTER_API_KEY`).
+    Master,
+}

@@ -1,0 +1,209 @@
+//! The attempt policy: which targets and accounts a request tries, in what order, how many
+//! times, until when, and what each kind of failure means for health and for the next try.
+//!
+//! The balancer orders the candidate targets (strategy, then health) and, per target, the
+//! provider's accounts. Until the first byte goes to the client nothing is committed, so a
+//! retryable failure moves on:
+//! - 401/403/429 are the account's fault: the provider's next account;
+//! - a retryable 5xx or a timeout may be the account's too (a key on a throttled or broken
+//!   project): the provider's other healthy accounts first, then the next target; the failure
+//!   counts against the account *and* the endpoint, so later requests skip a broken account
+//!   while a working one keeps the endpoint healthy;
+//! - a connection failure cannot depend on the key (every account shares the origin): the next
+//!   target directly.
+//! - a target that cannot take the request at all (it would have to be translated and the
+//!   translation refuses a field, e.g. `n: 2` for Anthropic) is skipped; only when no target can
+//!   take it is that a 400 naming why.
+//!
+//! `max_attempts` counts every upstream call, accounts and targets together; the retry
+//! deadline stops further attempts once it has passed (after at least one).
+
+use super::attempt::{Call, Outcome, Rejection};
+use super::route::Plan;
+use super::{ErrorSummary, RequestCtx, Routed};
+use crate::downstream::Downstream;
+use crate::error::ProxyError;
+use crate::state::AppState;
+use crate::upstream::headers;
+use bitrouter_config::{RetryPolicy, Target};
+use bitrouter_filters::canonical::{CanonicalError, ErrorKind};
+use std::time::Instant;
+
+/// Why the last attempt did not answer.
+enum Failed {
+    /// An HTTP error the policy retries, kept to show the client if nothing else works.
+    Rejected(Box<Rejection>),
+    Error(ProxyError),
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    Account,
+    Target,
+}
+
+/// Sends the request through the balancer's order of targets and accounts until one answers.
+pub async fn forward(
+    state: &AppState,
+    dn: &mut Downstream<'_>,
+    ctx: &mut RequestCtx,
+    plan: Plan,
+) -> Result<(), ProxyError> {
+    let resolution = &plan.resolution;
+    let policy: &RetryPolicy = &resolution.retry;
+    // `checked_add`: a deadline too far away to represent is no deadline.
+    let deadline = policy.deadline.and_then(|d| ctx.start.checked_add(d));
+    let max_attempts = policy.max_attempts.unwrap_or(usize::MAX).max(1);
+    let client_headers = headers::forwardable(&dn.req().headers);
+    let balancer = &state.balancer;
+    let mut last: Option<Failed> = None;
+    // Targets that could not take the request, and why.
+    let mut refused: Vec<(String, CanonicalError)> = Vec::new();
+    'targets: for ti in balancer.order(resolution, Instant::now()) {
+        let target: &Target = &resolution.targets[ti];
+        let attempt = match plan.attempt(target) {
+            Ok(a) => a,
+            Err(ProxyError::Translate(e)) if e.status < 500 => {
+                refused.push((format!("{}/{}", target.provider.id, target.service_id), e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for ai in balancer.accounts(&target.provider, Instant::now()) {
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if ctx.attempts >= max_attempts || (out_of_time && last.is_some()) {
+                break 'targets;
+            }
+            let Some(account) = target.provider.accounts.get(ai) else {
+                continue;
+            };
+            ctx.attempts += 1;
+            ctx.route = Some(Routed {
+                provider: target.provider.clone(),
+                service_id: target.service_id.clone(),
+                account: ai,
+            });
+            let call = Call {
+                state,
+                attempt: &attempt,
+                account,
+                client_headers: &client_headers,
+                policy,
+                deadline,
+            };
+            let outcome = call.run(dn, ctx).await;
+            let now = Instant::now();
+            let next = match outcome {
+                Outcome::Served { ttfb } => {
+                    balancer.success(target, ai, ttfb);
+                    return Ok(());
+                }
+                Outcome::Broke(e) => {
+                    // Committed, then the upstream failed (the client got an error event).
+                    balancer.endpoint_failure(target, now);
+                    ctx.fail(&e);
+                    return Ok(());
+                }
+                Outcome::Rejected(rejection) => {
+                    let status = rejection.status();
+                    let retry_after = rejection.retry_after();
+                    balancer.account_failure(&target.provider, ai, now);
+                    if !matches!(status, 401 | 403 | 429) {
+                        balancer.endpoint_failure(target, now);
+                    }
+                    match (status, retry_after) {
+                        (429, Some(d)) => balancer.cool_account(&target.provider, ai, now, d),
+                        (503, Some(d)) => balancer.cool_endpoint(target, now, d),
+                        _ => {}
+                    }
+                    log::warn!(
+                        "model `{}`: provider `{}` (account `{}`) answered HTTP {status}; trying the next account or endpoint",
+                        resolution.requested,
+                        target.provider.id,
+                        account.label,
+                    );
+                    last = Some(Failed::Rejected(rejection));
+                    Next::Account
+                }
+                Outcome::Failed(e) if retryable(&e, policy) => {
+                    balancer.endpoint_failure(target, now);
+                    let next = if matches!(e, ProxyError::UpstreamTimeout { .. }) {
+                        balancer.account_failure(&target.provider, ai, now);
+                        Next::Account
+                    } else {
+                        Next::Target
+                    };
+                    log::warn!(
+                        "model `{}`: {e}; trying the next endpoint",
+                        resolution.requested
+                    );
+                    last = Some(Failed::Error(e));
+                    next
+                }
+                Outcome::Failed(e) | Outcome::Abandoned(e) => {
+                    if matches!(
+                        e,
+                        ProxyError::UpstreamConnect { .. }
+                            | ProxyError::UpstreamTimeout { .. }
+                            | ProxyError::UpstreamBroken { .. }
+                    ) {
+                        balancer.endpoint_failure(target, now);
+                    }
+                    return Err(e);
+                }
+            };
+            if let Next::Target = next {
+                continue 'targets;
+            }
+        }
+    }
+    match last {
+        Some(Failed::Rejected(r)) => {
+            ctx.error = Some(ErrorSummary {
+                message: format!(
+                    "every attempt failed; the last answered HTTP {}",
+                    r.status()
+                ),
+                ..ErrorSummary::upstream_status(r.status())
+            });
+            r.write(dn, ctx.attempts).await
+        }
+        Some(Failed::Error(e)) => Err(e),
+        None if !refused.is_empty() => Err(no_target_can_take(&resolution.requested, refused)),
+        None => Err(ProxyError::Internal("no upstream attempt was made".into())),
+    }
+}
+
+/// Whether a failure before anything reached the client may be retried under `policy`.
+fn retryable(e: &ProxyError, policy: &RetryPolicy) -> bool {
+    match e {
+        ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => policy.on_connect,
+        ProxyError::UpstreamTimeout { .. } => policy.on_timeout,
+        _ => false,
+    }
+}
+
+/// The 400 for a request that no target could take: each target's reason.
+fn no_target_can_take(model: &str, refused: Vec<(String, CanonicalError)>) -> ProxyError {
+    let mut refused = refused.into_iter();
+    let Some((first_target, first)) = refused.next() else {
+        return ProxyError::Internal("no upstream attempt was made".into());
+    };
+    if refused.len() == 0 {
+        return ProxyError::Translate(first);
+    }
+    let mut message = format!(
+        "no endpoint of `{model}` can take this request: {first_target}: {}",
+        first.message
+    );
+    for (target, e) in refused {
+        message.push_str(&format!("; {target}: {}", e.message));
+    }
+    ProxyError::Translate(CanonicalError {
+        kind: ErrorKind::InvalidRequest,
+        status: 400,
+        message,
+        code: first.code,
+        param: first.param,
+    })
+}

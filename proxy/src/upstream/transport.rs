@@ -1,0 +1,311 @@
+//! The transport of an upstream call: connect (a pooled connection or a new one), send the
+//! request, read the response header, then its body chunk by chunk while watching the client.
+//! Nothing here knows about LLM attempts, protocols or retries: the request header is built by
+//! the caller's closure (it depends on whether the connection is h2), so any call bitrouter
+//! makes to an HTTP upstream (an MCP server, a health probe) can use it.
+
+use super::{PeerSet, UpstreamClient};
+use crate::error::ProxyError;
+use bitrouter_config::Provider;
+use bytes::{Bytes, BytesMut};
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::v1::client::{
+    http_req_header_to_wire, HttpSession as H1Session,
+};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// A stale pooled connection can fail on first use; try a fresh one this many times.
+const STALE_RETRIES: usize = 2;
+
+/// Largest request body sent in the same write as the HTTP/1 header (larger ones are written
+/// after it, without a copy).
+const COALESCE_BODY: usize = 64 * 1024;
+
+/// The peer a session was opened to: an entry of the provider's cached peer set.
+pub struct PeerRef {
+    set: PeerSet,
+    index: usize,
+}
+
+impl PeerRef {
+    pub fn peer(&self) -> &HttpPeer {
+        &self.set[self.index]
+    }
+}
+
+/// Connects to `provider`, sends the header `build_header(h2)` makes and `body`, and reads the
+/// response header, retrying on a fresh connection when a pooled one turns out to be stale.
+pub async fn exchange(
+    client: &UpstreamClient,
+    provider: &Provider,
+    build_header: impl Fn(bool) -> Result<RequestHeader, ProxyError>,
+    body: &Bytes,
+) -> Result<(HttpSession, PeerRef), ProxyError> {
+    let peers = client.peers(provider).await?;
+    let mut tries = 0;
+    loop {
+        let (up, reused, index) = connect(client, provider, &peers).await?;
+        let peer = &peers[index];
+        let header = build_header(up.as_http2().is_some())?;
+        match send(up, peer, header, body).await {
+            Ok(up) => {
+                return Ok((
+                    up,
+                    PeerRef {
+                        set: peers.clone(),
+                        index,
+                    },
+                ))
+            }
+            Err(e) if reused && tries < STALE_RETRIES && !is_timeout(&e) => {
+                log::debug!("pooled connection to `{}` was stale: {e}", provider.id);
+                tries += 1;
+            }
+            Err(e) => return Err(classify(provider, &e, false)),
+        }
+    }
+}
+
+/// Writes the request and reads the response header. Over HTTP/1 the header and a body of up
+/// to [`COALESCE_BODY`] bytes leave in one write: Pingora's client flushes the header on its
+/// own, which costs a second send (and, on loopback, a second wake-up of the upstream).
+async fn send(
+    up: HttpSession,
+    peer: &HttpPeer,
+    header: RequestHeader,
+    body: &Bytes,
+) -> pingora_error::Result<HttpSession> {
+    let mut up = match up {
+        HttpSession::H1(h1) if body.len() <= COALESCE_BODY => {
+            let wire = http_req_header_to_wire(&header).ok_or_else(|| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "request header not writable")
+            })?;
+            let mut stream = h1.into_inner();
+            let mut buf = BytesMut::with_capacity(wire.len() + body.len());
+            buf.extend_from_slice(&wire);
+            buf.extend_from_slice(body);
+            let write = async {
+                stream.write_all(&buf).await?;
+                stream.flush().await
+            };
+            let written = match peer.options.write_timeout {
+                Some(t) => tokio::time::timeout(t, write)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+                None => write.await,
+            };
+            written.map_err(|e| {
+                let etype = if e.kind() == std::io::ErrorKind::TimedOut {
+                    ErrorType::WriteTimedout
+                } else {
+                    ErrorType::WriteError
+                };
+                Error::because(etype, "writing the request", e)
+            })?;
+            let mut up = HttpSession::H1(H1Session::new_with_options(stream, peer));
+            apply_timeouts(&mut up, peer);
+            up
+        }
+        mut up => {
+            apply_timeouts(&mut up, peer);
+            up.write_request_header(Box::new(header)).await?;
+            up.write_request_body(body.clone(), true).await?;
+            up.finish_request_body().await?;
+            up
+        }
+    };
+    up.read_response_header().await?;
+    Ok(up)
+}
+
+/// The connector does not apply these to the session (Pingora's own proxy loop does):
+/// `read_secs` is the idle timeout of every read, header and body chunks alike.
+fn apply_timeouts(up: &mut HttpSession, peer: &HttpPeer) {
+    up.set_read_timeout(peer.options.read_timeout);
+    up.set_write_timeout(peer.options.write_timeout);
+}
+
+/// A session to the first reachable address of `provider`, whether it was pooled, and the
+/// index of the peer it went to.
+async fn connect(
+    client: &UpstreamClient,
+    provider: &Provider,
+    peers: &[HttpPeer],
+) -> Result<(HttpSession, bool, usize), ProxyError> {
+    let mut last = None;
+    for (index, peer) in peers.iter().enumerate() {
+        match client.session(peer).await {
+            Ok((session, reused)) => return Ok((session, reused, index)),
+            Err(e) => last = Some(e),
+        }
+    }
+    client.forget(provider);
+    Err(match last {
+        Some(e) => classify(provider, &e, false),
+        None => ProxyError::UpstreamConnect {
+            provider: provider.id.clone(),
+            detail: "no address to connect to".into(),
+        },
+    })
+}
+
+/// Returns a fully read connection to the pool; closes any other (which is also how an
+/// abandoned stream stops the upstream from generating, and billing, more tokens).
+pub async fn release(client: &UpstreamClient, up: HttpSession, peer: &PeerRef, idle: Duration) {
+    let mut up = up;
+    if up.response_done() {
+        client.release(up, peer.peer(), idle).await;
+    } else {
+        up.shutdown().await;
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+pub fn broken(provider: &Provider, detail: &str) -> ProxyError {
+    ProxyError::UpstreamBroken {
+        provider: provider.id.clone(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Maps a Pingora error on the upstream side to ours. `started`: the response had begun.
+pub fn classify(provider: &Provider, e: &Error, started: bool) -> ProxyError {
+    let provider_id = provider.id.clone();
+    let detail = e.to_string();
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            ProxyError::UpstreamTimeout {
+                provider: provider_id,
+                detail,
+            }
+        }
+        _ if started => ProxyError::UpstreamBroken {
+            provider: provider_id,
+            detail,
+        },
+        _ => ProxyError::UpstreamConnect {
+            provider: provider_id,
+            detail,
+        },
+    }
+}
+
+/// The earlier of two optional instants.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `fut`'s output, or `None` when `by` passes first.
+pub async fn before<T>(by: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+    match by {
+        Some(by) => tokio::time::timeout_at(by.into(), fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// The upstream response being read, watched together with the client's connection.
+pub struct UpstreamBody<'a> {
+    pub up: HttpSession,
+    pub provider: &'a Provider,
+    watch_client: bool,
+    /// A chunk read ahead (the first one, before committing): `Some(None)` is the end.
+    pending: Option<Option<Bytes>>,
+    /// `total_secs` for the whole exchange.
+    total_by: Option<Instant>,
+}
+
+impl<'a> UpstreamBody<'a> {
+    pub fn new(up: HttpSession, provider: &'a Provider, total_by: Option<Instant>) -> Self {
+        UpstreamBody {
+            up,
+            provider,
+            watch_client: true,
+            pending: None,
+            total_by,
+        }
+    }
+
+    /// The upstream's response header (present once `exchange` returned).
+    pub fn header(&self) -> Result<&ResponseHeader, ProxyError> {
+        self.up
+            .response_header()
+            .ok_or_else(|| broken(self.provider, "no response header"))
+    }
+
+    /// Reads the first body chunk ahead, so that failing to get one can still fail over.
+    pub async fn prefetch(&mut self, session: &mut Session) -> Result<(), ProxyError> {
+        let chunk = self.next(session).await?;
+        self.pending = Some(chunk);
+        Ok(())
+    }
+
+    /// The next body chunk, `None` at the end. Returns [`ProxyError::ClientGone`] as soon as
+    /// the client closes its side, so we stop reading (and paying for) the upstream.
+    pub async fn next(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
+        if let Some(chunk) = self.pending.take() {
+            return Ok(chunk);
+        }
+        let total_by = self.total_by;
+        match before(total_by, self.read(session)).await {
+            Some(r) => r,
+            None => Err(ProxyError::UpstreamTimeout {
+                provider: self.provider.id.clone(),
+                detail: "the response took longer than total_secs".into(),
+            }),
+        }
+    }
+
+    async fn read(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
+        loop {
+            let read = if self.watch_client {
+                tokio::select! {
+                    r = self.up.read_response_body() => r,
+                    r = session.read_body_or_idle(true) => match r {
+                        Err(_) => return Err(ProxyError::ClientGone),
+                        Ok(_) => {
+                            self.watch_client = false;
+                            continue;
+                        }
+                    },
+                }
+            } else {
+                self.up.read_response_body().await
+            };
+            return read.map_err(|e| classify(self.provider, &e, true));
+        }
+    }
+
+    /// The whole remaining body, refusing more than `limit` bytes.
+    pub async fn read_all(
+        &mut self,
+        session: &mut Session,
+        limit: usize,
+    ) -> Result<Bytes, ProxyError> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.next(session).await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(broken(
+                    self.provider,
+                    &format!("response body larger than {limit} bytes"),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
