@@ -1,4 +1,8 @@
 //! bitrouter's own endpoints: health, metrics, and the model list.
+//!
+//! Every one but `GET /health` requires the gateway key when `server.skip_auth` is false: the
+//! metrics, the upstream health and the model list reveal the configuration (providers, models,
+//! account labels, traffic). `/health` stays open for load balancers and supervisors.
 
 use crate::error::ProxyError;
 use crate::phases::respond::send;
@@ -36,22 +40,26 @@ pub async fn upstream_health(
     send(session, ctx, 200, "application/json", Bytes::from(body)).await
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. Requires the gateway key when one is set (scrapers
+/// send it as `Authorization: Bearer`).
 pub async fn metrics(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
+    crate::phases::request::authorize(state, session)?;
     let body = Bytes::from(state.metrics.render());
     send(session, ctx, 200, "text/plain; version=0.0.4", body).await
 }
 
 /// `GET /v1/models`: every routable model in OpenAI's list format, virtual models included.
+/// Requires the gateway key when one is set (SDKs send it the same way as on LLM calls).
 pub async fn list_models(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
+    crate::phases::request::authorize(state, session)?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
