@@ -47,6 +47,69 @@ fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
     assert!(nested.exists());
 }
 
+/// Defect 15: the `$schema` comment `init` writes must resolve for the user, not only inside
+/// the repository: the schema is written beside the config and the comment points at it.
+#[test]
+fn init_writes_the_schema_its_comment_points_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("conf/bitrouter.yaml");
+    let out = cli(&["init", "-c", config.to_str().unwrap()], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let reference = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("# yaml-language-server: $schema="))
+        .expect("a $schema comment")
+        .trim();
+    let schema_path = config.parent().unwrap().join(reference);
+    assert!(
+        schema_path.is_file(),
+        "$schema={reference} does not resolve next to {}",
+        config.display()
+    );
+    let repo_schema =
+        std::fs::read_to_string(workspace().join("schemas/bitrouter.config.schema.json")).unwrap();
+    assert_eq!(std::fs::read_to_string(&schema_path).unwrap(), repo_schema);
+
+    // The written config validates.
+    let v = cli(
+        &["config", "validate", "-c", config.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+
+    // A schema file of the user's own is not overwritten without --force, and a refusal writes
+    // nothing at all.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("bitrouter.schema.json"), "{}").unwrap();
+    let refused = cli(&["init"], &[], &other);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    assert!(!other.join("bitrouter.yaml").exists());
+    let forced = cli(&["init", "--force"], &[], &other);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(
+        std::fs::read_to_string(other.join("bitrouter.schema.json")).unwrap(),
+        repo_schema
+    );
+}
+
+#[test]
+fn config_schema_prints_the_repository_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&["config", "schema"], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("the schema is JSON");
+    let repo: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("schemas/bitrouter.config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, repo);
+}
+
 #[test]
 fn validate_lists_every_problem_with_its_line() {
     let dir = tempfile::tempdir().unwrap();

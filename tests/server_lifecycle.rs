@@ -1,5 +1,5 @@
-//! Server behaviour around the request path: graceful shutdown, the gateway credential, body
-//! limits, and start-up failures.
+//! Server behaviour around the request path: graceful shutdown, signals, the gateway credential
+//! (LLM and admin routes), body limits, logging to a slow stdout, and start-up failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -154,11 +154,268 @@ async fn gateway_key_is_required_when_skip_auth_is_false() {
             assert!(!v.contains("gw-secret"));
         }
     }
-    // Health and models stay open (they reveal no keys).
+    // Health stays open (load balancers probe it); the other admin routes need the key
+    // (admin_routes_need_the_gateway_key).
     assert_eq!(
         c.get(router.url("/health")).send().await.unwrap().status(),
         200
     );
+}
+
+/// Defect 11: `/metrics`, `/health/upstreams` and `/v1/models` reveal the configuration, so they
+/// need the gateway key like any LLM route; `/health` and `/healthz` stay open.
+#[tokio::test]
+async fn admin_routes_need_the_gateway_key() {
+    let mock = MockUpstream::start();
+    let config = openai_config(&mock, "  skip_auth: false");
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        env: vec![("BITROUTER_API_KEY", "gw-secret".into())],
+        ..Default::default()
+    });
+    let c = client();
+    for path in ["/metrics", "/health/upstreams", "/v1/models", "/models"] {
+        let r = c.get(router.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without the key");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "authentication_error", "{path}: {v}");
+
+        let r = c
+            .get(router.url(path))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong key");
+
+        let r = c
+            .get(router.url(path))
+            .bearer_auth("gw-secret")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{path} with the key: {body}");
+        assert!(!body.contains("gw-secret"), "{path} echoes the key");
+    }
+    for path in ["/health", "/healthz"] {
+        let r = c.get(router.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path} stays open");
+    }
+}
+
+/// Defect 13: SIGHUP (what operators send to reload) must not end the process: it is logged and
+/// ignored, the router keeps serving, and SIGTERM still shuts it down gracefully, with the last
+/// log lines written before it exits (they go through the log queue).
+#[tokio::test]
+async fn sighup_is_logged_and_ignored() {
+    let mock = MockUpstream::start();
+    let config = openai_config(&mock, "  shutdown_grace_secs: 20");
+    let mut router = Router::start(RouterSpec {
+        config: Some(&config),
+        ..Default::default()
+    });
+    let status = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(router.pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    router.wait_for_log("received SIGHUP: reload is not implemented yet; ignoring");
+
+    let r = client()
+        .post(router.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "after hup"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "still serving after SIGHUP");
+
+    router.sigterm();
+    let status = router
+        .wait_exit(Duration::from_secs(15))
+        .expect("bitrouter exited on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    router.wait_for_log("bitrouter stopped");
+}
+
+/// Defect 12: logging must never block the workers. The router's stdout is a pipe nobody reads
+/// (it fills at 64 KiB), and 2,000 logged requests (404s with a long path) must still complete
+/// promptly; the lines that did not fit are dropped, counted in
+/// `bitrouter_log_lines_dropped_total`, and reported once stdout drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stdout_nobody_reads_does_not_stall_requests() {
+    let mut router = Unread::start();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let path = format!("/not-a-route/{}", "p".repeat(4000));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            let url = format!("http://{}{path}", router.addr);
+            tokio::spawn(async move {
+                for _ in 0..125 {
+                    let r = c
+                        .get(&url)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("request failed: {}", e.without_url()));
+                    assert_eq!(r.status(), 404);
+                    r.bytes().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "2,000 requests took {:?}",
+        started.elapsed()
+    );
+
+    let metrics = c
+        .get(format!("http://{}/metrics", router.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bitrouter_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped counter in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "stdout was full yet nothing was dropped");
+
+    // Once somebody reads stdout again, the writer catches up and says what was lost; SIGTERM
+    // still ends the process cleanly.
+    let logs = router.read_stdout();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs
+        .lock()
+        .unwrap()
+        .contains("log lines dropped (log writer too slow)")
+    {
+        assert!(Instant::now() < deadline, "no drop report in the log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    router.sigterm();
+    let status = router.wait(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+/// A `bitrouter serve` whose stdout is read only up to the "listening" line, then left full.
+struct Unread {
+    child: std::process::Child,
+    out: Option<std::io::BufReader<std::process::ChildStdout>>,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Unread {
+    // The child that is returned is killed and waited for by `Unread`'s `Drop`.
+    #[allow(clippy::zombie_processes)]
+    fn start() -> Unread {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        // The port picked at start can be taken by another test's process before the bind.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new(support::bin())
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", dir.path())
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if out.read_line(&mut line).unwrap_or(0) == 0 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                if let Some(a) = line.trim().strip_prefix("bitrouter listening on http://") {
+                    let addr: std::net::SocketAddr = a.parse().unwrap();
+                    // The line is printed just before Pingora binds.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while std::net::TcpStream::connect(addr).is_err() {
+                        assert!(Instant::now() < deadline, "bitrouter never listened");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return Unread {
+                        child,
+                        out: Some(out),
+                        addr,
+                        _dir: dir,
+                    };
+                }
+            }
+        }
+        panic!("bitrouter did not start");
+    }
+
+    /// Starts draining stdout into the returned buffer.
+    fn read_stdout(&mut self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        use std::io::Read;
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut out = self.out.take().unwrap();
+        let into = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        buf
+    }
+
+    fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "bitrouter did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test]

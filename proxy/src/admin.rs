@@ -1,4 +1,8 @@
 //! bitrouter's own endpoints: health, metrics, and the model list.
+//!
+//! Every one but `GET /health` requires the gateway key when `server.skip_auth` is false: the
+//! metrics, the upstream health and the model list reveal the configuration (providers, models,
+//! account labels, traffic). `/health` stays open for load balancers and supervisors.
 
 use crate::downstream::{Attribution, Downstream};
 use crate::error::ProxyError;
@@ -36,12 +40,14 @@ pub async fn upstream_health(
     .await
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. Requires the gateway key when one is set (scrapers
+/// send it as `Authorization: Bearer`).
 pub async fn metrics(
     state: &AppState,
     dn: &mut Downstream<'_>,
-    _ctx: &mut RequestCtx,
+    ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
+    crate::phases::request::authorize(ctx, dn.session())?;
     let body = Bytes::from(state.metrics.render());
     dn.send(
         200,
@@ -53,7 +59,9 @@ pub async fn metrics(
 }
 
 /// `GET /v1/models`: every routable model in OpenAI's list format, virtual models included.
+/// Requires the gateway key when one is set (SDKs send it the same way as on LLM calls).
 pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+    crate::phases::request::authorize(ctx, dn.session())?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

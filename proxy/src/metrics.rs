@@ -71,6 +71,11 @@ impl Metrics {
         registry.register(Box::new(ttfb.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(bytes_out.clone()))?;
+        // `bitrouter_log_lines_dropped_total`: the logger counts what a slow stdout cost
+        // (process-wide, so the same counter in every registry).
+        if let Some(dropped) = crate::logger::dropped_counter() {
+            registry.register(Box::new(dropped))?;
+        }
         Ok(Metrics {
             registry,
             requests,

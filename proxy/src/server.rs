@@ -1,11 +1,12 @@
-//! Assembling and running the Pingora server: the gateway service on the listen address, and a
-//! background task that ends the process as soon as a graceful shutdown has drained.
+//! Assembling and running the Pingora server: the gateway service on the listen address, a
+//! background task that ends the process as soon as a graceful shutdown has drained, and a
+//! SIGHUP handler that keeps the signal from killing the router.
 
 use crate::gateway::Gateway;
 use crate::state::AppState;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora_proxy::http_proxy_service_with_name;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -29,10 +30,15 @@ pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot read the bound address: {e}"))
 }
 
+/// How long the process waits at exit for queued log lines to reach stdout.
+pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// Runs the server until a shutdown signal. Never returns on success.
 pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
     // Fail early, with a clear message, if the port is taken (Pingora would panic).
     drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+    // Before the "listening" line: a supervisor may send SIGHUP as soon as it sees it.
+    ignore_sighup()?;
 
     let snapshot = state.snapshot();
     let server_cfg = &snapshot.config.server;
@@ -71,6 +77,8 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
             grace: Duration::from_secs(server_cfg.shutdown_grace_secs),
         },
     ));
+    // The start-up snapshot is not kept alive for the life of the process.
+    drop(snapshot);
 
     server.add_service(background_service(
         "health checks",
@@ -81,7 +89,40 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
 
     println!("bitrouter listening on http://{listen}");
     log::info!("bitrouter listening on http://{listen}");
-    server.run_forever();
+    // Not `run_forever`: it exits the process without waiting for the log queue (after a fast
+    // shutdown, or when the grace period ends before `Drain` exits).
+    server.run(RunArgs::default());
+    crate::logger::flush(LOG_FLUSH_LIMIT);
+    std::process::exit(0);
+}
+
+/// Pingora handles SIGTERM, SIGINT and SIGQUIT but not SIGHUP, whose default action ends the
+/// process, and operators send SIGHUP out of habit to reload. Until reload exists, SIGHUP is
+/// logged and ignored. The handler is registered before this returns (on a small runtime of its
+/// own on a dedicated thread), so there is no window after start-up in which SIGHUP still kills.
+fn ignore_sighup() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the signal runtime: {e}"))?;
+    let mut hup = {
+        let _in_runtime = rt.enter();
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?
+    };
+    std::thread::Builder::new()
+        .name("bitrouter-sighup".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                while hup.recv().await.is_some() {
+                    log::warn!(
+                        "received SIGHUP: reload is not implemented yet; ignoring (restart to apply config changes)"
+                    );
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start the SIGHUP thread: {e}"))?;
+    Ok(())
 }
 
 fn default_threads() -> usize {
@@ -117,6 +158,7 @@ impl BackgroundService for Drain {
             log::warn!("grace period over with {left} request(s) still in flight");
         }
         log::info!("bitrouter stopped");
+        crate::logger::flush(LOG_FLUSH_LIMIT);
         std::process::exit(0);
     }
 }

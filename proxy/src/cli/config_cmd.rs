@@ -1,4 +1,4 @@
-//! `bitrouter config validate`.
+//! `bitrouter config validate` and `bitrouter config schema`.
 
 use std::path::Path;
 
@@ -27,3 +27,20 @@ pub fn validate(config_path: Option<&Path>) -> i32 {
         }
     }
 }
+
+/// Prints the JSON Schema of bitrouter.yaml, the one built into this binary (so it matches the
+/// version that reads the file, wherever the binary was installed).
+pub fn schema() -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(SCHEMA.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: cannot write the schema: {e}");
+            1
+        }
+    }
+}
+
+/// The JSON Schema of bitrouter.yaml, embedded from `schemas/` at build time.
+pub const SCHEMA: &str = include_str!("../../../schemas/bitrouter.config.schema.json");

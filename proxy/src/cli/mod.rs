@@ -32,9 +32,10 @@ pub enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
     },
-    /// Write a commented starter bitrouter.yaml (with skip_auth: true).
+    /// Write a commented starter bitrouter.yaml (with skip_auth: true) and, beside it, the JSON
+    /// Schema editors validate it against (bitrouter.schema.json).
     Init {
-        /// Overwrite an existing file.
+        /// Overwrite existing files.
         #[arg(long)]
         force: bool,
     },
@@ -63,21 +64,29 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Check bitrouter.yaml and list every problem with its line number.
     Validate,
+    /// Print the JSON Schema of bitrouter.yaml (for editors: `$schema` / yaml-language-server).
+    Schema,
 }
 
 /// Parses the command line and runs the verb; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let config = cli.config.as_deref();
-    match cli.command {
+    let code = match cli.command {
         Command::Serve { listen } => serve::run(config, listen),
         Command::Init { force } => init::run(config, force),
         Command::Config {
             command: ConfigCommand::Validate,
         } => config_cmd::validate(config),
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => config_cmd::schema(),
         Command::Route { model, json } => route::run(config, &model, json),
         Command::Models { json } => models::run(config, json),
-    }
+    };
+    // The caller exits with `std::process::exit`, which would not wait for queued log lines.
+    crate::logger::flush(crate::server::LOG_FLUSH_LIMIT);
+    code
 }
 
 /// Loads the configuration the way every verb does: explicit path, discovery, or zero-config.
