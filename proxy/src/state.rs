@@ -1,7 +1,7 @@
 //! Everything a request needs, built once per configuration load and shared by all workers.
 
 use crate::balance::Balancer;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelLabels};
 use crate::upstream::UpstreamClient;
 use bitrouter_config::{Config, RoutingTable};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +13,8 @@ pub struct AppState {
     pub table: RoutingTable,
     pub upstream: UpstreamClient,
     pub metrics: Metrics,
+    /// The `model` label values allowed in metrics (configured upstream model ids).
+    pub model_labels: ModelLabels,
     /// Strategies, account rotation and health.
     pub balancer: Balancer,
     inflight: AtomicUsize,
@@ -24,8 +26,10 @@ impl AppState {
         let upstream = UpstreamClient::new(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let balancer = Balancer::new(&config);
+        let model_labels = ModelLabels::new(&config);
         Ok(Arc::new(AppState {
             balancer,
+            model_labels,
             config,
             table,
             upstream,

@@ -12,8 +12,13 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
     let inbound = ctx.inbound.map(|p| p.as_str()).unwrap_or(ctx.surface);
     let provider = ctx.provider.as_deref().unwrap_or("-");
     let model = ctx.service_id.as_deref().unwrap_or("-");
+    // Bounded: a model id no configuration names is `other` (the log line keeps the real one).
+    let model_label = ctx
+        .service_id
+        .as_deref()
+        .map_or("-", |s| state.model_labels.label(s));
     let status = ctx.status.to_string();
-    let labels = [inbound, provider, model, status.as_str()];
+    let labels = [inbound, provider, model_label, status.as_str()];
     let m = &state.metrics;
     m.requests.with_label_values(&labels).inc();
     m.duration
@@ -21,7 +26,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         .observe(elapsed.as_secs_f64());
     if let Some(ttfb) = ctx.upstream_ttfb {
         m.ttfb
-            .with_label_values(&[provider, model])
+            .with_label_values(&[provider, model_label])
             .observe(ttfb.as_secs_f64());
     }
     m.bytes_out
