@@ -280,6 +280,7 @@ fn fx() -> &'static Fixture {
         c.pair("cool-429", (P::Chat, a, ""), (P::Chat, b));
         c.pair("cool-503", (P::Chat, a, ""), (P::Chat, b));
         c.pair("eject", (P::Chat, a, ""), (P::Chat, b));
+        c.pair("probe-once", (P::Chat, a, ""), (P::Chat, b));
         // Accounts.
         c.provider_with(
             "acct-balance",
@@ -978,6 +979,67 @@ async fn consecutive_failures_eject_an_endpoint_until_a_probe_succeeds() {
         );
         assert_eq!(seen(&fx().first, &t).len(), 1, "{label}");
     }
+}
+
+/// Half-open admits one probe at a time: once the ejection of a still-broken endpoint expires,
+/// of many concurrent requests exactly one goes to it (and fails over); the others use the
+/// healthy endpoint while that probe is out, then find it ejected again.
+#[tokio::test]
+async fn an_expired_ejection_lets_exactly_one_concurrent_request_probe() {
+    let t = tag("probe-once");
+    // Slow to fail, so that every request of the burst arrives while the probe is out.
+    fx().first.script(
+        Script::for_body(
+            &t,
+            Action::All(vec![
+                Action::Delay(Duration::from_millis(400)),
+                Action::Error {
+                    status: 500,
+                    message: "still broken".into(),
+                },
+            ]),
+        )
+        .times(usize::MAX),
+    );
+    for i in 0..2 {
+        let r = send(P::Chat, "probe-once", &format!("{t} fail-{i}"), false).await;
+        assert_eq!(
+            (r.status, r.provider()),
+            (200, "probe-once-2"),
+            "{}",
+            r.about()
+        );
+    }
+    let ejected = Instant::now();
+    assert_eq!(seen(&fx().first, &t).len(), 2);
+
+    // `eject_secs` is 1.
+    tokio::time::sleep_until((ejected + Duration::from_millis(1300)).into()).await;
+    let n = 12;
+    let answers = futures_util::future::join_all((0..n).map(|i| {
+        let text = format!("{t} burst-{i}");
+        async move { send(P::Chat, "probe-once", &text, false).await }
+    }))
+    .await;
+    for r in &answers {
+        assert_eq!(
+            (r.status, r.provider()),
+            (200, "probe-once-2"),
+            "{}",
+            r.about()
+        );
+    }
+    assert_eq!(
+        seen(&fx().first, &t).len() - 2,
+        1,
+        "exactly one of {n} concurrent requests probes the broken endpoint"
+    );
+    let probes: Vec<&Resp> = answers.iter().filter(|r| r.attempts() == "2").collect();
+    assert_eq!(
+        probes.len(),
+        1,
+        "one request tried the broken endpoint first"
+    );
 }
 
 /// An active HTTP health check against a closed port marks the provider unhealthy before any

@@ -15,7 +15,7 @@ use crate::{
     detect, glob, Account, AccountStrategy, AuthStyle, Config, ConfigSource, Endpoint, EnvSource,
     HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol, ProtocolRules, Provider,
     ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy, Timeouts, UpstreamConfig,
-    Variant, VirtualModel,
+    Variant, VirtualModel, UNFORWARDABLE_HEADERS,
 };
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -452,6 +452,7 @@ fn configured_provider(
 
     let mut headers = headers(cx, s, entry);
     add_protocol_headers(&protocols, &mut headers);
+    let forward_headers = forward_headers(cx, s);
 
     let ca_file = s.ca_file.as_deref().map(|p| rooted(p, base_dir));
     if let (Some(path), Some(_)) = (&ca_file, base_dir) {
@@ -491,6 +492,7 @@ fn configured_provider(
         model_patterns,
         ca_file,
         headers,
+        forward_headers,
         source: ProviderOrigin::Config,
     })
 }
@@ -735,8 +737,7 @@ fn headers(
         .unwrap_or_default();
     for (name, value) in s.headers.iter().flatten() {
         let at = [Seg::key("headers"), Seg::key(name)];
-        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if name.is_empty() || !name.chars().all(token) {
+        if name.is_empty() || !name.chars().all(header_token) {
             cx.problem_at_key(&at, format!("`{name}` is not a valid HTTP header name"));
             continue;
         }
@@ -751,6 +752,38 @@ fn headers(
         headers.push((name.clone(), value.clone()));
     }
     headers
+}
+
+/// `forward_headers`, lower-cased and deduplicated; a name that is not a header name, or that
+/// may never be forwarded (a credential, a hop-by-hop header), is a problem at its position.
+fn forward_headers(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in s.forward_headers.iter().flatten().enumerate() {
+        let at = [Seg::key("forward_headers"), Seg::Index(i)];
+        let lower = name.trim().to_ascii_lowercase();
+        if lower.is_empty() || !lower.chars().all(header_token) {
+            cx.problem_at_value(&at, format!("`{name}` is not a valid HTTP header name"));
+            continue;
+        }
+        if UNFORWARDABLE_HEADERS.contains(&lower.as_str()) {
+            cx.problem_at_value(
+                &at,
+                format!(
+                    "`{name}` cannot be forwarded: bitrouter sets it itself, or it is a hop-by-hop header or a client credential"
+                ),
+            );
+            continue;
+        }
+        if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    out
+}
+
+/// A character allowed in an HTTP header name (RFC 9110 `tchar`).
+fn header_token(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 /// The version header the Messages API requires, for any provider that may be spoken to in
@@ -881,6 +914,7 @@ pub(crate) fn builtin_provider(
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
+        forward_headers: Vec::new(),
         source,
     }
 }
@@ -911,6 +945,7 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         model_patterns: Vec::new(),
         ca_file: None,
         headers,
+        forward_headers: Vec::new(),
         source: ProviderOrigin::Env { var },
     }
 }

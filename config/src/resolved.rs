@@ -170,10 +170,39 @@ pub struct Provider {
     pub model_patterns: Vec<String>,
     /// PEM file of CA certificates trusted for this provider instead of the system roots.
     pub ca_file: Option<PathBuf>,
-    /// Extra headers sent upstream on every request (e.g. `anthropic-version`).
+    /// Extra headers sent upstream on every request (e.g. `anthropic-version`); they replace a
+    /// client header of the same name.
     pub headers: Vec<(String, String)>,
+    /// Client headers forwarded to this provider besides the proxy's built-in allow-list
+    /// (`forward_headers:`), lower case. Never one of [`UNFORWARDABLE_HEADERS`].
+    pub forward_headers: Vec<String>,
     pub source: ProviderOrigin,
 }
+
+/// Client headers that are never forwarded upstream, whatever `forward_headers` says: framing
+/// and hop-by-hop headers, the ones bitrouter sets itself, and credentials (the client's own
+/// credential never leaves bitrouter; the provider's key is the operator's). Lower case.
+pub const UNFORWARDABLE_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "accept-encoding",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "cookie",
+];
 
 impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,6 +222,7 @@ impl fmt::Debug for Provider {
             .field("model_patterns", &self.model_patterns)
             .field("ca_file", &self.ca_file)
             .field("header_names", &header_names)
+            .field("forward_headers", &self.forward_headers)
             .field("source", &self.source)
             .finish()
     }

@@ -310,9 +310,18 @@ pub struct ProviderSection {
     /// How the key is sent upstream, overriding the protocol's usual header.
     #[serde(default)]
     pub auth: Option<AuthStyle>,
-    /// Extra headers sent upstream on every request (values may use `${VAR}`).
+    /// Extra headers sent upstream on every request (values may use `${VAR}`). They always
+    /// win over a client header of the same name.
     #[serde(default)]
     pub headers: Option<IndexMap<String, String>>,
+    /// Client request headers forwarded to this provider besides the built-in allow-list
+    /// (`accept`, `accept-language`, `anthropic-beta`, `anthropic-version`, `openai-beta`,
+    /// `idempotency-key`, tracing headers such as `traceparent` and `x-request-id`,
+    /// `user-agent`), e.g. `[x-tenant-id, openai-organization]`. Every other client header is
+    /// dropped. Credentials (`authorization`, `x-api-key`, `cookie`, ...) and hop-by-hop headers
+    /// cannot be listed.
+    #[serde(default)]
+    pub forward_headers: Option<Vec<String>>,
     /// PEM file of CA certificates trusted for this provider instead of the system roots
     /// (relative paths are relative to the config file).
     #[serde(default)]
@@ -342,6 +351,7 @@ impl fmt::Debug for ProviderSection {
             .field("models", &self.models)
             .field("auth", &self.auth)
             .field("header_names", &headers)
+            .field("forward_headers", &self.forward_headers)
             .field("ca_file", &self.ca_file)
             .field("timeouts", &self.timeouts)
             .field("health_check", &self.health_check)

@@ -751,6 +751,24 @@ fn control_characters_in_keys_and_headers_are_rejected() {
 }
 
 #[test]
+fn forward_headers_are_lower_cased_and_credentials_refused() {
+    let text = "providers:\n  p:\n    api_base: http://x\n    forward_headers: [X-Tenant, x-tenant, OpenAI-Organization]\n";
+    let config = ok(text, &env(&[]));
+    assert_eq!(
+        config.providers[0].forward_headers,
+        ["x-tenant", "openai-organization"]
+    );
+    // Absent: nothing beyond the built-in allow-list (and existing files keep loading).
+    let config = ok("providers:\n  p:\n    api_base: http://x\n", &env(&[]));
+    assert!(config.providers[0].forward_headers.is_empty());
+    let text = "providers:\n  p:\n    api_base: http://x\n    forward_headers:\n      - Authorization\n      - 'bad name'\n      - cookie\n";
+    let p = problems(text, &env(&[]));
+    assert_problem(&p, 5, 9, "`Authorization` cannot be forwarded");
+    assert_problem(&p, 6, 9, "`bad name` is not a valid HTTP header name");
+    assert_problem(&p, 7, 9, "`cookie` cannot be forwarded");
+}
+
+#[test]
 fn model_entries_accept_the_shorthand() {
     let text = "providers:\n  ollama:\n    models:\n      - llama3.1:8b\n      - id: qwen3:4b\n        name: Qwen\n        context_length: 32768\n        max_output_tokens: 8192\n";
     let config = ok(text, &env(&[]));

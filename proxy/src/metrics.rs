@@ -1,12 +1,50 @@
 //! Prometheus metrics, served at `GET /metrics`.
 //!
-//! Labels are bounded: `model` is the resolved upstream model id (or `-` when the request never
-//! resolved), never a raw client string, so a client sending random model names cannot blow up
-//! the series count.
+//! Labels are bounded: `model` is the upstream model id only when it is configured (see
+//! [`ModelLabels`]), `other` for any other id and `-` when the request never resolved, so a
+//! client sending random `provider/<anything>` model names cannot blow up the series count.
 
+use bitrouter_config::Config;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use std::collections::HashSet;
+
+/// The `model` label of an upstream model id no configuration names.
+pub const OTHER_MODEL: &str = "other";
+
+/// The upstream model ids that may appear as a `model` label: the service ids of virtual model
+/// endpoints and every provider's `models` (which, for a built-in provider without its own
+/// list, are the registry's defaults). Built once per configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ModelLabels {
+    known: HashSet<String>,
+}
+
+impl ModelLabels {
+    pub fn new(config: &Config) -> ModelLabels {
+        let endpoints = config
+            .models
+            .values()
+            .flat_map(|vm| vm.endpoints.iter().map(|ep| ep.service_id.clone()));
+        let listed = config
+            .providers
+            .iter()
+            .flat_map(|p| p.models.iter().cloned());
+        ModelLabels {
+            known: endpoints.chain(listed).collect(),
+        }
+    }
+
+    /// `service_id` itself when configured, else [`OTHER_MODEL`].
+    pub fn label<'a>(&'a self, service_id: &'a str) -> &'a str {
+        if self.known.contains(service_id) {
+            service_id
+        } else {
+            OTHER_MODEL
+        }
+    }
+}
 
 /// The router's metric families, in their own registry.
 pub struct Metrics {
@@ -97,5 +135,43 @@ impl Metrics {
             log::warn!("encoding metrics failed: {e}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitrouter_config::{load_str, MapEnv};
+
+    #[test]
+    fn only_configured_models_are_labels() {
+        let yaml = "
+providers:
+  openai:
+    api_key: k
+  local:
+    api_base: http://127.0.0.1:9/v1
+    models: [llama3]
+models:
+  smart:
+    endpoints:
+      - { provider: local, service_id: qwen3 }
+";
+        let config = match load_str(yaml, "t.yaml", &MapEnv::new(Vec::<(String, String)>::new())) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let labels = ModelLabels::new(&config);
+        assert_eq!(labels.label("llama3"), "llama3");
+        assert_eq!(labels.label("qwen3"), "qwen3");
+        // The registry's default list of a built-in provider.
+        assert!(config.providers[0].models.iter().any(|m| m == "gpt-4o"));
+        assert_eq!(labels.label("gpt-4o"), "gpt-4o");
+        assert_eq!(labels.label("random-1234"), OTHER_MODEL);
+        assert_eq!(
+            labels.label("smart"),
+            OTHER_MODEL,
+            "a virtual model name is no upstream id"
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! `RwLock<Arc<_>>`: readers never wait on a writer and never contend with each other).
 
 use crate::balance::Balancer;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelLabels};
 use crate::upstream::UpstreamClient;
 use arc_swap::ArcSwap;
 use bitrouter_config::{Config, RoutingTable};
@@ -27,6 +27,8 @@ use tokio::sync::watch;
 pub struct Snapshot {
     pub config: Config,
     pub table: RoutingTable,
+    /// The `model` label values allowed in metrics (configured upstream model ids).
+    pub model_labels: ModelLabels,
     /// Counts snapshots built by this process (1 for the one at start-up).
     pub generation: u64,
 }
@@ -35,9 +37,11 @@ impl Snapshot {
     /// Builds everything a config needs before it can serve.
     pub fn new(config: Config, generation: u64) -> Snapshot {
         let table = RoutingTable::new(&config);
+        let model_labels = ModelLabels::new(&config);
         Snapshot {
             config,
             table,
+            model_labels,
             generation,
         }
     }
@@ -83,13 +87,16 @@ impl AppState {
     }
 
     /// Replaces the configuration for every request that starts from now on; requests in
-    /// flight finish on the snapshot they started with. Returns the new generation.
-    pub fn swap(&self, config: Config) -> u64 {
+    /// flight finish on the snapshot they started with. Returns the new generation. A config
+    /// whose trust roots cannot be read is refused and the running one stays.
+    pub fn swap(&self, config: Config) -> Result<u64, String> {
+        self.upstream.load_cas(&config)?;
         let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        self.balancer.reconfigure(&config);
         self.snapshot
             .store(Arc::new(Snapshot::new(config, generation)));
         self.changed.send_replace(generation);
-        generation
+        Ok(generation)
     }
 
     /// A receiver that sees every swap (for background services that follow the config).
@@ -139,9 +146,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let before = state.snapshot();
         let changes = state.subscribe();
-        let generation = state.swap(config(
-            "providers:\n  b:\n    api_base: http://127.0.0.1:2/v1\n    models: [m2]\n",
-        ));
+        let generation = state
+            .swap(config(
+                "providers:\n  b:\n    api_base: http://127.0.0.1:2/v1\n    models: [m2]\n",
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(generation, 2);
         assert!(changes.has_changed().unwrap_or(false));
         // The old holder still routes by the old table; new loads see the new one.
@@ -151,5 +160,21 @@ mod tests {
         assert_eq!(after.generation, 2);
         assert!(after.table.resolve("m2").is_ok());
         assert!(after.table.resolve("m1").is_err());
+    }
+
+    #[test]
+    fn a_config_whose_trust_roots_cannot_be_read_is_refused_and_the_old_one_stays() {
+        let state = AppState::new(config(
+            "providers:\n  a:\n    api_base: http://127.0.0.1:1/v1\n    models: [m1]\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let bad = config(
+            "providers:\n  b:\n    api_base: https://127.0.0.1:2/v1\n    ca_file: /nonexistent/ca.pem\n    models: [m2]\n",
+        );
+        let err = state.swap(bad).err().unwrap_or_default();
+        assert!(err.contains("ca_file"), "{err}");
+        let current = state.snapshot();
+        assert_eq!(current.generation, 1);
+        assert!(current.table.resolve("m1").is_ok());
     }
 }

@@ -310,6 +310,7 @@ fn provider(api_base: &str) -> Provider {
         model_patterns: vec![],
         ca_file: None,
         headers: vec![],
+        forward_headers: vec![],
         source: crate::ProviderOrigin::Config,
     }
 }

@@ -1,6 +1,14 @@
 //! Passive health of one endpoint or account: consecutive failures, ejection with a doubling
-//! period (half-open when it expires), `retry-after` cooling, and an EWMA of time to first byte.
-//! Pure: every method takes `now`, so tests drive the clock.
+//! period, `retry-after` cooling, and an EWMA of time to first byte. Pure: every method takes
+//! `now`, so tests drive the clock.
+//!
+//! When an ejection expires the target is half-open (linkerd's consecutive-failures breaker):
+//! one request at a time may probe it. The balancer hands that request the probe permit
+//! ([`TargetHealth::claim_probe`]); until the probe reports, everyone else sees the target as
+//! unhealthy. Its success closes the breaker, its failure ejects the target for twice as long.
+//! A probe that never reports (its client went away) must not keep the target out for good, so
+//! the permit lapses after a window (see `Balancer`: the time the attempt may wait for its
+//! response to start), and the next request probes.
 
 use bitrouter_config::HealthPolicy;
 use std::time::{Duration, Instant};
@@ -22,13 +30,19 @@ pub struct TargetHealth {
     pub(crate) check_down: bool,
     successes: u64,
     failures: u64,
+    /// Half-open only: the probe permit is out until this instant.
+    probe_until: Option<Instant>,
 }
 
 /// Whether a target should be tried now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {
     Healthy,
-    /// Ejected, cooled or failing its active check until (at least) this instant.
+    /// Half-open with the probe permit free: the request that claims it may try the target;
+    /// for any other it is unhealthy.
+    Probe,
+    /// Ejected, cooled, failing its active check, or being probed by another request, until
+    /// (at least) this instant.
     Unhealthy {
         until: Option<Instant>,
     },
@@ -51,7 +65,24 @@ impl TargetHealth {
         if self.check_down {
             return Availability::Unhealthy { until: None };
         }
+        if self.half_open() {
+            return match self.probe_until.filter(|t| *t > now) {
+                Some(t) => Availability::Unhealthy { until: Some(t) },
+                None => Availability::Probe,
+            };
+        }
         Availability::Healthy
+    }
+
+    /// An ejection has expired (or is still running) and nothing has succeeded since.
+    fn half_open(&self) -> bool {
+        self.ejected_until.is_some()
+    }
+
+    /// Gives the probe permit to the caller for `window`: until the probe reports or the window
+    /// ends, [`availability`](Self::availability) is unhealthy for everyone else.
+    pub fn claim_probe(&mut self, now: Instant, window: Duration) {
+        self.probe_until = Some(now + window);
     }
 
     /// A successful exchange (`ttfb`: time to the first byte, when measured).
@@ -60,6 +91,7 @@ impl TargetHealth {
         self.consecutive_failures = 0;
         self.ejections = 0;
         self.ejected_until = None;
+        self.probe_until = None;
         if let Some(t) = ttfb {
             let s = t.as_secs_f64();
             self.ewma_ttfb = Some(match self.ewma_ttfb {
@@ -74,6 +106,7 @@ impl TargetHealth {
     /// long, up to `max_eject`.
     pub fn on_failure(&mut self, now: Instant, policy: &HealthPolicy) {
         self.failures += 1;
+        self.probe_until = None;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         if self.consecutive_failures >= policy.failure_threshold.max(1) {
             let factor = 1u32 << self.ejections.min(16);
@@ -98,8 +131,11 @@ impl TargetHealth {
     pub fn to_json(&self, now: Instant) -> serde_json::Value {
         let remaining =
             |t: Option<Instant>| t.filter(|t| *t > now).map(|t| (t - now).as_secs_f64());
+        let probing = self.half_open() && self.probe_until.is_some_and(|t| t > now);
         serde_json::json!({
             "healthy": self.availability(now) == Availability::Healthy,
+            "half_open": self.half_open() && self.ejected_until.is_some_and(|t| t <= now),
+            "probe_in_flight": probing,
             "consecutive_failures": self.consecutive_failures,
             "ejected_for_secs": remaining(self.ejected_until),
             "cooled_for_secs": remaining(self.cooled_until),
@@ -135,7 +171,7 @@ mod tests {
         assert!(matches!(h.availability(t0), Availability::Unhealthy { .. }));
         // Half-open after 10 s.
         let t1 = t0 + Duration::from_secs(10);
-        assert_eq!(h.availability(t1), Availability::Healthy);
+        assert_eq!(h.availability(t1), Availability::Probe);
         // The probe fails: ejected for 20 s.
         h.on_failure(t1, &p);
         assert!(matches!(
@@ -143,17 +179,92 @@ mod tests {
             Availability::Unhealthy { .. }
         ));
         let t2 = t1 + Duration::from_secs(20);
-        assert_eq!(h.availability(t2), Availability::Healthy);
+        assert_eq!(h.availability(t2), Availability::Probe);
         // Then capped at 25 s.
         h.on_failure(t2, &p);
         assert_eq!(
             h.availability(t2 + Duration::from_secs(25)),
-            Availability::Healthy
+            Availability::Probe
         );
         // A success restores it fully.
         h.on_success(None);
+        assert_eq!(h.availability(t2), Availability::Healthy);
         h.on_failure(t2, &p);
         assert_eq!(h.availability(t2), Availability::Healthy);
+    }
+
+    fn ejected(p: &HealthPolicy, t0: Instant) -> TargetHealth {
+        let mut h = TargetHealth::default();
+        h.on_failure(t0, p);
+        h.on_failure(t0, p);
+        h
+    }
+
+    #[test]
+    fn half_open_admits_one_probe_at_a_time() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = ejected(&p, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(h.availability(t1), Availability::Probe);
+        h.claim_probe(t1, Duration::from_secs(5));
+        // Everyone else sees it unhealthy while the probe is out, recovering when it may end.
+        assert_eq!(
+            h.availability(t1 + Duration::from_secs(1)),
+            Availability::Unhealthy {
+                until: Some(t1 + Duration::from_secs(5))
+            }
+        );
+        // The probe succeeds: closed, fully healthy.
+        h.on_success(Some(Duration::from_millis(10)));
+        assert_eq!(
+            h.availability(t1 + Duration::from_secs(1)),
+            Availability::Healthy
+        );
+        assert_eq!(h.to_json(t1)["probe_in_flight"], false);
+    }
+
+    #[test]
+    fn a_failed_probe_ejects_for_twice_as_long() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = ejected(&p, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        h.claim_probe(t1, Duration::from_secs(5));
+        let t2 = t1 + Duration::from_secs(1);
+        h.on_failure(t2, &p);
+        assert_eq!(
+            h.availability(t2),
+            Availability::Unhealthy {
+                until: Some(t2 + Duration::from_secs(20))
+            }
+        );
+        // Half-open again afterwards, with a free permit.
+        assert_eq!(
+            h.availability(t2 + Duration::from_secs(20)),
+            Availability::Probe
+        );
+    }
+
+    #[test]
+    fn an_abandoned_probe_permit_lapses() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = ejected(&p, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        h.claim_probe(t1, Duration::from_secs(5));
+        assert!(matches!(
+            h.availability(t1 + Duration::from_millis(4999)),
+            Availability::Unhealthy { .. }
+        ));
+        let json = h.to_json(t1 + Duration::from_secs(1));
+        assert_eq!(json["half_open"], true);
+        assert_eq!(json["probe_in_flight"], true);
+        // Nothing reported: the next request may probe.
+        assert_eq!(
+            h.availability(t1 + Duration::from_secs(5)),
+            Availability::Probe
+        );
     }
 
     #[test]

@@ -123,25 +123,45 @@ pub fn order(
     }
 }
 
+/// An order of targets after health, and the one whose probe permit the caller must claim.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ranked {
+    pub order: Vec<usize>,
+    /// A half-open target this request tries first: the caller claims its probe permit.
+    pub probe: Option<usize>,
+}
+
 /// Healthy targets first (keeping `order`), then the unhealthy ones, soonest to recover first:
-/// a request is never refused for health alone.
+/// a request is never refused for health alone. A half-open target with a free probe permit
+/// ([`Availability::Probe`]) counts as healthy only when it would be tried first (no healthy
+/// target precedes it), so that the one request probing it really does try it; behind a
+/// healthy target it waits with the unhealthy ones, due now.
 pub fn healthy_first(
     order: Vec<usize>,
     now: Instant,
     availability: impl Fn(usize) -> Availability,
-) -> Vec<usize> {
+) -> Ranked {
     let mut healthy = Vec::with_capacity(order.len());
     let mut unhealthy = Vec::new();
+    let mut probe = None;
     for i in order {
         match availability(i) {
             Availability::Healthy => healthy.push(i),
+            Availability::Probe if healthy.is_empty() => {
+                probe = Some(i);
+                healthy.push(i);
+            }
+            Availability::Probe => unhealthy.push((Some(now), i)),
             Availability::Unhealthy { until } => unhealthy.push((until, i)),
         }
     }
     // `None` (failing an active check, no known end) sorts after every known recovery time.
     unhealthy.sort_by_key(|(until, _)| until.map_or((1, now), |u| (0, u)));
     healthy.extend(unhealthy.into_iter().map(|(_, i)| i));
-    healthy
+    Ranked {
+        order: healthy,
+        probe,
+    }
 }
 
 #[cfg(test)]
@@ -262,7 +282,49 @@ mod tests {
         };
         assert_eq!(
             healthy_first(vec![0, 1, 2, 3, 4], now, avail),
-            vec![1, 4, 3, 0, 2]
+            Ranked {
+                order: vec![1, 4, 3, 0, 2],
+                probe: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_half_open_target_is_probed_only_when_tried_first() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(9);
+        // First in line (only an unhealthy target before it): this request probes it.
+        let avail = |i: usize| match i {
+            0 => Availability::Unhealthy { until: Some(later) },
+            1 => Availability::Probe,
+            _ => Availability::Healthy,
+        };
+        assert_eq!(
+            healthy_first(vec![0, 1, 2], now, avail),
+            Ranked {
+                order: vec![1, 2, 0],
+                probe: Some(1)
+            }
+        );
+        // Behind a healthy target: not probed, and after the healthy ones.
+        assert_eq!(
+            healthy_first(vec![2, 1, 0], now, avail),
+            Ranked {
+                order: vec![2, 1, 0],
+                probe: None
+            }
+        );
+        // Two half-open targets: only the first is probed.
+        let both = |i: usize| match i {
+            0 | 1 => Availability::Probe,
+            _ => Availability::Unhealthy { until: None },
+        };
+        assert_eq!(
+            healthy_first(vec![1, 0, 2], now, both),
+            Ranked {
+                order: vec![1, 0, 2],
+                probe: Some(1)
+            }
         );
     }
 

@@ -16,8 +16,13 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         .unwrap_or(ctx.surface.label());
     let provider = ctx.provider_id().unwrap_or("-");
     let model = ctx.route.as_ref().map_or("-", |r| r.service_id.as_str());
+    // Bounded: a model id no configuration names is `other` (the log line keeps the real one).
+    let model_label = ctx
+        .route
+        .as_ref()
+        .map_or("-", |r| ctx.snapshot.model_labels.label(&r.service_id));
     let status = ctx.status.to_string();
-    let labels = [inbound, provider, model, status.as_str()];
+    let labels = [inbound, provider, model_label, status.as_str()];
     let m = &state.metrics;
     m.requests.with_label_values(&labels).inc();
     m.duration
@@ -25,7 +30,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         .observe(elapsed.as_secs_f64());
     if let Some(ttfb) = ctx.upstream_ttfb {
         m.ttfb
-            .with_label_values(&[provider, model])
+            .with_label_values(&[provider, model_label])
             .observe(ttfb.as_secs_f64());
     }
     m.bytes_out

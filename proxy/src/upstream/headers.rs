@@ -1,43 +1,50 @@
 //! The headers of the upstream request and of the response relayed to the client.
 //!
-//! Upstream: the client's own credential never leaves bitrouter; the provider's key is set in
-//! the provider's auth style. Client headers that describe the API call (`anthropic-beta`,
-//! `anthropic-version`, `openai-beta`, `user-agent`, SDK telemetry, `accept`) are forwarded on a
-//! same-protocol hop; hop-by-hop headers and those tied to the client's account are not.
+//! Upstream: an allow-list. Only client headers that describe the API call go to the provider:
+//! content negotiation, the providers' API version and beta flags, idempotency keys, tracing
+//! headers and `user-agent` ([`FORWARDED`]), plus what the provider's `forward_headers` names.
+//! Anything else (unknown credentials such as `api-key` or `ocp-apim-subscription-key`,
+//! cookies, SDK telemetry, internal headers) stays here: a deny-list would leak every credential
+//! header nobody thought of. The client's own credential never leaves bitrouter; the
+//! provider's key is set in the provider's auth style, and the operator's configured provider
+//! `headers` replace a client header of the same name.
 
 use crate::error::ProxyError;
-use bitrouter_config::{Account, AuthStyle, Provider, Secret};
+use bitrouter_config::{Account, AuthStyle, Provider, Secret, UNFORWARDABLE_HEADERS};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Version};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-/// Request headers never forwarded upstream.
-const DROP_UPSTREAM: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "authorization",
-    "x-api-key",
-    "x-goog-api-key",
-    "cookie",
-    "accept-encoding",
-    "openai-organization",
-    "openai-project",
-    "anthropic-dangerous-direct-browser-access",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
+/// Client headers forwarded to every provider (lower case). `openai-organization` and
+/// `openai-project` are not among them: they name the client's OpenAI account, and OpenAI
+/// rejects a request whose organization does not match the key's (the operator's) with a 401;
+/// an operator whose key belongs to several organizations can name them in `forward_headers`.
+pub const FORWARDED: &[&str] = &[
+    "accept",
+    "accept-language",
+    "anthropic-beta",
+    "anthropic-version",
+    "openai-beta",
+    "idempotency-key",
+    "user-agent",
+    // Tracing: W3C trace context and baggage, request ids, Zipkin B3.
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "x-request-id",
+    "x-client-request-id",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
 ];
+
+/// Whether the client header `name` (lower case, as `http` keeps names) goes to `provider`.
+fn forwarded_to(provider: &Provider, name: &str) -> bool {
+    FORWARDED.contains(&name) || provider.forward_headers.iter().any(|h| h == name)
+}
 
 /// Response headers never relayed to the client: framing is Pingora's job on our side, and
 /// `server`, `etag`, `last-modified`, `accept-ranges` describe the provider's front end and
@@ -63,20 +70,23 @@ const DROP_DOWNSTREAM: &[&str] = &[
 const BUILDING: &str = "building upstream request";
 pub const RESPONSE_HEADER: &str = "response header";
 
-/// The client's headers that may go upstream, taken once per request (every attempt reuses
-/// them; the session stays borrowed mutably while attempts run).
+/// The client's headers that may go upstream to some provider, taken once per request (every
+/// attempt reuses them; the session stays borrowed mutably while attempts run):
+/// [`upstream_request`] keeps, per provider, those on the allow-list.
 pub fn forwardable(client: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     client
         .iter()
         .filter(|(name, _)| {
             let n = name.as_str();
-            !DROP_UPSTREAM.contains(&n) && !n.starts_with("x-bitrouter-")
+            !UNFORWARDABLE_HEADERS.contains(&n) && !n.starts_with("x-bitrouter-")
         })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
 }
 
-/// The request header for `provider` at `path`, carrying the [`forwardable`] client headers.
+/// The request header for `provider` at `path`, carrying those [`forwardable`] client headers
+/// that are on the allow-list ([`FORWARDED`] and the provider's `forward_headers`), then the
+/// provider's configured `headers` (replacing a client header of the same name) and its key.
 ///
 /// Built on `http`'s own types and converted, with no case map: names go out as `http` spells
 /// them (canonical case for standard headers, lower case otherwise), which every HTTP/1 server
@@ -117,7 +127,9 @@ pub fn upstream_request(
         );
     }
     for (name, value) in client {
-        headers.append(name.clone(), value.clone());
+        if forwarded_to(provider, name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -128,13 +140,12 @@ pub fn upstream_request(
         http::header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
+    // The operator's headers win: `insert` replaces every client value of that name.
     for (name, value) in &provider.headers {
-        if headers.get(name.as_str()).is_none() {
-            headers.insert(
-                HeaderName::try_from(name.as_str()).map_err(ProxyError::internal(BUILDING))?,
-                HeaderValue::try_from(value.as_str()).map_err(ProxyError::internal(BUILDING))?,
-            );
-        }
+        headers.insert(
+            HeaderName::try_from(name.as_str()).map_err(ProxyError::internal(BUILDING))?,
+            HeaderValue::try_from(value.as_str()).map_err(ProxyError::internal(BUILDING))?,
+        );
     }
     if let Some(key) = &account.api_key {
         if let Some((name, value)) = auth_header(provider.auth, key) {
@@ -266,4 +277,145 @@ pub fn translated_response(
         }
     }
     Ok(response(status, headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitrouter_config::{load_str, MapEnv};
+
+    fn provider(extra: &str) -> Provider {
+        let yaml = format!(
+            "providers:\n  p:\n    api_base: http://up.example:8080/v1\n    api_key: sk-operator\n{extra}"
+        );
+        match load_str(
+            &yaml,
+            "t.yaml",
+            &MapEnv::new(Vec::<(String, String)>::new()),
+        ) {
+            Ok(c) => Provider::clone(&c.providers[0]),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn client(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::try_from(*n).unwrap(),
+                HeaderValue::try_from(*v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn build(p: &Provider, c: &HeaderMap) -> HeaderMap {
+        let fwd = forwardable(c);
+        let req =
+            upstream_request(p, &p.accounts[0], "/v1/chat/completions", &fwd, 2, false).unwrap();
+        req.headers.clone()
+    }
+
+    #[test]
+    fn only_allow_listed_client_headers_go_upstream() {
+        let p = provider("");
+        let c = client(&[
+            ("authorization", "Bearer client-secret"),
+            ("api-key", "client-secret"),
+            ("ocp-apim-subscription-key", "client-secret"),
+            ("proxy-authorization", "Basic client-secret"),
+            ("cookie", "session=client-secret"),
+            ("x-custom-secret", "client-secret"),
+            ("x-stainless-os", "Linux"),
+            ("openai-organization", "org-client"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-bitrouter-debug", "1"),
+            ("accept", "application/json"),
+            ("anthropic-beta", "tools-2024-04-04"),
+            ("openai-beta", "assistants=v2"),
+            ("idempotency-key", "idem-1"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("x-request-id", "req-1"),
+            ("x-b3-traceid", "abc"),
+            ("user-agent", "OpenAI/Python 1.0"),
+        ]);
+        let h = build(&p, &c);
+        for v in h.values() {
+            assert!(
+                !v.to_str().unwrap_or_default().contains("client-secret"),
+                "{h:?}"
+            );
+        }
+        for gone in [
+            "api-key",
+            "ocp-apim-subscription-key",
+            "proxy-authorization",
+            "cookie",
+            "x-custom-secret",
+            "x-stainless-os",
+            "openai-organization",
+            "x-forwarded-for",
+            "x-bitrouter-debug",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone} forwarded: {h:?}");
+        }
+        for (kept, value) in [
+            ("accept", "application/json"),
+            ("anthropic-beta", "tools-2024-04-04"),
+            ("openai-beta", "assistants=v2"),
+            ("idempotency-key", "idem-1"),
+            ("x-request-id", "req-1"),
+            ("x-b3-traceid", "abc"),
+            ("user-agent", "OpenAI/Python 1.0"),
+        ] {
+            assert_eq!(
+                h.get(kept).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{kept}"
+            );
+        }
+        assert!(h.get("traceparent").is_some());
+        assert_eq!(h["authorization"], "Bearer sk-operator");
+        assert_eq!(h["host"], "up.example:8080");
+    }
+
+    #[test]
+    fn forward_headers_extend_the_allow_list_for_that_provider() {
+        let c = client(&[("x-tenant", "acme"), ("openai-organization", "org-1")]);
+        let with = provider("    forward_headers: [X-Tenant, openai-organization]\n");
+        let h = build(&with, &c);
+        assert_eq!(h["x-tenant"], "acme");
+        assert_eq!(h["openai-organization"], "org-1");
+        let without = provider("");
+        let h = build(&without, &c);
+        assert!(h.get("x-tenant").is_none() && h.get("openai-organization").is_none());
+    }
+
+    #[test]
+    fn operator_headers_win_over_the_clients() {
+        let p = provider(
+            "    headers: { anthropic-version: '2024-01-01', X-Team: core }\n    forward_headers: [x-team]\n",
+        );
+        let c = client(&[
+            ("anthropic-version", "2023-06-01"),
+            ("x-team", "intruder"),
+            ("x-team", "intruder-2"),
+        ]);
+        let h = build(&p, &c);
+        let all = |n: &str| -> Vec<&str> {
+            h.get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(all("anthropic-version"), ["2024-01-01"]);
+        assert_eq!(all("x-team"), ["core"]);
+        // A client header the operator did not set still goes through.
+        let p = provider("");
+        let h = build(&p, &client(&[("anthropic-version", "2023-06-01")]));
+        assert_eq!(h["anthropic-version"], "2023-06-01");
+    }
 }

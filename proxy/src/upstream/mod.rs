@@ -7,7 +7,9 @@ pub mod tls;
 pub mod transport;
 
 use crate::error::ProxyError;
-use bitrouter_config::{Config, Provider};
+use arc_swap::ArcSwap;
+use bitrouter_config::{Config, Origin, Provider, Timeouts};
+use hashbrown::Equivalent;
 use pingora_core::connectors::http::{v1, v2};
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::protocols::http::client::HttpSession;
@@ -18,7 +20,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,25 +39,106 @@ pub struct UpstreamClient {
     h1: v1::Connector,
     h2: v2::Connector,
     resolver: dns::Resolver,
-    cas: HashMap<PathBuf, Arc<CaType>>,
-    /// Provider id -> (when built, peers). Expires with the DNS cache.
-    peers: Mutex<HashMap<String, (Instant, PeerSet)>>,
+    /// `ca_file` path -> its certificates, for the current configuration (replaced on a
+    /// snapshot swap by [`UpstreamClient::load_cas`]).
+    cas: ArcSwap<HashMap<PathBuf, Arc<CaType>>>,
+    /// What shapes a peer -> (when built, peers). Expires with the DNS cache.
+    peers: Mutex<hashbrown::HashMap<PeerKey, (Instant, PeerSet)>>,
+}
+
+/// Everything a provider's peers are built from: the origin (scheme, host, port), the trust
+/// roots and the timeouts. Keyed by this rather than by provider id, a provider whose
+/// `api_base` changes (a config reload) can never be handed another origin's peers, and two
+/// providers on the same origin with the same settings share one set (and its connections).
+#[derive(Debug, Clone, PartialEq)]
+struct PeerKey {
+    origin: Origin,
+    ca_file: Option<PathBuf>,
+    timeouts: Timeouts,
+}
+
+// `Timeouts` is made of durations, so equality is total.
+impl Eq for PeerKey {}
+
+/// A [`PeerKey`] borrowed from a provider, for lookups that copy nothing.
+#[derive(Clone, Copy)]
+struct PeerKeyRef<'a> {
+    origin: &'a Origin,
+    ca_file: Option<&'a Path>,
+    timeouts: &'a Timeouts,
+}
+
+impl<'a> PeerKeyRef<'a> {
+    fn of(provider: &'a Provider) -> PeerKeyRef<'a> {
+        PeerKeyRef {
+            origin: &provider.origin,
+            ca_file: provider.ca_file.as_deref(),
+            timeouts: &provider.timeouts,
+        }
+    }
+}
+
+fn hash_peer_key<H: Hasher>(origin: &Origin, ca: Option<&Path>, t: &Timeouts, h: &mut H) {
+    origin.hash(h);
+    ca.hash(h);
+    for d in [t.connect, t.read, t.write, t.pool_idle] {
+        d.hash(h);
+    }
+    for d in [t.tcp_keepalive, t.total, t.first_byte] {
+        d.hash(h);
+    }
+}
+
+impl Hash for PeerKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_peer_key(&self.origin, self.ca_file.as_deref(), &self.timeouts, h);
+    }
+}
+
+impl Hash for PeerKeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_peer_key(self.origin, self.ca_file, self.timeouts, h);
+    }
+}
+
+impl Equivalent<PeerKey> for PeerKeyRef<'_> {
+    fn equivalent(&self, key: &PeerKey) -> bool {
+        *self.origin == key.origin
+            && self.ca_file == key.ca_file.as_deref()
+            && *self.timeouts == key.timeouts
+    }
+}
+
+impl From<PeerKeyRef<'_>> for PeerKey {
+    fn from(r: PeerKeyRef<'_>) -> PeerKey {
+        PeerKey {
+            origin: r.origin.clone(),
+            ca_file: r.ca_file.map(Path::to_path_buf),
+            timeouts: *r.timeouts,
+        }
+    }
+}
+
+/// Every provider's `ca_file`, read and checked.
+fn read_cas(config: &Config) -> Result<HashMap<PathBuf, Arc<CaType>>, String> {
+    let mut cas = HashMap::new();
+    for provider in &config.providers {
+        if let Some(path) = &provider.ca_file {
+            if !cas.contains_key(path) {
+                let ca = tls::load_ca_file(path)
+                    .map_err(|e| format!("provider `{}`: {e}", provider.id))?;
+                cas.insert(path.clone(), ca);
+            }
+        }
+    }
+    Ok(cas)
 }
 
 impl UpstreamClient {
     /// Builds the client, loading every provider's `ca_file` up front so a bad file fails at
     /// start-up, not on the first request.
     pub fn new(config: &Config) -> Result<UpstreamClient, String> {
-        let mut cas = HashMap::new();
-        for provider in &config.providers {
-            if let Some(path) = &provider.ca_file {
-                if !cas.contains_key(path) {
-                    let ca = tls::load_ca_file(path)
-                        .map_err(|e| format!("provider `{}`: {e}", provider.id))?;
-                    cas.insert(path.clone(), ca);
-                }
-            }
-        }
+        let cas = ArcSwap::from_pointee(read_cas(config)?);
         let mut options = ConnectorOptions::new(256);
         options.keepalive_pool_size = 256;
         Ok(UpstreamClient {
@@ -63,8 +146,20 @@ impl UpstreamClient {
             h2: v2::Connector::new(Some(options)),
             resolver: dns::Resolver::default(),
             cas,
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(hashbrown::HashMap::new()),
         })
+    }
+
+    /// Loads the trust roots of a new configuration (every `ca_file` read again, so a rotated
+    /// file is picked up) and drops the cached peers built with the old ones. On error nothing
+    /// changes.
+    pub fn load_cas(&self, config: &Config) -> Result<(), String> {
+        let cas = read_cas(config)?;
+        self.cas.store(Arc::new(cas));
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.clear();
+        }
+        Ok(())
     }
 
     /// A session to `peer`: a pooled one when idle (h2 streams first, then HTTP/1 connections,
@@ -103,17 +198,22 @@ impl UpstreamClient {
         }
     }
 
-    /// The addresses of `provider`'s origin (cached).
+    /// The addresses of `provider`'s origin (cached), waiting for a lookup at most the
+    /// provider's connect timeout.
     pub async fn resolve(&self, provider: &Provider) -> Result<Vec<SocketAddr>, String> {
         let origin = &provider.origin;
-        self.resolver.resolve(&origin.host, origin.port).await
+        self.resolver
+            .resolve(&origin.host, origin.port, provider.timeouts.connect)
+            .await
     }
 
     /// Peers for `provider`, one per resolved address, in the order to try them, carrying the
-    /// provider's timeouts. Cached as long as the addresses are.
+    /// provider's timeouts. Cached as long as the addresses are, per origin and settings
+    /// ([`PeerKey`]).
     pub async fn peers(&self, provider: &Provider) -> Result<PeerSet, ProxyError> {
+        let key = PeerKeyRef::of(provider);
         if let Ok(cache) = self.peers.lock() {
-            if let Some((at, peers)) = cache.get(provider.id.as_str()) {
+            if let Some((at, peers)) = cache.get(&key) {
                 if at.elapsed() < dns::TTL {
                     return Ok(peers.clone());
                 }
@@ -121,7 +221,7 @@ impl UpstreamClient {
         }
         let peers = self.build_peers(provider).await?;
         if let Ok(mut cache) = self.peers.lock() {
-            cache.insert(provider.id.clone(), (Instant::now(), peers.clone()));
+            cache.insert(PeerKey::from(key), (Instant::now(), peers.clone()));
         }
         Ok(peers)
     }
@@ -138,8 +238,7 @@ impl UpstreamClient {
         let ca = provider
             .ca_file
             .as_ref()
-            .and_then(|p| self.cas.get(p))
-            .cloned();
+            .and_then(|p| self.cas.load().get(p).cloned());
         // Pingora pools connections by address and SNI, not by trust roots: keep connections
         // verified against a private CA apart from those verified against the system roots.
         let group_key = provider.ca_file.as_ref().map_or(0, |p| {
@@ -176,12 +275,79 @@ impl UpstreamClient {
     }
 
     /// Forget cached addresses for a host after a connect failure, so the next request resolves
-    /// again.
+    /// again (for every provider on that host and port).
     pub fn forget(&self, provider: &Provider) {
+        let origin = &provider.origin;
         if let Ok(mut cache) = self.peers.lock() {
-            cache.remove(provider.id.as_str());
+            cache.retain(|k, _| !(k.origin.host == origin.host && k.origin.port == origin.port));
         }
-        self.resolver
-            .forget(&provider.origin.host, provider.origin.port);
+        self.resolver.forget(&origin.host, origin.port);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitrouter_config::{load_str, MapEnv};
+    use pingora_core::upstreams::peer::Peer;
+
+    fn config(yaml: &str) -> Config {
+        match load_str(yaml, "t.yaml", &MapEnv::new(Vec::<(String, String)>::new())) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn peers_are_shared_by_origin_and_settings_not_by_provider_id() {
+        let c = config(
+            "
+providers:
+  one:
+    api_base: http://127.0.0.1:9001/v1
+  two:
+    api_base: http://127.0.0.1:9001/api/v1
+  slow:
+    api_base: http://127.0.0.1:9001/v1
+    timeouts: { read_secs: 5 }
+  other:
+    api_base: http://127.0.0.1:9002/v1
+",
+        );
+        let client = UpstreamClient::new(&c).unwrap();
+        let get = |i: usize| client.peers(&c.providers[i]);
+        let (one, two, slow, other) = (
+            get(0).await.unwrap(),
+            get(1).await.unwrap(),
+            get(2).await.unwrap(),
+            get(3).await.unwrap(),
+        );
+        assert!(
+            Arc::ptr_eq(&one, &two),
+            "same origin, same settings: one peer set"
+        );
+        assert!(!Arc::ptr_eq(&one, &slow), "other timeouts: other peers");
+        assert_eq!(slow[0].options.read_timeout, Some(Duration::from_secs(5)));
+        assert!(!Arc::ptr_eq(&one, &other));
+        assert_eq!(other[0].address().to_string(), "127.0.0.1:9002");
+
+        // A reload moves `one` to another origin under the same id: never the old peers.
+        let moved = config(
+            "providers:
+  one:
+    api_base: http://127.0.0.1:9003/v1
+",
+        );
+        let peers = client.peers(&moved.providers[0]).await.unwrap();
+        assert_eq!(peers[0].address().to_string(), "127.0.0.1:9003");
+
+        // Forgetting a host drops every set on it.
+        client.forget(&c.providers[0]);
+        let again = get(1).await.unwrap();
+        assert!(!Arc::ptr_eq(&two, &again));
+        assert!(
+            Arc::ptr_eq(&get(3).await.unwrap(), &other),
+            "other ports are kept"
+        );
     }
 }
