@@ -23,7 +23,7 @@ mod spans;
 pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
 pub use policy::{
     Account, AccountStrategy, HealthCheck, HealthCheckKind, HealthPolicy, Preset, RetryPolicy,
-    SortBy, Timeouts, Variant,
+    SortBy, Timeouts, Variant, MAX_DURATION_SECS,
 };
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;

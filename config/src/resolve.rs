@@ -15,7 +15,7 @@ use crate::{
     detect, glob, Account, AccountStrategy, AuthStyle, Config, ConfigSource, Endpoint, EnvSource,
     HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol, ProtocolRules, Provider,
     ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy, Timeouts, UpstreamConfig,
-    Variant, VirtualModel,
+    Variant, VirtualModel, MAX_DURATION_SECS,
 };
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -182,15 +182,34 @@ fn seconds(diag: &mut Diagnostics, path: &[Seg], value: f64, positive: bool) -> 
         .ok()
 }
 
-/// `value` seconds as a duration, or the end of a message saying what was expected.
+/// `value` seconds as a duration, or the end of a message saying what was expected: negative,
+/// NaN, infinite and (with `positive`) zero values, and anything above [`MAX_DURATION_SECS`],
+/// are refused here so that the proxy's `Instant + Duration` arithmetic can never overflow.
 fn duration(value: f64, positive: bool) -> Result<Duration, String> {
     let fits = value.is_finite() && value >= 0.0 && !(positive && value == 0.0);
-    fits.then(|| Duration::try_from_secs_f64(value).ok())
-        .flatten()
-        .ok_or_else(|| {
-            let want = if positive { "positive" } else { "non-negative" };
-            format!("must be a {want} number of seconds, found {value}")
-        })
+    let want = || {
+        let want = if positive { "positive" } else { "non-negative" };
+        format!("must be a {want} number of seconds, found {value}")
+    };
+    if !fits {
+        return Err(want());
+    }
+    // Written as an f64 comparison first: `try_from_secs_f64` alone would accept up to
+    // ~1.8e19 s, which overflows `Instant` arithmetic.
+    if value > MAX_DURATION_SECS as f64 {
+        // `1e20`, not a 21-digit number.
+        return Err(too_long(if value >= 1e15 {
+            format!("{value:e}")
+        } else {
+            value.to_string()
+        }));
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| want())
+}
+
+/// The end of the message for a duration above [`MAX_DURATION_SECS`].
+fn too_long(value: impl std::fmt::Display) -> String {
+    format!("must be at most {MAX_DURATION_SECS} seconds (30 days), found {value}")
 }
 
 /// `base` with every timeout `s` sets replacing it; `None` when one is invalid (reported).
@@ -235,6 +254,13 @@ fn server(
     }
     if s.max_body_bytes == 0 {
         diag.at_value(&at("max_body_bytes"), "`max_body_bytes` must be at least 1");
+    }
+    if s.shutdown_grace_secs > MAX_DURATION_SECS {
+        let path = at("shutdown_grace_secs");
+        diag.at_value(
+            &path,
+            format!("{} {}", describe(&path), too_long(s.shutdown_grace_secs)),
+        );
     }
     let api_key = gateway_key(env);
     if !s.skip_auth && api_key.is_none() {

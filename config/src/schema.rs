@@ -132,8 +132,10 @@ pub struct ServerSection {
     #[serde(default = "default_max_body_bytes")]
     #[schemars(range(min = 1))]
     pub max_body_bytes: usize,
-    /// Seconds a shutdown waits for in-flight requests before closing them.
+    /// Seconds a shutdown waits for in-flight requests before closing them (at most 2592000,
+    /// 30 days).
     #[serde(default = "default_shutdown_grace_secs")]
+    #[schemars(range(max = crate::MAX_DURATION_SECS))]
     pub shutdown_grace_secs: u64,
     /// Worker threads (default: one per CPU).
     #[serde(default)]
@@ -187,42 +189,43 @@ pub struct UpstreamSection {
     pub health: Option<HealthSection>,
 }
 
-/// Timeouts of upstream calls, in seconds (fractions allowed, e.g. `0.5`). An absent key keeps
-/// the default (under `providers.<id>.timeouts`: the `upstream.timeouts` value).
+/// Timeouts of upstream calls, in seconds (fractions allowed, e.g. `0.5`; at most 2592000, 30
+/// days, like every duration in the file). An absent key keeps the default (under
+/// `providers.<id>.timeouts`: the `upstream.timeouts` value).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSection {
     /// TCP and TLS connect. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub connect_secs: Option<f64>,
     /// Idle read: resets on every chunk received, so a stream stalled mid-way is caught.
     /// Default 120.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub read_secs: Option<f64>,
     /// Idle write while sending the request. Default 60.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub write_secs: Option<f64>,
     /// How long an idle pooled connection is kept for reuse. Default 90.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub pool_idle_secs: Option<f64>,
     /// TCP keepalive interval on upstream connections. Off by default.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub tcp_keepalive_secs: Option<f64>,
     /// Bound on a whole exchange, streaming included. Off by default, so long reasoning
     /// streams live.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub total_secs: Option<f64>,
     /// Time to the response header and, for a success, its first body chunk (the first SSE
     /// event of a stream); a server that does not answer in time fails over to the next
     /// endpoint. Off by default (`read_secs` bounds the wait).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub first_byte_secs: Option<f64>,
 }
 
@@ -237,16 +240,16 @@ pub struct HealthSection {
     /// Seconds an endpoint stays ejected the first time; each failed probe doubles it, up to
     /// `max_eject_secs`. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub eject_secs: Option<f64>,
     /// Longest ejection, in seconds. Default 300.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub max_eject_secs: Option<f64>,
     /// Longest `retry-after` honoured when cooling an account (429) or endpoint (503), in
     /// seconds. Default 300.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub max_cooldown_secs: Option<f64>,
 }
 
@@ -394,11 +397,11 @@ pub struct HealthCheckSection {
     pub path: Option<String>,
     /// Seconds between checks. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub interval_secs: Option<f64>,
     /// Seconds one check may take. Default 2.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub timeout_secs: Option<f64>,
 }
 
@@ -514,7 +517,7 @@ pub struct VirtualModelSection {
     /// Time budget in seconds for all attempts until the answer starts (alias `deadline`).
     /// Default: none.
     #[serde(default, alias = "deadline")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub deadline_secs: Option<f64>,
     /// A preset (from `presets:`) applied to every request for this model.
     #[serde(default)]

@@ -1557,3 +1557,120 @@ models:
         )]
     );
 }
+
+/// Durations beyond 30 days (or not numbers of seconds at all) are refused at load time: the
+/// proxy adds them to `Instant::now()`, which a huge value would overflow.
+#[test]
+fn durations_beyond_the_maximum_are_reported_at_the_value() {
+    let text = "\
+server:
+  shutdown_grace_secs: 18446744073709551615
+upstream:
+  timeouts:
+    connect_secs: 1e19
+    total_secs: 2592001
+    read_secs: 2592000
+  health:
+    eject_secs: 1e20
+    max_cooldown_secs: 1e300
+providers:
+  p:
+    api_base: http://x
+    timeouts:
+      first_byte_secs: 18446744073709551615
+    health_check:
+      interval_secs: 1e10
+      timeout_secs: .inf
+models:
+  m:
+    endpoints: [{provider: p, service_id: a}]
+    deadline_secs: 1e20
+  n:
+    endpoints: [{provider: p, service_id: a}]
+    deadline: 18446744073709551615
+  o:
+    endpoints: [{provider: p, service_id: a}]
+    deadline_secs: .nan
+";
+    let p = problems(text, &env(&[]));
+    let most = "must be at most 2592000 seconds (30 days), found";
+    assert_problem(
+        &p,
+        2,
+        24,
+        &format!("`server.shutdown_grace_secs` {most} 18446744073709551615"),
+    );
+    assert_problem(
+        &p,
+        5,
+        19,
+        &format!("`upstream.timeouts.connect_secs` {most} 1e19"),
+    );
+    assert_problem(
+        &p,
+        6,
+        17,
+        &format!("`upstream.timeouts.total_secs` {most} 2592001"),
+    );
+    assert_problem(
+        &p,
+        9,
+        17,
+        &format!("`upstream.health.eject_secs` {most} 1e20"),
+    );
+    assert_problem(
+        &p,
+        10,
+        24,
+        &format!("`upstream.health.max_cooldown_secs` {most} 1e300"),
+    );
+    assert_problem(
+        &p,
+        15,
+        24,
+        &format!("`timeouts.first_byte_secs` of provider `p` {most} 1.8446744073709552e19"),
+    );
+    assert_problem(
+        &p,
+        17,
+        22,
+        &format!("`health_check.interval_secs` of provider `p` {most} 10000000000"),
+    );
+    assert_problem(
+        &p,
+        18,
+        21,
+        "`health_check.timeout_secs` of provider `p` must be a positive number of seconds, found inf",
+    );
+    assert_problem(
+        &p,
+        22,
+        20,
+        &format!("`deadline_secs` of virtual model `m` {most}"),
+    );
+    assert_problem(
+        &p,
+        25,
+        15,
+        &format!("`deadline` of virtual model `n` {most}"),
+    );
+    assert_problem(
+        &p,
+        28,
+        20,
+        "`deadline_secs` of virtual model `o` must be a positive number of seconds, found NaN",
+    );
+    assert_eq!(p.len(), 11, "{p:#?}");
+
+    // The maximum itself is accepted.
+    let config = ok(
+        "upstream:\n  timeouts: {total_secs: 2592000}\n  health: {max_eject_secs: 2592000}\nserver:\n  shutdown_grace_secs: 2592000\n",
+        &env(&[]),
+    );
+    assert_eq!(config.upstream.timeouts.total, Some(secs(2_592_000.0)));
+    assert_eq!(
+        bitrouter_config::MAX_DURATION_SECS,
+        30 * 24 * 3600,
+        "documented in docs/reliability.md"
+    );
+}
