@@ -6,16 +6,16 @@ use crate::parse::{backticked, describe, Parsed};
 use crate::registry::{self, RegistryEntry};
 use crate::schema::{
     AccountSection, AccountStrategyName, ApiProtocol, ConfigFile, HealthCheckKindName,
-    HealthCheckSection, HealthSection, PresetSection, ProtocolRule, ProviderSection, RetryOn,
-    ServerSection, SortName, StrategyName, TimeoutsSection, UpstreamSection,
+    HealthCheckSection, HealthSection, ModelEntry, PresetSection, ProtocolRule, ProviderSection,
+    RetryOn, ServerSection, SortName, StrategyName, TimeoutsSection, UpstreamSection,
 };
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
 use crate::{
-    detect, glob, Account, AccountStrategy, AuthStyle, Config, ConfigSource, Endpoint, EnvSource,
-    HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol, ProtocolRules, Provider,
-    ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy, Timeouts, UpstreamConfig,
-    Variant, VirtualModel, MAX_DURATION_SECS,
+    detect, glob, Account, AccountStrategy, AuthStyle, CapabilityOverrides, Config, ConfigSource,
+    Endpoint, EnvSource, HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol,
+    ProtocolRules, Provider, ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy,
+    Timeouts, UpstreamConfig, Variant, VirtualModel, MAX_DURATION_SECS,
 };
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -469,7 +469,7 @@ fn configured_provider(
         health_check(cx, hc, base_path)
     });
 
-    let listed = listed_models(cx, s);
+    let (listed, capability_overrides) = listed_models(cx, s);
     let (models, model_patterns) = match (listed.is_empty(), entry) {
         (false, _) => (listed, Vec::new()),
         (true, Some(e)) => (strings(e.models), strings(e.model_patterns)),
@@ -515,6 +515,7 @@ fn configured_provider(
         auth,
         models,
         model_patterns,
+        capability_overrides,
         ca_file,
         headers,
         source: ProviderOrigin::Config,
@@ -720,11 +721,36 @@ fn protocol_rules(
     ProtocolRules { rules }
 }
 
-fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
+/// The ids of `models:`, each once, and the capability corrections of the entries that set
+/// any (the first entry of an id wins, as for routing).
+fn listed_models(
+    cx: &mut Ctx<'_>,
+    s: &ProviderSection,
+) -> (Vec<String>, IndexMap<String, CapabilityOverrides>) {
     let mut listed: Vec<String> = Vec::new();
+    let mut overrides = IndexMap::new();
     for (i, entry) in s.models.iter().flatten().enumerate() {
         let id = entry.id();
         let at = [Seg::key("models"), Seg::Index(i)];
+        if let ModelEntry::Detailed(d) = entry {
+            if d.max_output_tokens == Some(0) {
+                let key = [&at[..], &[Seg::key("max_output_tokens")]].concat();
+                cx.problem_at_value(
+                    &key,
+                    format!("{} must be at least 1", describe(&cx.sub(&key))),
+                );
+            }
+            let over = CapabilityOverrides {
+                max_tokens_param: d.max_tokens_param,
+                default_max_tokens: d.max_output_tokens,
+                accepts_sampling: d.accepts_sampling,
+                accepts_reasoning_effort: d.accepts_reasoning_effort,
+                thinking: d.thinking_control,
+            };
+            if !over.is_empty() && !listed.iter().any(|m| m == id) {
+                overrides.entry(id.to_string()).or_insert(over);
+            }
+        }
         if id.trim().is_empty() {
             cx.problem_at_key(
                 &at,
@@ -742,7 +768,7 @@ fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
             listed.push(id.to_string());
         }
     }
-    listed
+    (listed, overrides)
 }
 
 /// Registry headers, then the file's (which replace a registry header of the same name).
@@ -901,6 +927,7 @@ pub(crate) fn builtin_provider(
         auth,
         models: strings(entry.models),
         model_patterns: strings(entry.model_patterns),
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers: entry
             .headers
@@ -935,6 +962,7 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         auth: protocol.default_auth(),
         models: Vec::new(),
         model_patterns: Vec::new(),
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers,
         source: ProviderOrigin::Env { var },

@@ -6,7 +6,7 @@
 //! (`schemas/bitrouter.config.schema.json`, see [`json_schema`]), which editors use through the
 //! `# yaml-language-server: $schema=...` header.
 
-use crate::{AuthStyle, Protocol};
+use crate::{AuthStyle, MaxTokensParam, Protocol, ThinkingControl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -475,7 +475,10 @@ impl ModelEntry {
     }
 }
 
-/// A model entry with metadata. Only `id` affects routing; the other fields are informational.
+/// A model entry with metadata. `id` affects routing; `max_output_tokens`, `max_tokens_param`,
+/// `accepts_sampling`, `accepts_reasoning_effort` and `thinking_control` correct what the
+/// built-in capability table assumes about the model (each absent key keeps the table's
+/// value; a model the table does not know is sent everything, with `max_tokens`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDetails {
@@ -484,12 +487,37 @@ pub struct ModelDetails {
     /// A display name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Context window, in tokens.
+    /// Context window, in tokens (informational).
     #[serde(default)]
     pub context_length: Option<u64>,
-    /// Largest completion, in tokens.
+    /// Largest completion, in tokens. Also the output cap sent when the client gives none and
+    /// the upstream requires one (Anthropic's `max_tokens`). Default: the model family's
+    /// limit (4096 for Claude 3, 8192 for Claude 3.5), else 16384.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub max_output_tokens: Option<u64>,
+    /// Which Chat Completions field carries the output cap: `max_tokens`, or
+    /// `max_completion_tokens` for servers that reject `max_tokens` (OpenAI's reasoning
+    /// models). Default: `max_completion_tokens` for `o1*`, `o3*`, `o4*` and `gpt-5*`,
+    /// `max_tokens` otherwise.
+    #[serde(default)]
+    pub max_tokens_param: Option<MaxTokensParam>,
+    /// Whether the model accepts `temperature` and `top_p` other than 1 (on Chat
+    /// Completions); when false they are dropped rather than failing the request. Default:
+    /// false for OpenAI's reasoning models (`o1*`, `o3*`, `o4*`, `gpt-5*` but `gpt-5-chat*`),
+    /// true otherwise.
+    #[serde(default)]
+    pub accepts_sampling: Option<bool>,
+    /// Whether the model accepts `reasoning_effort` (on Chat Completions); when false it is
+    /// dropped. Default: false for `gpt-4*`, `gpt-3.5*`, `chatgpt-*` and `gpt-5-chat*`, true
+    /// otherwise (a server that does not know it ignores it).
+    #[serde(default)]
+    pub accepts_reasoning_effort: Option<bool>,
+    /// How a reasoning effort without a token budget is sent to Gemini: `budget`
+    /// (`thinkingBudget`) or `level` (`thinkingLevel`). Default: `level` for Gemini 3 and
+    /// later, `budget` otherwise.
+    #[serde(default)]
+    pub thinking_control: Option<ThinkingControl>,
 }
 
 /// A virtual model.

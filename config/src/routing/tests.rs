@@ -308,6 +308,7 @@ fn provider(api_base: &str) -> Provider {
         auth: crate::AuthStyle::Bearer,
         models: vec![],
         model_patterns: vec![],
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers: vec![],
         source: crate::ProviderOrigin::Config,
