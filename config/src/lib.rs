@@ -5,6 +5,7 @@
 //! Everything here is pure (no sockets, no process-global state): the environment is read through
 //! [`EnvSource`] so tests pass a map, and files are read only by [`load`].
 
+pub mod capabilities;
 pub mod env;
 pub mod policy;
 pub mod registry;
@@ -20,10 +21,11 @@ mod resolve;
 mod resolved;
 mod spans;
 
+pub use capabilities::{CapabilityOverrides, MaxTokensParam, ModelCapabilities, ThinkingControl};
 pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
 pub use policy::{
     Account, AccountStrategy, HealthCheck, HealthCheckKind, HealthPolicy, Preset, RetryPolicy,
-    SortBy, Timeouts, Variant,
+    SortBy, Timeouts, Variant, MAX_DURATION_SECS,
 };
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;

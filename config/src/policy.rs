@@ -5,6 +5,14 @@ use crate::Secret;
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration any `*_secs` key (timeouts, `deadline_secs`, health periods,
+/// `shutdown_grace_secs`) may hold: 30 days. Far longer than any sensible timeout, ejection or
+/// grace period (the longest legitimate one, a reasoning stream, lasts hours), and far inside
+/// what `Instant + Duration` and tokio's timer (about 2 years) can represent, so the proxy
+/// adds configured durations to `Instant::now()` without overflow checks. Larger values are
+/// refused at load time with their position.
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 60 * 60;
+
 /// Timeouts of upstream calls (`upstream.timeouts`, overridden per provider by
 /// `providers.<id>.timeouts`). Defaults are those of BitRouter: an LLM may think for minutes, so
 /// only silence is bounded by default, never the whole response.

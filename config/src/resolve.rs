@@ -6,16 +6,16 @@ use crate::parse::{backticked, describe, Parsed};
 use crate::registry::{self, RegistryEntry};
 use crate::schema::{
     AccountSection, AccountStrategyName, ApiProtocol, ConfigFile, HealthCheckKindName,
-    HealthCheckSection, HealthSection, PresetSection, ProtocolRule, ProviderSection, RetryOn,
-    ServerSection, SortName, StrategyName, TimeoutsSection, UpstreamSection,
+    HealthCheckSection, HealthSection, ModelEntry, PresetSection, ProtocolRule, ProviderSection,
+    RetryOn, ServerSection, SortName, StrategyName, TimeoutsSection, UpstreamSection,
 };
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
 use crate::{
-    detect, glob, Account, AccountStrategy, AuthStyle, Config, ConfigSource, Endpoint, EnvSource,
-    HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol, ProtocolRules, Provider,
-    ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy, Timeouts, UpstreamConfig,
-    Variant, VirtualModel, UNFORWARDABLE_HEADERS,
+    detect, glob, Account, AccountStrategy, AuthStyle, CapabilityOverrides, Config, ConfigSource,
+    Endpoint, EnvSource, HealthCheck, HealthCheckKind, HealthPolicy, Origin, Preset, Protocol,
+    ProtocolRules, Provider, ProviderOrigin, RetryPolicy, Secret, ServerConfig, SortBy, Strategy,
+    Timeouts, UpstreamConfig, Variant, VirtualModel, MAX_DURATION_SECS, UNFORWARDABLE_HEADERS,
 };
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -182,15 +182,34 @@ fn seconds(diag: &mut Diagnostics, path: &[Seg], value: f64, positive: bool) -> 
         .ok()
 }
 
-/// `value` seconds as a duration, or the end of a message saying what was expected.
+/// `value` seconds as a duration, or the end of a message saying what was expected: negative,
+/// NaN, infinite and (with `positive`) zero values, and anything above [`MAX_DURATION_SECS`],
+/// are refused here so that the proxy's `Instant + Duration` arithmetic can never overflow.
 fn duration(value: f64, positive: bool) -> Result<Duration, String> {
     let fits = value.is_finite() && value >= 0.0 && !(positive && value == 0.0);
-    fits.then(|| Duration::try_from_secs_f64(value).ok())
-        .flatten()
-        .ok_or_else(|| {
-            let want = if positive { "positive" } else { "non-negative" };
-            format!("must be a {want} number of seconds, found {value}")
-        })
+    let want = || {
+        let want = if positive { "positive" } else { "non-negative" };
+        format!("must be a {want} number of seconds, found {value}")
+    };
+    if !fits {
+        return Err(want());
+    }
+    // Written as an f64 comparison first: `try_from_secs_f64` alone would accept up to
+    // ~1.8e19 s, which overflows `Instant` arithmetic.
+    if value > MAX_DURATION_SECS as f64 {
+        // `1e20`, not a 21-digit number.
+        return Err(too_long(if value >= 1e15 {
+            format!("{value:e}")
+        } else {
+            value.to_string()
+        }));
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| want())
+}
+
+/// The end of the message for a duration above [`MAX_DURATION_SECS`].
+fn too_long(value: impl std::fmt::Display) -> String {
+    format!("must be at most {MAX_DURATION_SECS} seconds (30 days), found {value}")
 }
 
 /// `base` with every timeout `s` sets replacing it; `None` when one is invalid (reported).
@@ -235,6 +254,13 @@ fn server(
     }
     if s.max_body_bytes == 0 {
         diag.at_value(&at("max_body_bytes"), "`max_body_bytes` must be at least 1");
+    }
+    if s.shutdown_grace_secs > MAX_DURATION_SECS {
+        let path = at("shutdown_grace_secs");
+        diag.at_value(
+            &path,
+            format!("{} {}", describe(&path), too_long(s.shutdown_grace_secs)),
+        );
     }
     let api_key = gateway_key(env);
     if !s.skip_auth && api_key.is_none() {
@@ -443,7 +469,7 @@ fn configured_provider(
         health_check(cx, hc, base_path)
     });
 
-    let listed = listed_models(cx, s);
+    let (listed, capability_overrides) = listed_models(cx, s);
     let (models, model_patterns) = match (listed.is_empty(), entry) {
         (false, _) => (listed, Vec::new()),
         (true, Some(e)) => (strings(e.models), strings(e.model_patterns)),
@@ -490,6 +516,7 @@ fn configured_provider(
         auth,
         models,
         model_patterns,
+        capability_overrides,
         ca_file,
         headers,
         forward_headers,
@@ -696,11 +723,36 @@ fn protocol_rules(
     ProtocolRules { rules }
 }
 
-fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
+/// The ids of `models:`, each once, and the capability corrections of the entries that set
+/// any (the first entry of an id wins, as for routing).
+fn listed_models(
+    cx: &mut Ctx<'_>,
+    s: &ProviderSection,
+) -> (Vec<String>, IndexMap<String, CapabilityOverrides>) {
     let mut listed: Vec<String> = Vec::new();
+    let mut overrides = IndexMap::new();
     for (i, entry) in s.models.iter().flatten().enumerate() {
         let id = entry.id();
         let at = [Seg::key("models"), Seg::Index(i)];
+        if let ModelEntry::Detailed(d) = entry {
+            if d.max_output_tokens == Some(0) {
+                let key = [&at[..], &[Seg::key("max_output_tokens")]].concat();
+                cx.problem_at_value(
+                    &key,
+                    format!("{} must be at least 1", describe(&cx.sub(&key))),
+                );
+            }
+            let over = CapabilityOverrides {
+                max_tokens_param: d.max_tokens_param,
+                default_max_tokens: d.max_output_tokens,
+                accepts_sampling: d.accepts_sampling,
+                accepts_reasoning_effort: d.accepts_reasoning_effort,
+                thinking: d.thinking_control,
+            };
+            if !over.is_empty() && !listed.iter().any(|m| m == id) {
+                overrides.entry(id.to_string()).or_insert(over);
+            }
+        }
         if id.trim().is_empty() {
             cx.problem_at_key(
                 &at,
@@ -718,7 +770,7 @@ fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Vec<String> {
             listed.push(id.to_string());
         }
     }
-    listed
+    (listed, overrides)
 }
 
 /// Registry headers, then the file's (which replace a registry header of the same name).
@@ -908,6 +960,7 @@ pub(crate) fn builtin_provider(
         auth,
         models: strings(entry.models),
         model_patterns: strings(entry.model_patterns),
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers: entry
             .headers
@@ -943,6 +996,7 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         auth: protocol.default_auth(),
         models: Vec::new(),
         model_patterns: Vec::new(),
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers,
         forward_headers: Vec::new(),

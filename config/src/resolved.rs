@@ -4,7 +4,7 @@
 use crate::policy::{
     Account, AccountStrategy, HealthCheck, HealthPolicy, Preset, RetryPolicy, Timeouts, Variant,
 };
-use crate::{AuthStyle, ConfigError, EnvSource, Protocol};
+use crate::{AuthStyle, CapabilityOverrides, ConfigError, EnvSource, ModelCapabilities, Protocol};
 use indexmap::IndexMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,10 @@ pub struct Provider {
     pub models: Vec<String>,
     /// Globs for bare model ids this provider serves without listing them (registry: `claude-*`).
     pub model_patterns: Vec<String>,
+    /// Per-model corrections of the capability table, from the `models:` entries that set
+    /// any (`max_output_tokens`, `max_tokens_param`, ...), by model id. See
+    /// [`Provider::capabilities`].
+    pub capability_overrides: IndexMap<String, CapabilityOverrides>,
     /// PEM file of CA certificates trusted for this provider instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Extra headers sent upstream on every request (e.g. `anthropic-version`); they replace a
@@ -220,6 +224,7 @@ impl fmt::Debug for Provider {
             .field("auth", &self.auth)
             .field("models", &self.models)
             .field("model_patterns", &self.model_patterns)
+            .field("capability_overrides", &self.capability_overrides)
             .field("ca_file", &self.ca_file)
             .field("header_names", &header_names)
             .field("forward_headers", &self.forward_headers)
@@ -244,6 +249,17 @@ impl Provider {
     /// this list, so bytes pass through untranslated.
     pub fn protocols_for(&self, service_id: &str) -> &[Protocol] {
         crate::routing::protocols_for(self, service_id)
+    }
+
+    /// What `service_id` accepts on this provider: the built-in capability table
+    /// ([`ModelCapabilities::for_model`]) with this provider's `models:` entry for exactly
+    /// that id laid over it. The request encoders act on the result (`EncodeOptions`).
+    pub fn capabilities(&self, service_id: &str) -> ModelCapabilities {
+        let base = ModelCapabilities::for_model(service_id);
+        match self.capability_overrides.get(service_id) {
+            Some(over) => over.apply(base),
+            None => base,
+        }
     }
 
     /// Path (and query) of the upstream endpoint for `protocol`, honouring a version segment

@@ -60,6 +60,11 @@ pub struct Resolution {
 pub enum RouteError {
     #[error("the request has an empty `model`")]
     EmptyModel,
+    /// A model string that is no model id: a character outside the id alphabet, or a `.`,
+    /// `..` or empty `/` segment that would change the upstream path it is put into (Gemini's
+    /// `/models/{model}:generateContent`). Refused before any upstream call.
+    #[error("invalid model `{model}`: {reason}")]
+    InvalidModel { model: String, reason: String },
     #[error("unknown model `{model}`: no virtual model, provider prefix or provider model list matches it")]
     UnknownModel { model: String },
     /// `model:suffix` where `model` routes but `suffix` is no variant; `known` lists the
@@ -259,13 +264,35 @@ impl RoutingTable {
     /// (an undefined suffix stays part of it), and last a bare id matching a provider's
     /// patterns (first in provider order). Suffixes are recognised before patterns, so `gpt-*`
     /// does not swallow `gpt-4o:discount`. Never falls back to an unrelated provider.
+    ///
+    /// A string that is not exactly a virtual model name or a listed id (both written by the
+    /// operator) must be a well-formed model id (see [`check_model_id`]), and so must the
+    /// service id a direct route passes through (`provider:../x` has a clean whole but
+    /// forwards `../x`): otherwise [`RouteError::InvalidModel`].
     pub fn resolve(&self, model: &str) -> Result<Resolution, RouteError> {
         let m = model.trim();
         if m.is_empty() {
             return Err(RouteError::EmptyModel);
         }
-        self.lookup(model, m, Suffixes::Both)
-            .map(|found| found.resolution)
+        let invalid = |reason: String| RouteError::InvalidModel {
+            model: m.to_string(),
+            reason,
+        };
+        if !self.virtuals.contains_key(m) && !self.listed.contains_key(m) {
+            check_model_id(m).map_err(invalid)?;
+        }
+        let resolution = self.lookup(model, m, Suffixes::Both)?.resolution;
+        if matches!(
+            resolution.via,
+            ResolvedVia::ProviderSlash | ResolvedVia::ProviderColon | ResolvedVia::Pattern
+        ) {
+            for t in &resolution.targets {
+                check_model_id(&t.service_id).map_err(|why| {
+                    invalid(format!("the upstream model id `{}`: {why}", t.service_id))
+                })?;
+            }
+        }
+        Ok(resolution)
     }
 
     /// Every routable name for `GET /v1/models`: virtual models first (owned by `bitrouter`),
@@ -502,6 +529,56 @@ impl RoutingTable {
             }
         }
         out
+    }
+}
+
+/// Whether `id` is a well-formed model id, explaining what is wrong if not.
+///
+/// Model strings from clients end up in upstream URLs (Gemini's
+/// `/models/{model}:generateContent`, sent with the operator's key), so a string that could
+/// change the path is refused: only ASCII letters, digits and `- _ . : / @ +` (every real id
+/// fits: `hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M`,
+/// `accounts/fireworks/models/llama-v3p1-8b-instruct`, `claude-sonnet-4-5@20250929`), and no
+/// `/`-separated segment that is empty (`a//b`, a leading or trailing `/`), `.` or `..`.
+/// Checked after percent-decoding (the Gemini path model arrives decoded, `%2e%2e` as `..`).
+pub fn check_model_id(id: &str) -> Result<(), String> {
+    if let Some(c) = id.chars().find(|&c| !is_model_id_char(c)) {
+        return Err(format!(
+            "{} is not allowed in a model id (letters, digits and `- _ . : / @ +` are)",
+            describe_char(c)
+        ));
+    }
+    for segment in id.split('/') {
+        match segment {
+            "" => {
+                return Err(
+                    "it has an empty `/` segment (a leading, trailing or doubled `/`)".to_string(),
+                )
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "it has a `{segment}` path segment, which would change the upstream URL"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_model_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@' | '+')
+}
+
+/// `c` for a message: printable characters quoted, the others (control characters, spaces) by
+/// their escape, so the message itself stays one clean line.
+fn describe_char(c: char) -> String {
+    if c.is_ascii_graphic() {
+        format!("`{c}`")
+    } else if c == ' ' {
+        "a space".to_string()
+    } else {
+        format!("`{}`", c.escape_default())
     }
 }
 

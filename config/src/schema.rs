@@ -6,7 +6,7 @@
 //! (`schemas/bitrouter.config.schema.json`, see [`json_schema`]), which editors use through the
 //! `# yaml-language-server: $schema=...` header.
 
-use crate::{AuthStyle, Protocol};
+use crate::{AuthStyle, MaxTokensParam, Protocol, ThinkingControl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -132,8 +132,10 @@ pub struct ServerSection {
     #[serde(default = "default_max_body_bytes")]
     #[schemars(range(min = 1))]
     pub max_body_bytes: usize,
-    /// Seconds a shutdown waits for in-flight requests before closing them.
+    /// Seconds a shutdown waits for in-flight requests before closing them (at most 2592000,
+    /// 30 days).
     #[serde(default = "default_shutdown_grace_secs")]
+    #[schemars(range(max = crate::MAX_DURATION_SECS))]
     pub shutdown_grace_secs: u64,
     /// Worker threads (default: one per CPU).
     #[serde(default)]
@@ -187,42 +189,43 @@ pub struct UpstreamSection {
     pub health: Option<HealthSection>,
 }
 
-/// Timeouts of upstream calls, in seconds (fractions allowed, e.g. `0.5`). An absent key keeps
-/// the default (under `providers.<id>.timeouts`: the `upstream.timeouts` value).
+/// Timeouts of upstream calls, in seconds (fractions allowed, e.g. `0.5`; at most 2592000, 30
+/// days, like every duration in the file). An absent key keeps the default (under
+/// `providers.<id>.timeouts`: the `upstream.timeouts` value).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSection {
     /// TCP and TLS connect. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub connect_secs: Option<f64>,
     /// Idle read: resets on every chunk received, so a stream stalled mid-way is caught.
     /// Default 120.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub read_secs: Option<f64>,
     /// Idle write while sending the request. Default 60.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub write_secs: Option<f64>,
     /// How long an idle pooled connection is kept for reuse. Default 90.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub pool_idle_secs: Option<f64>,
     /// TCP keepalive interval on upstream connections. Off by default.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub tcp_keepalive_secs: Option<f64>,
     /// Bound on a whole exchange, streaming included. Off by default, so long reasoning
     /// streams live.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub total_secs: Option<f64>,
     /// Time to the response header and, for a success, its first body chunk (the first SSE
     /// event of a stream); a server that does not answer in time fails over to the next
     /// endpoint. Off by default (`read_secs` bounds the wait).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub first_byte_secs: Option<f64>,
 }
 
@@ -237,16 +240,16 @@ pub struct HealthSection {
     /// Seconds an endpoint stays ejected the first time; each failed probe doubles it, up to
     /// `max_eject_secs`. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub eject_secs: Option<f64>,
     /// Longest ejection, in seconds. Default 300.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub max_eject_secs: Option<f64>,
     /// Longest `retry-after` honoured when cooling an account (429) or endpoint (503), in
     /// seconds. Default 300.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub max_cooldown_secs: Option<f64>,
 }
 
@@ -404,11 +407,11 @@ pub struct HealthCheckSection {
     pub path: Option<String>,
     /// Seconds between checks. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub interval_secs: Option<f64>,
     /// Seconds one check may take. Default 2.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub timeout_secs: Option<f64>,
 }
 
@@ -482,7 +485,10 @@ impl ModelEntry {
     }
 }
 
-/// A model entry with metadata. Only `id` affects routing; the other fields are informational.
+/// A model entry with metadata. `id` affects routing; `max_output_tokens`, `max_tokens_param`,
+/// `accepts_sampling`, `accepts_reasoning_effort` and `thinking_control` correct what the
+/// built-in capability table assumes about the model (each absent key keeps the table's
+/// value; a model the table does not know is sent everything, with `max_tokens`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDetails {
@@ -491,12 +497,37 @@ pub struct ModelDetails {
     /// A display name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Context window, in tokens.
+    /// Context window, in tokens (informational).
     #[serde(default)]
     pub context_length: Option<u64>,
-    /// Largest completion, in tokens.
+    /// Largest completion, in tokens. Also the output cap sent when the client gives none and
+    /// the upstream requires one (Anthropic's `max_tokens`). Default: the model family's
+    /// limit (4096 for Claude 3, 8192 for Claude 3.5), else 16384.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub max_output_tokens: Option<u64>,
+    /// Which Chat Completions field carries the output cap: `max_tokens`, or
+    /// `max_completion_tokens` for servers that reject `max_tokens` (OpenAI's reasoning
+    /// models). Default: `max_completion_tokens` for `o1*`, `o3*`, `o4*` and `gpt-5*`,
+    /// `max_tokens` otherwise.
+    #[serde(default)]
+    pub max_tokens_param: Option<MaxTokensParam>,
+    /// Whether the model accepts `temperature` and `top_p` other than 1 (on Chat
+    /// Completions); when false they are dropped rather than failing the request. Default:
+    /// false for OpenAI's reasoning models (`o1*`, `o3*`, `o4*`, `gpt-5*` but `gpt-5-chat*`),
+    /// true otherwise.
+    #[serde(default)]
+    pub accepts_sampling: Option<bool>,
+    /// Whether the model accepts `reasoning_effort` (on Chat Completions); when false it is
+    /// dropped. Default: false for `gpt-4*`, `gpt-3.5*`, `chatgpt-*` and `gpt-5-chat*`, true
+    /// otherwise (a server that does not know it ignores it).
+    #[serde(default)]
+    pub accepts_reasoning_effort: Option<bool>,
+    /// How a reasoning effort without a token budget is sent to Gemini: `budget`
+    /// (`thinkingBudget`) or `level` (`thinkingLevel`). Default: `level` for Gemini 3 and
+    /// later, `budget` otherwise.
+    #[serde(default)]
+    pub thinking_control: Option<ThinkingControl>,
 }
 
 /// A virtual model.
@@ -524,7 +555,7 @@ pub struct VirtualModelSection {
     /// Time budget in seconds for all attempts until the answer starts (alias `deadline`).
     /// Default: none.
     #[serde(default, alias = "deadline")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::MAX_DURATION_SECS))]
     pub deadline_secs: Option<f64>,
     /// A preset (from `presets:`) applied to every request for this model.
     #[serde(default)]

@@ -1575,3 +1575,258 @@ models:
         )]
     );
 }
+
+#[test]
+fn model_capabilities_are_overridden_per_model() {
+    use bitrouter_config::{MaxTokensParam, ModelCapabilities, ThinkingControl};
+    let text = "\
+providers:
+  local:
+    api_base: http://127.0.0.1:8080/v1
+    models:
+      - id: my-reasoner
+        max_tokens_param: max_completion_tokens
+        accepts_sampling: false
+        accepts_reasoning_effort: false
+        thinking_control: level
+      - id: small
+        max_output_tokens: 1000
+      - plain
+      - id: described
+        name: Described
+        context_length: 8192
+  anthropic:
+    models:
+      - id: claude-3-haiku-20240307
+        max_output_tokens: 2048
+      - claude-3-5-sonnet-latest
+      - id: o3
+        accepts_sampling: true
+";
+    let config = ok(text, &keys());
+    let get = |id: &str| config.providers.iter().find(|p| p.id == id).unwrap();
+    let local = get("local");
+    assert_eq!(
+        local.capabilities("my-reasoner"),
+        ModelCapabilities {
+            max_tokens_param: MaxTokensParam::MaxCompletionTokens,
+            default_max_tokens: 16384,
+            accepts_sampling: false,
+            accepts_reasoning_effort: false,
+            thinking: ThinkingControl::Level,
+        }
+    );
+    assert_eq!(
+        local.capabilities("small"),
+        ModelCapabilities {
+            default_max_tokens: 1000,
+            ..ModelCapabilities::DEFAULT
+        }
+    );
+    // Entries without capability keys, and ids not listed, keep the table's values.
+    for id in ["plain", "described", "unlisted"] {
+        assert_eq!(local.capabilities(id), ModelCapabilities::DEFAULT, "{id}");
+    }
+    assert_eq!(local.capability_overrides.len(), 2);
+    let anthropic = get("anthropic");
+    assert_eq!(
+        anthropic
+            .capabilities("claude-3-haiku-20240307")
+            .default_max_tokens,
+        2048
+    );
+    assert_eq!(
+        anthropic
+            .capabilities("claude-3-5-sonnet-latest")
+            .default_max_tokens,
+        8192,
+        "from the table"
+    );
+    // An override changes only its key: `o3` still takes `max_completion_tokens`.
+    let o3 = anthropic.capabilities("o3");
+    assert!(o3.accepts_sampling);
+    assert_eq!(o3.max_tokens_param, MaxTokensParam::MaxCompletionTokens);
+    // Auto-detected providers have the table alone.
+    let openai = get("openai");
+    assert!(openai.capability_overrides.is_empty());
+    assert_eq!(
+        openai.capabilities("o3"),
+        ModelCapabilities::for_model("o3")
+    );
+}
+
+#[test]
+fn invalid_capability_values_are_reported_at_the_value() {
+    let text = "\
+providers:
+  p:
+    api_base: http://x
+    models:
+      - id: a
+        max_tokens_param: max_tokenz
+        accepts_sampling: sometimes
+        accepts_reasoning_effort: 1
+        thinking_control: levels
+      - id: b
+        max_output_tokens: 1
+        thinking: level
+";
+    let p = problems(text, &env(&[]));
+    assert_problem(
+        &p,
+        6,
+        27,
+        "`providers.p.models[0].max_tokens_param`: unknown variant `max_tokenz`, expected `max_tokens` or `max_completion_tokens`",
+    );
+    assert_problem(
+        &p,
+        7,
+        27,
+        "`providers.p.models[0].accepts_sampling`: invalid type: string \"sometimes\", expected a boolean",
+    );
+    assert_problem(
+        &p,
+        8,
+        35,
+        "`providers.p.models[0].accepts_reasoning_effort`: invalid type: integer `1`, expected a boolean",
+    );
+    assert_problem(
+        &p,
+        9,
+        27,
+        "`providers.p.models[0].thinking_control`: unknown variant `levels`, expected `budget` or `level`",
+    );
+    assert_problem(&p, 12, 9, "unknown field `thinking`");
+    assert_eq!(p.len(), 5, "{p:#?}");
+
+    // Well-typed but out of range: found once the entry decodes.
+    let p = problems(
+        "providers:\n  p:\n    api_base: http://x\n    models:\n      - a\n      - id: b\n        max_output_tokens: 0\n",
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        [(
+            7,
+            28,
+            "`models[1].max_output_tokens` of provider `p` must be at least 1".to_string()
+        )]
+    );
+}
+
+/// Durations beyond 30 days (or not numbers of seconds at all) are refused at load time: the
+/// proxy adds them to `Instant::now()`, which a huge value would overflow.
+#[test]
+fn durations_beyond_the_maximum_are_reported_at_the_value() {
+    let text = "\
+server:
+  shutdown_grace_secs: 18446744073709551615
+upstream:
+  timeouts:
+    connect_secs: 1e19
+    total_secs: 2592001
+    read_secs: 2592000
+  health:
+    eject_secs: 1e20
+    max_cooldown_secs: 1e300
+providers:
+  p:
+    api_base: http://x
+    timeouts:
+      first_byte_secs: 18446744073709551615
+    health_check:
+      interval_secs: 1e10
+      timeout_secs: .inf
+models:
+  m:
+    endpoints: [{provider: p, service_id: a}]
+    deadline_secs: 1e20
+  n:
+    endpoints: [{provider: p, service_id: a}]
+    deadline: 18446744073709551615
+  o:
+    endpoints: [{provider: p, service_id: a}]
+    deadline_secs: .nan
+";
+    let p = problems(text, &env(&[]));
+    let most = "must be at most 2592000 seconds (30 days), found";
+    assert_problem(
+        &p,
+        2,
+        24,
+        &format!("`server.shutdown_grace_secs` {most} 18446744073709551615"),
+    );
+    assert_problem(
+        &p,
+        5,
+        19,
+        &format!("`upstream.timeouts.connect_secs` {most} 1e19"),
+    );
+    assert_problem(
+        &p,
+        6,
+        17,
+        &format!("`upstream.timeouts.total_secs` {most} 2592001"),
+    );
+    assert_problem(
+        &p,
+        9,
+        17,
+        &format!("`upstream.health.eject_secs` {most} 1e20"),
+    );
+    assert_problem(
+        &p,
+        10,
+        24,
+        &format!("`upstream.health.max_cooldown_secs` {most} 1e300"),
+    );
+    assert_problem(
+        &p,
+        15,
+        24,
+        &format!("`timeouts.first_byte_secs` of provider `p` {most} 1.8446744073709552e19"),
+    );
+    assert_problem(
+        &p,
+        17,
+        22,
+        &format!("`health_check.interval_secs` of provider `p` {most} 10000000000"),
+    );
+    assert_problem(
+        &p,
+        18,
+        21,
+        "`health_check.timeout_secs` of provider `p` must be a positive number of seconds, found inf",
+    );
+    assert_problem(
+        &p,
+        22,
+        20,
+        &format!("`deadline_secs` of virtual model `m` {most}"),
+    );
+    assert_problem(
+        &p,
+        25,
+        15,
+        &format!("`deadline` of virtual model `n` {most}"),
+    );
+    assert_problem(
+        &p,
+        28,
+        20,
+        "`deadline_secs` of virtual model `o` must be a positive number of seconds, found NaN",
+    );
+    assert_eq!(p.len(), 11, "{p:#?}");
+
+    // The maximum itself is accepted.
+    let config = ok(
+        "upstream:\n  timeouts: {total_secs: 2592000}\n  health: {max_eject_secs: 2592000}\nserver:\n  shutdown_grace_secs: 2592000\n",
+        &env(&[]),
+    );
+    assert_eq!(config.upstream.timeouts.total, Some(secs(2_592_000.0)));
+    assert_eq!(
+        bitrouter_config::MAX_DURATION_SECS,
+        30 * 24 * 3600,
+        "documented in docs/reliability.md"
+    );
+}

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bitrouter_config::ModelCapabilities;
 use bitrouter_filters::canonical::*;
 use bitrouter_filters::protocol::anthropic::{
     decode_error, decode_request, decode_response, encode_error, encode_request, encode_response,
@@ -42,7 +43,10 @@ fn req(name: &str) -> ChatRequest {
 
 fn opts() -> EncodeOptions {
     EncodeOptions {
-        default_max_tokens: 4096,
+        capabilities: ModelCapabilities {
+            default_max_tokens: 4096,
+            ..ModelCapabilities::DEFAULT
+        },
     }
 }
 

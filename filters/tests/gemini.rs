@@ -35,7 +35,7 @@ fn decode(name: &str) -> ChatRequest {
 }
 
 fn encode(req: &ChatRequest) -> Value {
-    let encoded = gemini::encode_request(req, &EncodeOptions::default()).unwrap();
+    let encoded = gemini::encode_request(req, &EncodeOptions::for_model(&req.model)).unwrap();
     serde_json::from_slice(&encoded.body).unwrap()
 }
 
@@ -657,7 +657,7 @@ fn openai_style_request() -> ChatRequest {
 #[test]
 fn encodes_a_foreign_request() {
     let req = openai_style_request();
-    let encoded = gemini::encode_request(&req, &EncodeOptions::default()).unwrap();
+    let encoded = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap();
     let body: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert!(body.get("model").is_none(), "the model goes in the URL");
     assert!(body.get("stream").is_none());
@@ -771,7 +771,7 @@ fn encode_rejections() {
         source: ImageSource::Url("https://example.com/cat.png".into()),
         detail: Some("high".into()),
     })])];
-    let err = gemini::encode_request(&req, &EncodeOptions::default()).unwrap_err();
+    let err = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap_err();
     assert_eq!(err.status, 400);
     assert_eq!(
         err.message,
@@ -790,7 +790,7 @@ fn encode_rejections() {
     );
 
     req.messages = vec![user(vec![result("call_zzz", None, vec![text("x")], false)])];
-    let err = gemini::encode_request(&req, &EncodeOptions::default()).unwrap_err();
+    let err = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap_err();
     assert!(
         err.message
             .contains("tool result for unknown call id \"call_zzz\""),
@@ -799,7 +799,7 @@ fn encode_rejections() {
     );
 
     req.messages = vec![];
-    let err = gemini::encode_request(&req, &EncodeOptions::default()).unwrap_err();
+    let err = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
 }
 
@@ -825,7 +825,7 @@ fn encodes_structured_output_reasoning_and_error_results() {
         }),
         ..ChatRequest::default()
     };
-    let encoded = gemini::encode_request(&req, &EncodeOptions::default()).unwrap();
+    let encoded = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap();
     let body: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(
         body["contents"][1]["parts"][0]["functionCall"]["args"],
@@ -902,7 +902,8 @@ fn requests_round_trip() {
         }
         let mut first = gemini::decode_request(&body).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         first.model = "gemini-3-pro-preview".into();
-        let encoded = gemini::encode_request(&first, &EncodeOptions::default()).unwrap();
+        let encoded =
+            gemini::encode_request(&first, &EncodeOptions::for_model(&first.model)).unwrap();
         let second = gemini::decode_request(&encoded.body).unwrap_or_else(|e| {
             panic!(
                 "{name}: re-decode: {e:?}\n{}",
@@ -916,7 +917,7 @@ fn requests_round_trip() {
 #[test]
 fn foreign_request_round_trips_through_gemini() {
     let req = openai_style_request();
-    let encoded = gemini::encode_request(&req, &EncodeOptions::default()).unwrap();
+    let encoded = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model)).unwrap();
     let back = gemini::decode_request(&encoded.body).unwrap();
     // Tool results now carry their names, consecutive user turns merged, the thought dropped.
     assert_eq!(back.messages.len(), 5);
@@ -2053,7 +2054,7 @@ fn garbage() -> Vec<Vec<u8>> {
 
 fn exercise(bytes: &[u8]) {
     if let Ok(req) = gemini::decode_request(bytes) {
-        let _ = gemini::encode_request(&req, &EncodeOptions::default());
+        let _ = gemini::encode_request(&req, &EncodeOptions::for_model(&req.model));
     }
     if let Ok(resp) = gemini::decode_response(bytes, &ctx()) {
         let _ = gemini::encode_response(&resp, &ctx());

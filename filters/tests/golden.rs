@@ -8,7 +8,7 @@
 //! - nothing panics on any prefix of any fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bitrouter_config::Protocol;
+use bitrouter_config::{ModelCapabilities, Protocol};
 use bitrouter_filters::canonical::{
     ChatRequest, ChatResponse, EncodeOptions, Part, PartKind, ResponseContext, Role, StopReason,
     StreamEvent,
@@ -229,7 +229,10 @@ fn every_request_fixture_translates_to_every_protocol() {
             canonical.model = "target-model".into();
             for upstream in ALL {
                 let opts = EncodeOptions {
-                    default_max_tokens: 1024,
+                    capabilities: ModelCapabilities {
+                        default_max_tokens: 1024,
+                        ..ModelCapabilities::DEFAULT
+                    },
                 };
                 let encoded = match protocol::encode_request(upstream, &canonical, &opts) {
                     Ok(e) => e,

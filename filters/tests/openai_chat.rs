@@ -45,13 +45,7 @@ fn ctx(model: &str) -> ResponseContext {
 }
 
 fn encode_req(req: &ChatRequest) -> (Value, Vec<String>) {
-    let enc = openai_chat::encode_request(
-        req,
-        &EncodeOptions {
-            default_max_tokens: 4096,
-        },
-    )
-    .unwrap();
+    let enc = openai_chat::encode_request(req, &EncodeOptions::for_model(&req.model)).unwrap();
     (serde_json::from_slice(&enc.body).unwrap(), enc.dropped)
 }
 

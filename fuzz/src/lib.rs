@@ -16,7 +16,8 @@ pub fn run(p: Protocol, data: &[u8]) {
     };
     if let Ok(req) = protocol::decode_request(p, data) {
         for target in Protocol::ALL {
-            let _ = protocol::encode_request(target, &req, &EncodeOptions { default_max_tokens: 64 });
+            // The capability table is looked up with the fuzzed model id too.
+            let _ = protocol::encode_request(target, &req, &EncodeOptions::for_model(&req.model));
         }
     }
     if let Ok(resp) = protocol::decode_response(p, data, &ctx) {

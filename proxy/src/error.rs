@@ -131,6 +131,7 @@ impl ProxyError {
             ProxyError::Route(RouteError::UnknownPreset { .. }) => "unknown_preset",
             ProxyError::Route(RouteError::VariantNoEndpoint { .. }) => "variant_has_no_endpoint",
             ProxyError::Route(RouteError::EmptyModel) => "missing_model",
+            ProxyError::Route(RouteError::InvalidModel { .. }) => "invalid_model",
             ProxyError::Translate(e) => return e.code,
             ProxyError::ClientBody(_) | ProxyError::ClientGone => return None,
             ProxyError::UpstreamConnect { .. } => "upstream_connect_error",

@@ -308,6 +308,7 @@ fn provider(api_base: &str) -> Provider {
         auth: crate::AuthStyle::Bearer,
         models: vec![],
         model_patterns: vec![],
+        capability_overrides: IndexMap::new(),
         ca_file: None,
         headers: vec![],
         forward_headers: vec![],
@@ -828,4 +829,156 @@ fn suffix_parsing_is_bounded() {
     assert!(t.resolve("@").is_err());
     assert!(t.resolve("smart@").is_err());
     assert!(t.resolve(":fast").is_err());
+}
+
+const PATHS: &str = "\
+providers:
+  ollama:
+    models: [llama3.1:8b]
+  vertex:
+    api_base: https://vertex.example/v1
+    api_protocol: messages
+models:
+  team model:
+    endpoints: [{provider: ollama, service_id: llama3.1:8b}]
+";
+
+fn path_table() -> RoutingTable {
+    table(
+        PATHS,
+        &[
+            ("GOOGLE_API_KEY", "g"),
+            ("OPENROUTER_API_KEY", "r"),
+            ("FIREWORKS_API_KEY", "f"),
+            ("ANTHROPIC_API_KEY", "a"),
+            ("OPENAI_API_KEY", "o"),
+        ],
+    )
+}
+
+/// `InvalidModel`'s reason for `model`, or a panic saying what happened instead.
+fn invalid(t: &RoutingTable, model: &str) -> String {
+    match t.resolve(model) {
+        Err(RouteError::InvalidModel { model: m, reason }) => {
+            assert_eq!(m, model.trim());
+            reason
+        }
+        other => panic!("{model:?}: expected InvalidModel, got {other:?}"),
+    }
+}
+
+#[test]
+fn real_model_ids_are_valid() {
+    for id in [
+        "openrouter/moonshotai/kimi-k2",
+        "llama3.1:8b",
+        "hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M",
+        "accounts/fireworks/models/llama-v3p1-8b-instruct",
+        "claude-sonnet-4-5@20250929",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "gpt-4o-2024-08-06",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "models/gemini-2.5-pro",
+        "model:variant",
+        "model@preset",
+        "a+b",
+        "...x",
+        "x..",
+        "a/.b/c",
+    ] {
+        assert_eq!(check_model_id(id), Ok(()), "{id}");
+    }
+    let t = path_table();
+    for (model, provider, service_id) in [
+        (
+            "openrouter/moonshotai/kimi-k2",
+            "openrouter",
+            "moonshotai/kimi-k2",
+        ),
+        ("llama3.1:8b", "ollama", "llama3.1:8b"),
+        (
+            "ollama/hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M",
+            "ollama",
+            "hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M",
+        ),
+        (
+            "fireworks/accounts/fireworks/models/llama-v3p1-8b-instruct",
+            "fireworks",
+            "accounts/fireworks/models/llama-v3p1-8b-instruct",
+        ),
+        (
+            "vertex/claude-sonnet-4-5@20250929",
+            "vertex",
+            "claude-sonnet-4-5@20250929",
+        ),
+        (
+            "openrouter/meta-llama/Llama-3.1-8B-Instruct",
+            "openrouter",
+            "meta-llama/Llama-3.1-8B-Instruct",
+        ),
+        ("gpt-4o-2024-08-06", "openai", "gpt-4o-2024-08-06"),
+        ("google/gemini-2.5-pro", "google", "gemini-2.5-pro"),
+        ("google:gemini-2.5-pro", "google", "gemini-2.5-pro"),
+        // A virtual model name is the operator's: any characters it was given.
+        ("team model", "ollama", "llama3.1:8b"),
+    ] {
+        let r = t.resolve(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+        assert_eq!(chain(&r), [(provider, service_id)], "{model}");
+    }
+}
+
+/// A client's model string must not change the upstream path it is put into (Gemini's
+/// `/models/{model}:generateContent`, sent with the operator's key).
+#[test]
+fn model_ids_that_could_escape_the_upstream_path_are_refused() {
+    let t = path_table();
+    for model in [
+        "google/../../x",
+        "google/../x",
+        "google/./x",
+        "google/gemini-2.5-pro/..",
+        "../google/x",
+        "..",
+        ".",
+        // The Gemini path model is percent-decoded before it is resolved: `%2e%2e` is `..`.
+        "google/%2e%2e/%2e%2e/x",
+        "google/%2E%2E",
+    ] {
+        let decoded = model.replace("%2e", ".").replace("%2E", ".");
+        let why = invalid(&t, &decoded);
+        assert!(why.contains("path segment"), "{decoded}: {why}");
+        // Undecoded, `%` is outside the alphabet.
+        if model.contains('%') {
+            assert!(invalid(&t, model).contains("`%` is not allowed"), "{model}");
+        }
+    }
+    for model in ["google/a//b", "google/x/", "/google/x", "//x"] {
+        assert!(invalid(&t, model).contains("empty `/` segment"), "{model}");
+    }
+    for (model, what) in [
+        ("google/x y", "a space"),
+        ("google/x?alt=json", "`?`"),
+        ("google/x#frag", "`#`"),
+        ("google/x\\..\\y", "`\\`"),
+        ("google/x\ny", "`\\n`"),
+        ("google/mod\u{e8}le", "`\\u{e8}`"),
+        ("google/x;y", "`;`"),
+        ("google/x%2fy", "`%`"),
+    ] {
+        let why = invalid(&t, model);
+        assert!(
+            why.contains(&format!("{what} is not allowed")),
+            "{model}: {why}"
+        );
+    }
+    // `provider:model` hands the part after the colon through: its own segments count.
+    let why = invalid(&t, "google:../x");
+    assert!(why.contains("the upstream model id `../x`"), "{why}");
+    let why = invalid(&t, "google:/x");
+    assert!(why.contains("the upstream model id `/x`"), "{why}");
+    // The message says what is wrong.
+    assert_eq!(
+        t.resolve("google/../x").unwrap_err().to_string(),
+        "invalid model `google/../x`: it has a `..` path segment, which would change the upstream URL"
+    );
 }

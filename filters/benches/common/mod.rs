@@ -5,7 +5,7 @@
 //! Every input is built once, before measuring; only the transform under test is timed.
 #![allow(dead_code)]
 
-use bitrouter_config::{load_str, MapEnv, Protocol, RoutingTable};
+use bitrouter_config::{load_str, MapEnv, ModelCapabilities, Protocol, RoutingTable};
 use bitrouter_filters::canonical::{EncodeOptions, ResponseContext};
 use bitrouter_filters::protocol;
 use bitrouter_filters::stream::StreamTranslator;
@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 /// `max_tokens` for targets that require one (what the proxy sends for Claude models).
 pub const OPTIONS: EncodeOptions = EncodeOptions {
-    default_max_tokens: 8192,
+    capabilities: ModelCapabilities {
+        default_max_tokens: 8192,
+        ..ModelCapabilities::DEFAULT
+    },
 };
 
 /// Short names used in benchmark ids.

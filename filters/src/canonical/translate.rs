@@ -2,6 +2,7 @@
 //! request is encoded, read when the response or stream is encoded back.
 
 use super::request::ChatRequest;
+use bitrouter_config::ModelCapabilities;
 
 /// Request-derived facts the response encoders and decoders need.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -34,8 +35,22 @@ impl ResponseContext {
 /// Settings for encoding a request for a particular upstream.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EncodeOptions {
-    /// `max_tokens` to send when the target requires one and the client gave none.
-    pub default_max_tokens: u64,
+    /// What the target model accepts: which field carries the output cap, the cap to send
+    /// when the target requires one and the client gave none, whether sampling parameters and
+    /// `reasoning_effort` are accepted, how thinking is controlled. The proxy takes it from
+    /// `Provider::capabilities` (the config's table with the provider's per-model overrides);
+    /// the encoders never guess from the model id.
+    pub capabilities: ModelCapabilities,
+}
+
+impl EncodeOptions {
+    /// Options for `model_id` from the built-in capability table alone (no provider
+    /// overrides): for tests, benchmarks and tools without a config.
+    pub fn for_model(model_id: &str) -> EncodeOptions {
+        EncodeOptions {
+            capabilities: ModelCapabilities::for_model(model_id),
+        }
+    }
 }
 
 /// An encoded upstream request plus what the translation had to leave out.

@@ -152,7 +152,7 @@ impl Plan {
             apply_overlay(&mut request, overlay);
         }
         let options = EncodeOptions {
-            default_max_tokens: default_max_tokens(&target.service_id),
+            capabilities: target.provider.capabilities(&target.service_id),
         };
         let encoded = translate::translate_request(&request, protocol, &options)
             .map_err(ProxyError::Translate)?;
@@ -260,34 +260,5 @@ fn apply_overlay(request: &mut ChatRequest, overlay: &Preset) {
             .reasoning
             .get_or_insert_with(Default::default)
             .effort = Some(effort.clone());
-    }
-}
-
-/// `max_tokens` for targets that require one (Anthropic) when the client gave none: the model
-/// family's documented output limit, capped so a forgotten limit does not reserve a huge budget.
-pub fn default_max_tokens(service_id: &str) -> u64 {
-    let id = service_id.to_ascii_lowercase();
-    if id.contains("claude-3-haiku")
-        || id.contains("claude-3-opus")
-        || id.contains("claude-3-sonnet")
-    {
-        4096
-    } else if id.contains("claude-3-5") {
-        8192
-    } else {
-        16384
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_max_tokens;
-
-    #[test]
-    fn max_tokens_defaults_follow_the_family() {
-        assert_eq!(default_max_tokens("claude-3-haiku-20240307"), 4096);
-        assert_eq!(default_max_tokens("claude-3-5-sonnet-latest"), 8192);
-        assert_eq!(default_max_tokens("claude-sonnet-4-5"), 16384);
-        assert_eq!(default_max_tokens("llama3.1"), 16384);
     }
 }

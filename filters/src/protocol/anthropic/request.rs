@@ -886,8 +886,8 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Encoded
     );
 
     // max_tokens is required by Anthropic.
-    let default_max = if opts.default_max_tokens > 0 {
-        opts.default_max_tokens
+    let default_max = if opts.capabilities.default_max_tokens > 0 {
+        opts.capabilities.default_max_tokens
     } else {
         FALLBACK_MAX_TOKENS
     };

@@ -13,6 +13,7 @@ use crate::canonical::{
     ToolResult,
 };
 use crate::protocol::util;
+use bitrouter_config::ThinkingControl;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
@@ -801,7 +802,7 @@ pub(super) enum Target {
 }
 
 /// Encodes `req` as a `generateContent` body (the model goes in the URL, not here).
-pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encoded, CanonicalError> {
+pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Encoded, CanonicalError> {
     let mut dropped: Vec<String> = Vec::new();
     let mut contents: Vec<GeminiContent> = Vec::new();
     for (mi, message) in req.messages.iter().enumerate() {
@@ -853,7 +854,7 @@ pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encode
     });
 
     let (tools, tool_config) = encode_tools(req, &mut dropped);
-    let generation_config = encode_generation_config(req, &mut dropped);
+    let generation_config = encode_generation_config(req, opts.capabilities.thinking, &mut dropped);
 
     if req.parallel_tool_calls == Some(false) {
         dropped.push("parallel_tool_calls".into());
@@ -1199,6 +1200,7 @@ fn encode_tools(
 
 fn encode_generation_config(
     req: &ChatRequest,
+    thinking: ThinkingControl,
     dropped: &mut Vec<String>,
 ) -> Option<GeminiGenerationConfig> {
     let Params {
@@ -1257,31 +1259,19 @@ fn encode_generation_config(
     }
 
     if let Some(reasoning) = &req.reasoning {
-        config.thinking_config = encode_thinking(reasoning, &req.model, dropped);
+        config.thinking_config = encode_thinking(reasoning, thinking, dropped);
     }
 
     (config != GeminiGenerationConfig::default()).then_some(config)
 }
 
-/// Whether `model` names a Gemini generation that takes `thinkingLevel` (3 and later).
-fn uses_thinking_level(model: &str) -> bool {
-    let name = model.rsplit('/').next().unwrap_or_default();
-    name.strip_prefix("gemini-")
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|major| major.parse::<u32>().ok())
-        .is_some_and(|major| major >= 3)
-}
-
 /// Reasoning -> `thinkingConfig`. An explicit budget is sent as `thinkingBudget` (every thinking
-/// model takes it); an effort alone becomes `thinkingLevel` for Gemini 3+ (Google's recommended
-/// control there) and the conventional budget of that effort for earlier models.
+/// model takes it); an effort alone becomes `thinkingLevel` where the model's capabilities say
+/// so (Gemini 3+, Google's recommended control there) and the conventional budget of that
+/// effort otherwise.
 fn encode_thinking(
     reasoning: &Reasoning,
-    model: &str,
+    control: ThinkingControl,
     dropped: &mut Vec<String>,
 ) -> Option<GeminiThinkingConfig> {
     let mut config = GeminiThinkingConfig {
@@ -1289,7 +1279,7 @@ fn encode_thinking(
         ..GeminiThinkingConfig::default()
     };
     match (&reasoning.effort, reasoning.budget_tokens) {
-        (Some(effort), None) if uses_thinking_level(model) => {
+        (Some(effort), None) if control == ThinkingControl::Level => {
             let level = match effort.as_str() {
                 "none" => "minimal",
                 other => other,
@@ -1316,27 +1306,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thinking_level_only_for_gemini_3_and_later() {
-        assert!(uses_thinking_level("gemini-3-pro-preview"));
-        assert!(uses_thinking_level("models/gemini-3.1-flash"));
-        assert!(uses_thinking_level("gemini-10-ultra"));
-        assert!(!uses_thinking_level("gemini-2.5-pro"));
-        assert!(!uses_thinking_level("gemma-3-27b-it"));
-        assert!(!uses_thinking_level(""));
+    fn thinking_level_only_where_the_capabilities_say_so() {
+        // Which models take a level is the config's capability table (tested there).
+        let level = |model: &str| bitrouter_config::ModelCapabilities::for_model(model).thinking;
+        assert_eq!(level("gemini-3-pro-preview"), ThinkingControl::Level);
+        assert_eq!(level("gemini-2.5-pro"), ThinkingControl::Budget);
         let effort = |e: &str| Reasoning {
             effort: Some(e.into()),
             ..Reasoning::default()
         };
         let mut dropped = Vec::new();
-        let c = encode_thinking(&effort("high"), "gemini-3-pro-preview", &mut dropped).unwrap();
+        let c = encode_thinking(&effort("high"), ThinkingControl::Level, &mut dropped).unwrap();
         assert_eq!(
             (c.thinking_level.as_deref(), c.thinking_budget),
             (Some("high"), None)
         );
-        let c = encode_thinking(&effort("high"), "gemini-2.5-pro", &mut dropped).unwrap();
+        let c = encode_thinking(&effort("high"), ThinkingControl::Budget, &mut dropped).unwrap();
         assert_eq!((c.thinking_level, c.thinking_budget), (None, Some(24576)));
         assert_eq!(
-            encode_thinking(&effort("xhigh"), "gemini-2.5-pro", &mut dropped),
+            encode_thinking(&effort("xhigh"), ThinkingControl::Budget, &mut dropped),
             None
         );
         assert_eq!(dropped, vec!["reasoning.effort".to_string()]);

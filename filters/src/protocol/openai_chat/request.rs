@@ -6,6 +6,7 @@ use crate::canonical::{
     Reasoning, ResponseFormat, Role, Thinking, ToolCall, ToolChoice, ToolDef, ToolResult,
 };
 use crate::protocol::util::{self, invalid};
+use bitrouter_config::MaxTokensParam;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -569,27 +570,6 @@ fn tool_choice(v: &Value, field: &'static str) -> Result<ToolChoice, CanonicalEr
 // Encode
 // =============================================================================================
 
-/// OpenAI reasoning-family models: they take `max_completion_tokens` (not `max_tokens`).
-fn is_reasoning_family(model: &str) -> bool {
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|p| model.starts_with(p))
-}
-
-/// Reasoning models that reject sampling parameters other than their default (`temperature`,
-/// `top_p` other than 1). `gpt-5-chat*` is a non-reasoning chat model and accepts them.
-fn rejects_sampling(model: &str) -> bool {
-    is_reasoning_family(model) && !model.starts_with("gpt-5-chat")
-}
-
-/// OpenAI models known to reject `reasoning_effort`. Unknown (local, OpenAI-compatible)
-/// models get it: servers that do not know it ignore it.
-fn rejects_reasoning_effort(model: &str) -> bool {
-    ["gpt-4", "gpt-3.5", "chatgpt-", "gpt-5-chat"]
-        .iter()
-        .any(|p| model.starts_with(p))
-}
-
 struct Dropped(Vec<String>);
 
 impl Dropped {
@@ -600,7 +580,8 @@ impl Dropped {
     }
 }
 
-pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encoded, CanonicalError> {
+pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Encoded, CanonicalError> {
+    let caps = &opts.capabilities;
     let mut dropped = Dropped(Vec::new());
     let mut messages = Vec::with_capacity(req.system.len() + req.messages.len());
     for s in &req.system {
@@ -616,7 +597,6 @@ pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encode
         }
     }
 
-    let model = req.model.as_str();
     let has_tools = !req.tools.is_empty();
     let tools = has_tools.then(|| {
         Seq(req
@@ -658,7 +638,8 @@ pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encode
 
     let p = &req.params;
     let mut sampling = |value: Option<f64>, name: &str| match value {
-        Some(v) if rejects_sampling(model) && v != 1.0 => {
+        // Models that take only the default sampling (OpenAI's reasoning models).
+        Some(v) if !caps.accepts_sampling && v != 1.0 => {
             dropped.push(name);
             None
         }
@@ -669,16 +650,15 @@ pub fn encode_request(req: &ChatRequest, _opts: &EncodeOptions) -> Result<Encode
     if p.top_k.is_some() {
         dropped.push("top_k");
     }
-    let (max_tokens, max_completion_tokens) = if is_reasoning_family(model) {
-        (None, p.max_tokens)
-    } else {
-        (p.max_tokens, None)
+    let (max_tokens, max_completion_tokens) = match caps.max_tokens_param {
+        MaxTokensParam::MaxCompletionTokens => (None, p.max_tokens),
+        MaxTokensParam::MaxTokens => (p.max_tokens, None),
     };
 
     let mut reasoning_effort = None;
     if let Some(r) = &req.reasoning {
         if let Some(effort) = r.effort_level() {
-            if rejects_reasoning_effort(model) {
+            if !caps.accepts_reasoning_effort {
                 dropped.push("reasoning");
             } else {
                 reasoning_effort = Some(effort);
