@@ -23,6 +23,7 @@ use crate::upstream::PeerSet;
 use bitrouter_config::{Account, Protocol, Provider, RetryPolicy, Target};
 use bitrouter_filters::canonical::{ResponseContext, StreamEvent};
 use bitrouter_filters::protocol::StreamEncoder;
+use bitrouter_filters::sse::SseFramer;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::client::HttpSession;
@@ -496,9 +497,17 @@ async fn relay(
     {
         return Err(ProxyError::ClientGone);
     }
-    let mut partial = bytes::BytesMut::new();
+    let mut framer = SseFramer::default();
     loop {
-        let chunk = match body.next(session).await {
+        let next = match body.next(session).await {
+            Ok(Some(chunk)) if sse => match framer.feed(chunk) {
+                Ok(Some(events)) => Ok(Some(events)),
+                Ok(None) => continue,
+                Err(e) => Err(broken(body.provider, &e.to_string())),
+            },
+            other => other,
+        };
+        let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) if sse && !matches!(e, ProxyError::ClientGone) => {
@@ -521,14 +530,6 @@ async fn relay(
             }
             Err(e) => return Err(e),
         };
-        let chunk = if sse {
-            match complete_events(&mut partial, chunk) {
-                Some(c) => c,
-                None => continue,
-            }
-        } else {
-            chunk
-        };
         ctx.bytes_out += chunk.len();
         if session
             .write_response_body(Some(chunk), false)
@@ -538,9 +539,8 @@ async fn relay(
             return Err(ProxyError::ClientGone);
         }
     }
-    if !partial.is_empty() && !ctx.upstream_failed {
+    if let Some(rest) = framer.finish().filter(|_| !ctx.upstream_failed) {
         // The upstream ended without a final blank line: pass its last bytes on as they are.
-        let rest = partial.split().freeze();
         ctx.bytes_out += rest.len();
         if session
             .write_response_body(Some(rest), false)
@@ -554,37 +554,6 @@ async fn relay(
         return Err(ProxyError::ClientGone);
     }
     Ok(())
-}
-
-/// The complete SSE events available once `chunk` is added to `partial` (everything up to the
-/// last blank line), keeping the rest in `partial`. `None` when no event is complete yet.
-/// Without a carry-over this is the chunk itself, uncopied.
-fn complete_events(partial: &mut bytes::BytesMut, chunk: Bytes) -> Option<Bytes> {
-    if partial.is_empty() {
-        let end = last_event_end(&chunk);
-        if end == chunk.len() {
-            return Some(chunk);
-        }
-        partial.extend_from_slice(&chunk[end..]);
-        return (end > 0).then(|| chunk.slice(..end));
-    }
-    partial.extend_from_slice(&chunk);
-    let end = last_event_end(partial);
-    (end > 0).then(|| partial.split_to(end).freeze())
-}
-
-/// The offset just after the last event terminator (`\n\n`, `\r\n\r\n` or `\r\r`) in
-/// `buf`, 0 when there is none.
-fn last_event_end(buf: &[u8]) -> usize {
-    let mut i = buf.len();
-    while i >= 2 {
-        let (a, b) = (buf[i - 2], buf[i - 1]);
-        if (a == b'\n' && b == b'\n') || (a == b'\r' && b == b'\r') {
-            return i;
-        }
-        i -= 1;
-    }
-    0
 }
 
 /// The peer a session was opened to: an entry of the provider's cached peer set.
