@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod protocol;
 pub mod sse;
 pub mod stream;
+pub mod tokens;
 pub mod translate;
 
 pub use bitrouter_config::Protocol;

@@ -5,6 +5,9 @@
 //!   tool calls, the stop reason class and token counts;
 //! - streams: every upstream stream fixture translated to every client protocol gives the same
 //!   events whether fed whole or split at any byte, and the text and tool calls survive;
+//! - stream framing for pass-through: every stream fixture (also with LF, CRLF and CR line
+//!   ends) is cut by `SseFramer` exactly at its event ends, whatever the chunk boundaries, and
+//!   passes unchanged;
 //! - nothing panics on any prefix of any fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +17,7 @@ use bitrouter_filters::canonical::{
     StreamEvent,
 };
 use bitrouter_filters::protocol::{self, StreamDecoder};
-use bitrouter_filters::sse::SseParser;
+use bitrouter_filters::sse::{SseFramer, SseParser};
 use bitrouter_filters::stream::StreamTranslator;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -492,6 +495,130 @@ fn no_decoder_panics_on_truncated_or_garbage_input() {
             let mut out = Vec::new();
             t.feed(input, &mut out);
             t.finish(&mut out);
+        }
+    }
+}
+
+/// The offsets just after every event end (blank line) of `input`, by the WHATWG line rules
+/// read naively over the whole input: the framer's reference. A `\r` last in `input` is a
+/// complete line end (the framer cuts there rather than wait for a `\n` that may not come).
+fn event_ends(input: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut line_empty = true;
+    let mut i = 0;
+    while i < input.len() {
+        let end = match input[i] {
+            b'\n' => i + 1,
+            b'\r' if input.get(i + 1) == Some(&b'\n') => i + 2,
+            b'\r' => i + 1,
+            _ => {
+                line_empty = false;
+                i += 1;
+                continue;
+            }
+        };
+        if line_empty {
+            ends.push(end);
+        }
+        line_empty = true;
+        i = end;
+    }
+    ends
+}
+
+/// Feeds `chunks` to an `SseFramer`, checking after every chunk that the output so far ends
+/// exactly at the last event end of the input so far; returns everything it produced.
+fn frame_checked(chunks: &[&[u8]], what: &str) -> Vec<u8> {
+    let mut framer = SseFramer::default();
+    let mut fed = Vec::new();
+    let mut out = Vec::new();
+    for c in chunks {
+        fed.extend_from_slice(c);
+        if let Some(piece) = framer.feed(bytes::Bytes::copy_from_slice(c)).unwrap() {
+            assert!(!piece.is_empty(), "{what}: empty piece");
+            out.extend_from_slice(&piece);
+        }
+        let expected = event_ends(&fed).last().copied().unwrap_or(0);
+        assert_eq!(
+            out.len(),
+            expected,
+            "{what}: after {} bytes the framer released {} bytes, the last event ends at {expected}",
+            fed.len(),
+            out.len()
+        );
+    }
+    if let Some(rest) = framer.finish() {
+        out.extend_from_slice(&rest);
+    }
+    assert_eq!(out, fed, "{what}: the framer changed the bytes");
+    out
+}
+
+/// The fixture with its line ends rewritten: every `\r\n`, `\r` and `\n` becomes `to`.
+fn with_line_ends(body: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() * 2);
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\r' if body.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(to);
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(to),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn every_stream_fixture_frames_at_event_boundaries_at_any_split() {
+    let mut checked = 0;
+    for p in ALL {
+        for (name, original) in fixtures(p, "stream", ".sse") {
+            for (ends, body) in [
+                ("as is", original.clone()),
+                ("lf", with_line_ends(&original, b"\n")),
+                ("crlf", with_line_ends(&original, b"\r\n")),
+                ("cr", with_line_ends(&original, b"\r")),
+            ] {
+                let what = format!("{p}/{name} ({ends})");
+                // The framer and the parser agree on how many events there are: every parsed
+                // event ends at a framer boundary.
+                let mut parsed = Vec::new();
+                let mut parser = SseParser::default();
+                parser.feed(&body, &mut parsed).unwrap();
+                assert!(
+                    event_ends(&body).len() >= parsed.len(),
+                    "{what}: fewer boundaries than events"
+                );
+                assert!(!parsed.is_empty(), "{what}: no events parsed");
+                frame_checked(&[&body], &what);
+                for i in 0..=body.len() {
+                    frame_checked(&[&body[..i], &body[i..]], &format!("{what} split at {i}"));
+                }
+                let bytes: Vec<&[u8]> = body.chunks(1).collect();
+                frame_checked(&bytes, &format!("{what} byte by byte"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 64, "only {checked} framings checked");
+}
+
+#[test]
+fn a_small_stream_frames_the_same_at_every_pair_of_splits() {
+    let stream: &[u8] = b"event: a\r\ndata: 1\r\n\r\n: keepalive\n\ndata: {\"k\": \"v\\n\"}\r\rdata: x\n\r\ndata: y\r\n\ndata: [DONE]\r\n\r\n";
+    let whole = frame_checked(&[stream], "whole");
+    assert_eq!(whole, stream);
+    for i in 0..=stream.len() {
+        for j in i..=stream.len() {
+            frame_checked(
+                &[&stream[..i], &stream[i..j], &stream[j..]],
+                &format!("split at {i},{j}"),
+            );
         }
     }
 }

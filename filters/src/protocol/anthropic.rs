@@ -25,6 +25,8 @@ mod response;
 mod stream;
 pub mod wire;
 
+/// The tolerant decoder of `count_tokens` bodies (lives with the token estimate).
+pub use crate::tokens::decode_count_tokens;
 pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

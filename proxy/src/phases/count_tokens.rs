@@ -13,6 +13,7 @@ use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::upstream::headers;
 use bitrouter_config::Protocol;
+use bitrouter_filters::tokens;
 use bytes::Bytes;
 
 pub async fn answer(
@@ -29,9 +30,9 @@ pub async fn answer(
     if !plan.resolution.targets.is_empty() {
         return forward::forward(state, dn, ctx, plan).await;
     }
-    // TEMPORARY until the filters estimator lands (merge pending).
-    let count = plan.body().len() / 4;
-    let body = Bytes::from(format!("{{\"input_tokens\":{count}}}"));
+    let request = tokens::decode_count_tokens(plan.body()).map_err(ProxyError::Translate)?;
+    let count = tokens::estimate_input_tokens(&request);
+    let body = Bytes::from(tokens::count_tokens_response(count));
     dn.send_with(
         200,
         "application/json",

@@ -5,8 +5,8 @@
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
 use crate::upstream::headers::{self, Decision};
-use crate::upstream::transport::UpstreamBody;
-use bytes::{Bytes, BytesMut};
+use crate::upstream::transport::{broken, UpstreamBody};
+use bitrouter_filters::sse::SseFramer;
 
 /// How a relay that committed a response ended.
 #[derive(Debug)]
@@ -32,10 +32,20 @@ pub async fn relay(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let resp = headers::downstream_response(header, decision)?;
     dn.head(resp).await?;
-    let mut partial = BytesMut::new();
+    // SSE goes out whole events at a time (cut by the framer: any line-end style, bounded
+    // carry-over), so a break mid-stream can still end with a well-formed error event.
+    let mut framer = SseFramer::default();
     let mut outcome = Relayed::Complete;
     loop {
-        let chunk = match body.next(dn.session()).await {
+        let next = match body.next(dn.session()).await {
+            Ok(Some(chunk)) if sse => match framer.feed(chunk) {
+                Ok(Some(events)) => Ok(Some(events)),
+                Ok(None) => continue,
+                Err(e) => Err(broken(body.provider, &e.to_string())),
+            },
+            other => other,
+        };
+        let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) if sse && !matches!(e, ProxyError::ClientGone) => {
@@ -47,51 +57,14 @@ pub async fn relay(
             }
             Err(e) => return Err(e),
         };
-        let chunk = if sse {
-            match complete_events(&mut partial, chunk) {
-                Some(c) => c,
-                None => continue,
-            }
-        } else {
-            chunk
-        };
         dn.chunk(chunk).await?;
     }
-    if !partial.is_empty() && matches!(outcome, Relayed::Complete) {
-        // The upstream ended without a final blank line: pass its last bytes on as they are.
-        dn.chunk(partial.split().freeze()).await?;
+    if let Some(rest) = framer.finish() {
+        if matches!(outcome, Relayed::Complete) {
+            // The upstream ended without a final blank line: pass its last bytes on as they are.
+            dn.chunk(rest).await?;
+        }
     }
     dn.finish().await?;
     Ok(outcome)
-}
-
-/// The complete SSE events available once `chunk` is added to `partial` (everything up to the
-/// last blank line), keeping the rest in `partial`. `None` when no event is complete yet.
-/// Without a carry-over this is the chunk itself, uncopied.
-fn complete_events(partial: &mut BytesMut, chunk: Bytes) -> Option<Bytes> {
-    if partial.is_empty() {
-        let end = last_event_end(&chunk);
-        if end == chunk.len() {
-            return Some(chunk);
-        }
-        partial.extend_from_slice(&chunk[end..]);
-        return (end > 0).then(|| chunk.slice(..end));
-    }
-    partial.extend_from_slice(&chunk);
-    let end = last_event_end(partial);
-    (end > 0).then(|| partial.split_to(end).freeze())
-}
-
-/// The offset just after the last event terminator (`\n\n`, `\r\n\r\n` or `\r\r`) in
-/// `buf`, 0 when there is none.
-fn last_event_end(buf: &[u8]) -> usize {
-    let mut i = buf.len();
-    while i >= 2 {
-        let (a, b) = (buf[i - 2], buf[i - 1]);
-        if (a == b'\n' && b == b'\n') || (a == b'\r' && b == b'\r') {
-            return i;
-        }
-        i -= 1;
-    }
-    0
 }

@@ -80,7 +80,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use record::{RecordMode, RecordedRequest, StreamOutcome};
-pub use script::{Action, Match, Script};
+pub use script::{Action, LineEnds, Match, Script};
 
 use server::State;
 

@@ -180,10 +180,22 @@ pub enum Action {
     },
     /// Replace the generated assistant text with this text (also suppresses tool-call magic).
     Reply(String),
+    /// Frame the SSE stream with these line ends instead of the provider's own (Google uses
+    /// CRLF, the others LF): every `\n` / `\r\n` of each event is rewritten. Streaming only.
+    LineEnds(LineEnds),
     /// Several actions on the same request, e.g. `[Delay(1s), Error{503}]` or
     /// `[Reply("x"), StreamInterval(50ms)]`. Delays add up; the first of Status / Error / Drop
     /// wins; modifiers (Reply, StreamInterval, CutStreamAfter) apply to the normal response.
     All(Vec<Action>),
+}
+
+/// The line ends an SSE stream is framed with (see [`Action::LineEnds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineEnds {
+    /// `\n`, as OpenAI and Anthropic send.
+    Lf,
+    /// `\r\n`, as Google sends.
+    Crlf,
 }
 
 /// What a request will get, folded from its script's action(s).
@@ -195,6 +207,7 @@ pub(crate) struct Plan {
     pub(crate) interval: Option<Duration>,
     pub(crate) cut_after: Option<usize>,
     pub(crate) stall: Option<(usize, Duration)>,
+    pub(crate) line_ends: Option<LineEnds>,
 }
 
 /// A scripted response that replaces normal handling entirely.
@@ -251,6 +264,7 @@ impl Plan {
             Action::StreamInterval(d) => self.interval = Some(*d),
             Action::StallAfter { events, pause } => self.stall = Some((*events, *pause)),
             Action::Reply(text) => self.reply = Some(text.clone()),
+            Action::LineEnds(ends) => self.line_ends = Some(*ends),
             Action::All(actions) => actions.iter().for_each(|a| self.apply(a)),
         }
     }
@@ -363,6 +377,12 @@ mod tests {
             Some(Terminal::Error { status: 503, .. })
         ));
         assert_eq!(plan.reply.as_deref(), Some("r"));
+        let plan = Plan::from_action(&Action::All(vec![
+            Action::LineEnds(LineEnds::Crlf),
+            Action::StreamInterval(Duration::from_millis(5)),
+        ]));
+        assert_eq!(plan.line_ends, Some(LineEnds::Crlf));
+        assert_eq!(plan.interval, Some(Duration::from_millis(5)));
     }
 
     #[test]

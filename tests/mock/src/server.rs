@@ -406,7 +406,12 @@ fn render(reply: Reply, protocol: Protocol, plan: &Plan, track: Option<Track>) -
                 sse::truncated(bytes.slice(..keep))
             }
         },
-        ReplyBody::Events(chunks) => {
+        ReplyBody::Events(mut chunks) => {
+            if let Some(ends) = plan.line_ends {
+                for chunk in &mut chunks {
+                    *chunk = sse::with_line_ends(chunk, ends);
+                }
+            }
             let events_total = chunks.len();
             let body = sse::stream(chunks, plan.interval, plan.cut_after, plan.stall);
             match track {

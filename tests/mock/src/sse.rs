@@ -13,6 +13,8 @@ use hyper::body::{Body as HttpBody, Frame};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::script::LineEnds;
+
 /// Error type of response bodies (an aborted stream).
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The one response body type of the mock's service.
@@ -49,6 +51,28 @@ pub(crate) fn data(data: &Value) -> Bytes {
 /// `data: <json>\r\n\r\n` — Google's SSE uses CRLF line endings.
 pub(crate) fn data_crlf(data: &Value) -> Bytes {
     Bytes::from(format!("data: {data}\r\n\r\n"))
+}
+
+/// `chunk` with every line end (`\r\n`, `\n`, or a lone `\r`) written as `ends` asks.
+pub(crate) fn with_line_ends(chunk: &[u8], ends: LineEnds) -> Bytes {
+    let eol: &[u8] = match ends {
+        LineEnds::Lf => b"\n",
+        LineEnds::Crlf => b"\r\n",
+    };
+    let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 16);
+    let mut i = 0;
+    while i < chunk.len() {
+        match chunk[i] {
+            b'\r' if chunk.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(eol);
+                i += 1;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(eol),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Bytes::from(out)
 }
 
 /// The OpenAI Chat Completions stream terminator.
@@ -270,5 +294,13 @@ mod tests {
         assert_eq!(&event("x", &v)[..], b"event: x\ndata: {\"a\":1}\n\n");
         assert_eq!(&data(&v)[..], b"data: {\"a\":1}\n\n");
         assert_eq!(&data_crlf(&v)[..], b"data: {\"a\":1}\r\n\r\n");
+        assert_eq!(
+            &with_line_ends(&event("x", &v), LineEnds::Crlf)[..],
+            b"event: x\r\ndata: {\"a\":1}\r\n\r\n"
+        );
+        assert_eq!(
+            &with_line_ends(&data_crlf(&v), LineEnds::Lf)[..],
+            b"data: {\"a\":1}\n\n"
+        );
     }
 }

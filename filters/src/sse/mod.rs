@@ -7,6 +7,13 @@
 //! line. It holds only the bytes of the event being received, so memory is bounded by the
 //! largest event, not the stream; an event larger than the limit is an error rather than
 //! unbounded growth.
+//!
+//! [`SseFramer`] applies the same line rules without parsing: it only finds event boundaries,
+//! for streams passed through unchanged.
+
+mod framer;
+
+pub use framer::SseFramer;
 
 /// One parsed event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
