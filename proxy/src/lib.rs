@@ -14,6 +14,7 @@ pub mod cli;
 pub mod downstream;
 pub mod error;
 pub mod gateway;
+pub mod hooks;
 pub mod logger;
 pub mod metrics;
 pub mod phases;

@@ -14,6 +14,7 @@
 //! `RwLock<Arc<_>>`: readers never wait on a writer and never contend with each other).
 
 use crate::balance::Balancer;
+use crate::hooks::StreamHooks;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::upstream::UpstreamClient;
 use arc_swap::ArcSwap;
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub table: RoutingTable,
     /// The `model` label values allowed in metrics (configured upstream model ids).
     pub model_labels: ModelLabels,
+    /// Hooks on response streams (none yet: guardrails and usage accounting register here).
+    pub stream_hooks: StreamHooks,
     /// Counts snapshots built by this process (1 for the one at start-up).
     pub generation: u64,
 }
@@ -42,6 +45,7 @@ impl Snapshot {
             config,
             table,
             model_labels,
+            stream_hooks: StreamHooks::default(),
             generation,
         }
     }

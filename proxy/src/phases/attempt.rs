@@ -8,6 +8,7 @@ use super::route::Attempt;
 use super::{translate, ErrorSummary, RequestCtx};
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
+use crate::hooks::HookInput;
 use crate::state::AppState;
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::{self, before, earliest, UpstreamBody};
@@ -207,7 +208,19 @@ impl Call<'_> {
         };
         let relayed = match &self.attempt.translation {
             None => relay::relay(dn, &mut body, &decision).await?,
-            Some(t) => translate::relay(dn, &mut body, t, &decision).await?,
+            Some(t) => {
+                let hooks = &ctx.snapshot.stream_hooks;
+                let hook = if t.ctx.stream && !hooks.is_empty() {
+                    hooks.build(&HookInput {
+                        client: t.client,
+                        model: &t.ctx.client_model,
+                        provider: &provider.id,
+                    })
+                } else {
+                    None
+                };
+                translate::relay(dn, &mut body, t, &decision, hook).await?
+            }
         };
         transport::release(&self.state.upstream, body.up, &peer, idle).await;
         Ok(match relayed {

@@ -24,6 +24,9 @@ pub struct Plan {
     gemini_sse: bool,
     /// `POST /v1/messages/count_tokens`: Anthropic upstreams get the same sub-path.
     pub count_tokens: bool,
+    /// Stream hooks are active: a same-protocol stream is decoded and re-encoded (through the
+    /// hooks) instead of passed through.
+    hooked: bool,
     body: Bytes,
     model_span: Option<Range<usize>>,
     /// The request in canonical form, decoded on first need (only cross-protocol attempts
@@ -90,6 +93,7 @@ pub fn plan(
         resolution,
         gemini_sse,
         count_tokens,
+        hooked: !ctx.snapshot.stream_hooks.is_empty(),
         body,
         model_span,
         canonical: OnceLock::new(),
@@ -121,7 +125,12 @@ impl Plan {
             }
             path.push_str("/count_tokens");
         }
-        if protocol == self.inbound
+        let same = protocol == self.inbound;
+        // With stream hooks active a same-protocol stream is decoded, hooked and re-encoded;
+        // the request itself still goes as the client sent it.
+        let hooked_stream = self.hooked && self.stream && !self.count_tokens;
+        if same
+            && !hooked_stream
             && protocol == Protocol::GenerateContent
             && self.stream
             && !self.gemini_sse
@@ -134,7 +143,7 @@ impl Plan {
         }
         // A token count passes through as sent: an overlay's sampling parameters do not change
         // the count, and the counting endpoint refuses generation-only fields.
-        if protocol == self.inbound && (self.resolution.overlay.is_none() || self.count_tokens) {
+        if same && !hooked_stream && (self.resolution.overlay.is_none() || self.count_tokens) {
             return Ok(Attempt {
                 target,
                 client: self.inbound,
@@ -151,12 +160,22 @@ impl Plan {
         if let Some(overlay) = &self.resolution.overlay {
             apply_overlay(&mut request, overlay);
         }
-        let options = EncodeOptions {
-            capabilities: target.provider.capabilities(&target.service_id),
-        };
-        let encoded = translate::translate_request(&request, protocol, &options)
-            .map_err(ProxyError::Translate)?;
-        if protocol == self.inbound {
+        let (body, structured_output_tool, encode_dropped) =
+            if same && self.resolution.overlay.is_none() {
+                (self.passthrough_body(&target.service_id), None, Vec::new())
+            } else {
+                let options = EncodeOptions {
+                    capabilities: target.provider.capabilities(&target.service_id),
+                };
+                let encoded = translate::translate_request(&request, protocol, &options)
+                    .map_err(ProxyError::Translate)?;
+                (
+                    Bytes::from(encoded.body),
+                    encoded.structured_output_tool,
+                    encoded.dropped,
+                )
+            };
+        if same && !hooked_stream {
             // Same protocol with a preset or variant applied: the request was re-encoded with
             // the overlay, the response passes through.
             return Ok(Attempt {
@@ -164,16 +183,20 @@ impl Plan {
                 client: self.inbound,
                 protocol,
                 path,
-                body: Bytes::from(encoded.body),
+                body,
                 translation: None,
                 count_tokens: false,
             });
         }
         let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
-        ctx.structured_output_tool = encoded.structured_output_tool;
+        ctx.structured_output_tool = structured_output_tool;
         ctx.json_array_stream = self.inbound == Protocol::GenerateContent && !self.gemini_sse;
-        let mut dropped = canonical.dropped.clone();
-        for name in encoded.dropped {
+        let mut dropped = if same {
+            Vec::new()
+        } else {
+            canonical.dropped.clone()
+        };
+        for name in encode_dropped {
             if !dropped.contains(&name) {
                 dropped.push(name);
             }
@@ -183,7 +206,7 @@ impl Plan {
             client: self.inbound,
             protocol,
             path,
-            body: Bytes::from(encoded.body),
+            body,
             translation: Some(Translation {
                 upstream: protocol,
                 client: self.inbound,
@@ -260,5 +283,69 @@ fn apply_overlay(request: &mut ChatRequest, overlay: &Preset) {
             .reasoning
             .get_or_insert_with(Default::default)
             .effort = Some(effort.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitrouter_config::{MapEnv, RoutingTable};
+
+    fn plan(hooked: bool, stream: bool) -> Plan {
+        let config = bitrouter_config::load_str(
+            "providers:\n  a:\n    api_base: http://127.0.0.1:1/v1\n    api_protocol: chat_completions\n    models: [m1]\n",
+            "bitrouter.yaml",
+            &MapEnv::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let table = RoutingTable::new(&config);
+        let body = Bytes::from(format!(
+            r#"{{"model":"m1","stream":{stream},"messages":[{{"role":"user","content":"hi"}}],"x_unknown":1}}"#
+        ));
+        let peek = body::peek(&body).unwrap_or_else(|e| panic!("{e}"));
+        Plan {
+            inbound: Protocol::ChatCompletions,
+            stream,
+            resolution: table.resolve("m1").unwrap_or_else(|e| panic!("{e}")),
+            gemini_sse: false,
+            count_tokens: false,
+            hooked,
+            body,
+            model_span: peek.model_span,
+            canonical: OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn same_protocol_streams_pass_through_unless_a_hook_is_active() {
+        let p = plan(false, true);
+        let a = p
+            .attempt(&p.resolution.targets[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.translation.is_none(), "no hook: zero-copy pass-through");
+        assert_eq!(a.body, p.body, "the very bytes the client sent");
+
+        let p = plan(true, true);
+        let a = p
+            .attempt(&p.resolution.targets[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = a
+            .translation
+            .as_ref()
+            .unwrap_or_else(|| panic!("decoded for the hook"));
+        assert_eq!(
+            (t.upstream, t.client),
+            (Protocol::ChatCompletions, Protocol::ChatCompletions)
+        );
+        assert!(t.dropped.is_empty());
+        // The request still goes as sent (only `model` would be rewritten).
+        assert!(String::from_utf8_lossy(&a.body).contains("x_unknown"));
+
+        // A hook only concerns streams.
+        let p = plan(true, false);
+        let a = p
+            .attempt(&p.resolution.targets[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.translation.is_none());
     }
 }

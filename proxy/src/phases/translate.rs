@@ -22,7 +22,7 @@ use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::UpstreamBody;
 use bitrouter_config::Protocol;
 use bitrouter_filters::protocol::{self, StreamEncoder};
-use bitrouter_filters::stream::StreamTranslator;
+use bitrouter_filters::stream::{StreamHook, StreamTranslator};
 use bitrouter_filters::translate;
 use bytes::Bytes;
 
@@ -35,6 +35,7 @@ pub async fn relay(
     body: &mut UpstreamBody<'_>,
     t: &Translation,
     decision: &Decision<'_>,
+    hook: Option<Box<dyn StreamHook>>,
 ) -> Result<Relayed, ProxyError> {
     let up_header = body.header()?.clone();
     let status = up_header.status.as_u16();
@@ -54,7 +55,7 @@ pub async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if t.ctx.stream && is_sse {
-        return relay_stream(dn, body, t, head(200, stream_content_type(t))?).await;
+        return relay_stream(dn, body, t, head(200, stream_content_type(t))?, hook).await;
     }
 
     let raw = body.read_all(dn.session(), MAX_UPSTREAM_BODY).await?;
@@ -111,9 +112,13 @@ async fn relay_stream(
     body: &mut UpstreamBody<'_>,
     t: &Translation,
     resp: pingora_http::ResponseHeader,
+    hook: Option<Box<dyn StreamHook>>,
 ) -> Result<Relayed, ProxyError> {
     dn.head(resp).await?;
     let mut translator = StreamTranslator::new(t.upstream, t.client, &t.ctx);
+    if let Some(hook) = hook {
+        translator = translator.with_hook(hook);
+    }
     let mut out = Vec::with_capacity(4096);
     let mut outcome = Relayed::Complete;
     loop {
