@@ -162,15 +162,14 @@ impl Call<'_> {
             h1.respect_keepalive();
         }
         let status = up.response_header().map_or(0, |h| h.status.as_u16());
-        let mut body = UpstreamBody::new(up, provider, total_by);
-        let idle = provider.timeouts.pool_idle;
+        let mut body = UpstreamBody::new(up, peer, &self.state.upstream, provider, total_by);
         if self.policy.retries_status(status) || matches!(status, 401 | 403) {
             let header = body.header()?.clone();
             let raw = match before(by, body.read_all(dn.session(), MAX_REJECTION_BODY)).await {
                 Some(r) => r?,
                 None => return Err(first_byte_timeout(provider, started)),
             };
-            transport::release(&self.state.upstream, body.up, &peer, idle).await;
+            body.close().await;
             return Ok(Outcome::Rejected(Box::new(Rejection {
                 header,
                 body: raw,
@@ -191,7 +190,7 @@ impl Call<'_> {
             match before(by, body.prefetch(dn.session())).await {
                 Some(r) => r?,
                 None => {
-                    body.up.shutdown().await;
+                    body.close().await;
                     return Err(first_byte_timeout(provider, started));
                 }
             }
@@ -222,7 +221,7 @@ impl Call<'_> {
                 translate::relay(dn, &mut body, t, &decision, hook).await?
             }
         };
-        transport::release(&self.state.upstream, body.up, &peer, idle).await;
+        body.close().await;
         Ok(match relayed {
             Relayed::Complete => Outcome::Served { ttfb },
             Relayed::UpstreamBroke(e) => Outcome::Broke(e),

@@ -37,7 +37,10 @@ pub async fn relay(
     let mut framer = SseFramer::default();
     let mut outcome = Relayed::Complete;
     loop {
-        let next = match body.next(dn.session()).await {
+        let read = body.next(dn.session()).await;
+        // The head is out, so the connection is no longer needed once read to its end.
+        body.release_if_done().await;
+        let next = match read {
             Ok(Some(chunk)) if sse => match framer.feed(chunk) {
                 Ok(Some(events)) => Ok(Some(events)),
                 Ok(None) => continue,

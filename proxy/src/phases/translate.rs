@@ -122,7 +122,9 @@ async fn relay_stream(
     let mut out = Vec::with_capacity(4096);
     let mut outcome = Relayed::Complete;
     loop {
-        match body.next(dn.session()).await {
+        let read = body.next(dn.session()).await;
+        body.release_if_done().await;
+        match read {
             Ok(Some(chunk)) => translator.feed(&chunk, &mut out),
             Ok(None) => translator.finish(&mut out),
             Err(ProxyError::ClientGone) => return Err(ProxyError::ClientGone),

@@ -219,9 +219,19 @@ pub async fn before<T>(by: Option<Instant>, fut: impl Future<Output = T>) -> Opt
 }
 
 /// The upstream response being read, watched together with the client's connection.
+///
+/// The relays give the connection back to the pool ([`UpstreamBody::release_if_done`]) as soon as
+/// its response has been read to the end, before the last bytes are written to the client: a
+/// client that sends its next request as soon as it has the answer then finds the connection
+/// idle in the pool instead of racing its release (which opened new connections under load).
 pub struct UpstreamBody<'a> {
-    pub up: HttpSession,
+    /// `None` once the connection went back to the pool (or was closed).
+    up: Option<HttpSession>,
     pub provider: &'a Provider,
+    client: &'a UpstreamClient,
+    peer: PeerRef,
+    /// How long a released connection may idle in the pool.
+    idle: Duration,
     watch_client: bool,
     /// A chunk read ahead (the first one, before committing): `Some(None)` is the end.
     pending: Option<Option<Bytes>>,
@@ -230,10 +240,19 @@ pub struct UpstreamBody<'a> {
 }
 
 impl<'a> UpstreamBody<'a> {
-    pub fn new(up: HttpSession, provider: &'a Provider, total_by: Option<Instant>) -> Self {
+    pub fn new(
+        up: HttpSession,
+        peer: PeerRef,
+        client: &'a UpstreamClient,
+        provider: &'a Provider,
+        total_by: Option<Instant>,
+    ) -> Self {
         UpstreamBody {
-            up,
+            up: Some(up),
             provider,
+            client,
+            peer,
+            idle: provider.timeouts.pool_idle,
             watch_client: true,
             pending: None,
             total_by,
@@ -243,8 +262,28 @@ impl<'a> UpstreamBody<'a> {
     /// The upstream's response header (present once `exchange` returned).
     pub fn header(&self) -> Result<&ResponseHeader, ProxyError> {
         self.up
-            .response_header()
+            .as_ref()
+            .and_then(|up| up.response_header())
             .ok_or_else(|| broken(self.provider, "no response header"))
+    }
+
+    /// Ends the exchange: a fully read connection goes back to the pool, any other is closed
+    /// (which is also how an abandoned stream stops the upstream from generating, and billing,
+    /// more tokens).
+    pub async fn close(mut self) {
+        if let Some(up) = self.up.take() {
+            release(self.client, up, &self.peer, self.idle).await;
+        }
+    }
+
+    /// Releases the connection once its response has been read to the end. Call it once the
+    /// response header is no longer needed (it goes with the connection).
+    pub async fn release_if_done(&mut self) {
+        if self.up.as_mut().is_some_and(|up| up.response_done()) {
+            if let Some(up) = self.up.take() {
+                self.client.release(up, self.peer.peer(), self.idle).await;
+            }
+        }
     }
 
     /// Reads the first body chunk ahead, so that failing to get one can still fail over.
@@ -261,20 +300,25 @@ impl<'a> UpstreamBody<'a> {
             return Ok(chunk);
         }
         let total_by = self.total_by;
-        match before(total_by, self.read(session)).await {
+        let read = match before(total_by, self.read(session)).await {
             Some(r) => r,
             None => Err(ProxyError::UpstreamTimeout {
                 provider: self.provider.id.clone(),
                 detail: "the response took longer than total_secs".into(),
             }),
-        }
+        };
+        read
     }
 
     async fn read(&mut self, session: &mut Session) -> Result<Option<Bytes>, ProxyError> {
         loop {
+            let Some(up) = self.up.as_mut() else {
+                // Released: its response was read to the end.
+                return Ok(None);
+            };
             let read = if self.watch_client {
                 tokio::select! {
-                    r = self.up.read_response_body() => r,
+                    r = up.read_response_body() => r,
                     r = session.read_body_or_idle(true) => match r {
                         Err(_) => return Err(ProxyError::ClientGone),
                         Ok(_) => {
@@ -284,7 +328,7 @@ impl<'a> UpstreamBody<'a> {
                     },
                 }
             } else {
-                self.up.read_response_body().await
+                up.read_response_body().await
             };
             return read.map_err(|e| classify(self.provider, &e, true));
         }
@@ -306,6 +350,7 @@ impl<'a> UpstreamBody<'a> {
             }
             buf.extend_from_slice(&chunk);
         }
+        self.release_if_done().await;
         Ok(buf.freeze())
     }
 }
