@@ -514,6 +514,7 @@ fn configured_provider(
         health_check,
         protocols,
         auth,
+        listed_capabilities: crate::resolved::listed_capabilities(&models, &capability_overrides),
         models,
         model_patterns,
         capability_overrides,
@@ -960,6 +961,10 @@ pub(crate) fn builtin_provider(
         auth,
         models: strings(entry.models),
         model_patterns: strings(entry.model_patterns),
+        listed_capabilities: crate::resolved::listed_capabilities(
+            &strings(entry.models),
+            &IndexMap::new(),
+        ),
         capability_overrides: IndexMap::new(),
         ca_file: None,
         headers: entry
@@ -997,6 +1002,7 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         models: Vec::new(),
         model_patterns: Vec::new(),
         capability_overrides: IndexMap::new(),
+        listed_capabilities: IndexMap::new(),
         ca_file: None,
         headers,
         forward_headers: Vec::new(),

@@ -172,6 +172,10 @@ pub struct Provider {
     /// any (`max_output_tokens`, `max_tokens_param`, ...), by model id. See
     /// [`Provider::capabilities`].
     pub capability_overrides: IndexMap<String, CapabilityOverrides>,
+    /// The capabilities of every listed model, table and overrides applied, computed once at
+    /// load ([`listed_capabilities`]): the request path then pays a hash lookup instead of
+    /// matching the table's globs (unlisted ids still go through the table).
+    pub listed_capabilities: IndexMap<String, ModelCapabilities>,
     /// PEM file of CA certificates trusted for this provider instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Extra headers sent upstream on every request (e.g. `anthropic-version`); they replace a
@@ -255,6 +259,9 @@ impl Provider {
     /// ([`ModelCapabilities::for_model`]) with this provider's `models:` entry for exactly
     /// that id laid over it. The request encoders act on the result (`EncodeOptions`).
     pub fn capabilities(&self, service_id: &str) -> ModelCapabilities {
+        if let Some(caps) = self.listed_capabilities.get(service_id) {
+            return *caps;
+        }
         let base = ModelCapabilities::for_model(service_id);
         match self.capability_overrides.get(service_id) {
             Some(over) => over.apply(base),
@@ -342,4 +349,20 @@ pub fn load_str(text: &str, file_name: &str, env: &dyn EnvSource) -> Result<Conf
 /// The configuration with no file: defaults plus every provider detected in `env`.
 pub fn zero_config(env: &dyn EnvSource) -> Config {
     crate::validate::zero_config(env)
+}
+
+/// The capabilities of each of `models` (the table, then `overrides`), for
+/// [`Provider::listed_capabilities`].
+pub fn listed_capabilities(
+    models: &[String],
+    overrides: &IndexMap<String, CapabilityOverrides>,
+) -> IndexMap<String, ModelCapabilities> {
+    models
+        .iter()
+        .map(|m| {
+            let base = ModelCapabilities::for_model(m);
+            let caps = overrides.get(m).map_or(base, |o| o.apply(base));
+            (m.clone(), caps)
+        })
+        .collect()
 }

@@ -309,6 +309,7 @@ fn provider(api_base: &str) -> Provider {
         models: vec![],
         model_patterns: vec![],
         capability_overrides: IndexMap::new(),
+        listed_capabilities: IndexMap::new(),
         ca_file: None,
         headers: vec![],
         forward_headers: vec![],
