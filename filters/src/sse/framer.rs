@@ -85,7 +85,23 @@ impl SseFramer {
             self.cr_ended_event = self.after_cr;
             return Ok(Some(chunk));
         }
-        let Some(end) = self.scan(&chunk) else {
+        let found = match last_event_end(&chunk) {
+            Some(end) => {
+                // Only the bytes after the last event end decide the state for the next chunk.
+                self.line_empty = true;
+                self.after_cr = false;
+                self.cr_ended_event = false;
+                if end == chunk.len() {
+                    self.after_cr = chunk.ends_with(b"\r");
+                    self.cr_ended_event = self.after_cr;
+                } else {
+                    self.scan(&chunk[end..]);
+                }
+                Some(end)
+            }
+            None => self.scan(&chunk),
+        };
+        let Some(end) = found else {
             self.carry_more(&chunk)?;
             return Ok(None);
         };
@@ -169,6 +185,41 @@ impl SseFramer {
             self.line_empty = false;
         }
         last
+    }
+}
+
+/// The offset just after the last event end in `chunk`, found from the back: the last run of
+/// line-end bytes that holds two line ends or more (the second ends an empty line, and every
+/// later one does too). Only the bytes from there to the end are looked at, so a chunk costs
+/// about one event, not its length. `None` when no such run is found, or when the run that would
+/// decide starts the chunk (then the previous chunk's state matters): the caller scans forward.
+fn last_event_end(chunk: &[u8]) -> Option<usize> {
+    let mut end = chunk.len();
+    loop {
+        // The last line-end byte before `end`, then the start of its run.
+        let last = memchr::memrchr2(b'\n', b'\r', &chunk[..end])?;
+        let mut start = last;
+        while start > 0 && matches!(chunk[start - 1], b'\n' | b'\r') {
+            start -= 1;
+        }
+        if start == 0 {
+            return None;
+        }
+        let run_end = last + 1;
+        let mut line_ends = 0;
+        let mut i = start;
+        while i < run_end {
+            i += if chunk[i] == b'\r' && chunk.get(i + 1) == Some(&b'\n') && i + 1 < run_end {
+                2
+            } else {
+                1
+            };
+            line_ends += 1;
+        }
+        if line_ends >= 2 {
+            return Some(run_end);
+        }
+        end = start;
     }
 }
 
