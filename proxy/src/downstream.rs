@@ -134,6 +134,11 @@ impl<'s> Downstream<'s> {
     pub async fn whole(&mut self, mut resp: ResponseHeader, body: Bytes) -> Result<(), ProxyError> {
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
             .map_err(ProxyError::internal(headers::RESPONSE_HEADER))?;
+        self.write_whole(resp, body).await
+    }
+
+    /// [`Self::whole`] for a head that already carries the body's `content-length`.
+    async fn write_whole(&mut self, resp: ResponseHeader, body: Bytes) -> Result<(), ProxyError> {
         let head_only = self.session.req_header().method == http::Method::HEAD;
         self.status = resp.status.as_u16();
         self.stage = Stage::Done;
@@ -179,6 +184,9 @@ impl<'s> Downstream<'s> {
             HeaderValue::from_str(content_type)
                 .map_err(ProxyError::internal(headers::RESPONSE_HEADER))?,
         );
+        // Set in the map before the head is built: Pingora's `insert_header` would format the
+        // number and copy the name into a case-preserving form (as before the writer existed).
+        map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         if who.attempts > 0 {
             // An error after upstream attempts: say how many were made and where the last went.
             map.insert(headers::X_ATTEMPTS, HeaderValue::from(who.attempts));
@@ -189,7 +197,8 @@ impl<'s> Downstream<'s> {
         for (name, value) in extra {
             map.insert(name.clone(), HeaderValue::from_static(value));
         }
-        self.whole(headers::response(status_code, map), body).await
+        self.write_whole(headers::response(status_code, map), body)
+            .await
     }
 
     /// Ends a committed event stream with an error event in the client's protocol (the

@@ -61,8 +61,8 @@ impl RequestCtx {
         }
     }
 
-    /// Records `error` as the request's failure (the first one recorded wins only when no
-    /// later, more telling one replaces it: callers decide).
+    /// Records `error` as the request's failure, replacing any earlier one (the last failure is
+    /// the one the client saw).
     pub fn fail(&mut self, error: &ProxyError) {
         self.error = Some(ErrorSummary::of(error));
     }
