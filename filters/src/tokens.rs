@@ -525,7 +525,7 @@ mod tests {
             (br#"{"messages": []}"#, "model"),
             (br#"{"model": "m"}"#, "messages"),
             (
-                br#"{"model": "m", "messages": [{"role": "system", "content": "x"}]}"#,
+                br#"{"model": "m", "messages": [{"role": "tool", "content": "x"}]}"#,
                 "role",
             ),
         ] {

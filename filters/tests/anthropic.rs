@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bitrouter_config::ModelCapabilities;
+use bitrouter_config::{ModelCapabilities, Protocol};
 use bitrouter_filters::canonical::*;
 use bitrouter_filters::protocol::anthropic::{
     decode_error, decode_request, decode_response, encode_error, encode_request, encode_response,
@@ -381,7 +381,7 @@ fn decode_err(body: &Value) -> CanonicalError {
 
 #[test]
 fn decode_rejections_name_the_field() {
-    let e = decode_request(&fixture("request_error_server_tool.json")).unwrap_err();
+    let e = decode_request(&fixture("request_error_forced_server_tool.json")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     assert_eq!(e.status, 400);
     assert!(
@@ -412,7 +412,7 @@ fn decode_rejections_name_the_field() {
             "messages[0].content[0].type: unknown content type \"audio\"",
         ),
         (
-            json!({"model": "m", "messages": [{"role": "system", "content": "x"}]}),
+            json!({"model": "m", "messages": [{"role": "developer", "content": "x"}]}),
             "messages[0].role",
         ),
         (
@@ -2381,4 +2381,120 @@ fn wrapped_structured_output_unwraps_at_any_fragmentation() {
             );
         }
     }
+}
+
+/// What Claude Code 2.1.332 sends for a model it does not know (captured from `claude -p`
+/// through bitrouter, texts shortened): a `system` turn inside `messages`, adaptive thinking
+/// with `output_config.effort`, `context_management`, `metadata.user_id` holding JSON, cache
+/// hints, and a `defer_loading` placeholder tool. All of it must decode.
+#[test]
+fn decode_claude_code_request() {
+    let r = req("request_claude_code_2_1_332.json");
+    // The mid-conversation system turn joins the system prompt after the top-level blocks.
+    assert_eq!(r.system.len(), 4, "{:?}", r.system);
+    assert!(r.system[0].starts_with("x-anthropic-billing-header"));
+    assert!(
+        r.system[3].starts_with("# Environment"),
+        "{:?}",
+        r.system[3]
+    );
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].role, Role::User);
+    // The deferred placeholder is not shown to the model, and says so.
+    let names: Vec<&str> = r.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Bash", "Read"]);
+    assert!(
+        r.dropped.contains(&"tools[2].defer_loading".to_string()),
+        "{:?}",
+        r.dropped
+    );
+    assert!(r.dropped.contains(&"context_management".to_string()));
+    // Adaptive thinking with an effort: the effort travels, no budget is invented.
+    let reasoning = r.reasoning.clone().unwrap();
+    assert_eq!(reasoning.effort.as_deref(), Some("high"));
+    assert_eq!(reasoning.budget_tokens, None);
+    assert!(r.user.as_deref().is_some_and(|u| u.contains("session_id")));
+    assert!(r.stream);
+
+    // And it encodes for every other protocol.
+    for target in [
+        Protocol::ChatCompletions,
+        Protocol::Responses,
+        Protocol::GenerateContent,
+    ] {
+        let encoded = bitrouter_filters::protocol::encode_request(
+            target,
+            &r,
+            &EncodeOptions::for_model("gpt-4o"),
+        )
+        .unwrap_or_else(|e| panic!("{target:?}: {e:?}"));
+        let body: Value = serde_json::from_slice(&encoded.body).unwrap();
+        let text = body.to_string();
+        assert!(text.contains("# Environment"), "{target:?}");
+        assert!(!text.contains("DeferredToolPlaceholder"), "{target:?}");
+    }
+}
+
+#[test]
+fn system_turns_in_messages_join_the_system_prompt_in_order() {
+    let body = json!({"model": "m", "max_tokens": 5, "system": "top",
+    "messages": [
+        {"role": "user", "content": "q1"},
+        {"role": "system", "content": "mid one"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "system", "content": [{"type": "text", "text": "mid two", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "q2"}
+    ]});
+    let r = decode_request(body.to_string().as_bytes()).unwrap();
+    assert_eq!(r.system, ["top", "mid one", "mid two"]);
+    let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
+
+    let bad = json!({"model": "m", "max_tokens": 5,
+        "messages": [{"role": "system", "content": [{"type": "image", "source": {}}]}]});
+    let e = decode_err(&bad);
+    assert!(
+        e.message.starts_with("messages[0].content"),
+        "{}",
+        e.message
+    );
+    let bad =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]});
+    assert!(decode_err(&bad).message.contains("\"tool\""));
+}
+
+#[test]
+fn server_tools_are_dropped_and_named_unless_forced() {
+    let body = json!({"model": "m", "max_tokens": 5,
+    "messages": [{"role": "user", "content": "x"}],
+    "tools": [
+        {"name": "lookup", "input_schema": {"type": "object"}},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+        {"name": "later", "input_schema": {"type": "object"}, "defer_loading": true}
+    ]});
+    let r = decode_request(body.to_string().as_bytes()).unwrap();
+    assert_eq!(r.tools.len(), 1);
+    assert_eq!(r.tools[0].name, "lookup");
+    assert_eq!(
+        r.dropped,
+        ["tools[1].web_search_20250305", "tools[2].defer_loading"]
+    );
+    // Forcing a deferred tool loads it.
+    let mut forced = body.clone();
+    forced["tool_choice"] = json!({"type": "tool", "name": "later"});
+    let r = decode_request(forced.to_string().as_bytes()).unwrap();
+    assert_eq!(r.tools.len(), 2);
+    // Forcing the server tool cannot be honoured elsewhere: 400.
+    forced["tool_choice"] = json!({"type": "tool", "name": "web_search"});
+    let e = decode_err(&forced);
+    assert!(
+        e.message.contains("tool_choice requires it"),
+        "{}",
+        e.message
+    );
+    // Client tools the agent expects the model to call have no portable definition: 400.
+    let client_tool = json!({"model": "m", "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "bash_20250124", "name": "bash"}]});
+    assert!(decode_err(&client_tool).message.contains("client tool"));
 }

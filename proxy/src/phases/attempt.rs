@@ -162,6 +162,10 @@ impl Call<'_> {
             h1.respect_keepalive();
         }
         let status = up.response_header().map_or(0, |h| h.status.as_u16());
+        match &self.attempt.translation {
+            Some(t) if !t.dropped.is_empty() => ctx.dropped.clone_from(&t.dropped),
+            _ => ctx.dropped.clear(),
+        }
         let mut body = UpstreamBody::new(up, peer, &self.state.upstream, provider, total_by);
         if self.policy.retries_status(status) || matches!(status, 401 | 403) {
             let header = body.header()?.clone();

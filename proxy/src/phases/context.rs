@@ -32,6 +32,9 @@ pub struct RequestCtx {
     pub upstream_ttfb: Option<Duration>,
     /// What went wrong, for the log line and metrics.
     pub error: Option<ErrorSummary>,
+    /// Request fields the translation for the last attempt left out (as in
+    /// `x-bitrouter-dropped-params`), for the log line. Empty for same-protocol requests.
+    pub dropped: Vec<String>,
     /// Who is calling. Empty until virtual keys exist; filled at admission.
     pub identity: Option<Identity>,
     /// Tokens the request used. Empty until usage accounting exists; filled from the response.
@@ -55,6 +58,7 @@ impl RequestCtx {
             attempts: 0,
             upstream_ttfb: None,
             error: None,
+            dropped: Vec::new(),
             identity: None,
             usage: None,
             _inflight: InflightGuard::new(state),

@@ -45,7 +45,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         return;
     }
     log::info!(
-        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}",
+        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}",
         req.method,
         req.uri.path(),
         ctx.model.as_deref().unwrap_or("-"),
@@ -58,6 +58,11 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         elapsed.as_secs_f64() * 1000.0,
         ctx.bytes_in,
         ctx.bytes_out,
+        if ctx.dropped.is_empty() {
+            String::new()
+        } else {
+            format!(" dropped={}", ctx.dropped.join(","))
+        },
         ctx.error
             .as_ref()
             .map(|e| format!(" error=\"{}\"", e.message))

@@ -127,20 +127,33 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, CanonicalError> {
     let Value::Array(messages) = messages else {
         return Err(invalid("messages: expected an array of messages").with_param("messages"));
     };
-    for (i, m) in messages.iter().enumerate() {
-        req.messages.push(decode_message(m, i)?);
-    }
-
     if let Some(system) = obj.get("system") {
         req.system = decode_system(system)?;
     }
+    for (i, m) in messages.iter().enumerate() {
+        // A `system` turn inside `messages` (Claude Code sends one to every model it does not
+        // know) joins the system prompt, after the top-level `system`, in order: the canonical
+        // form hoists system text, as it does for OpenAI's system/developer messages.
+        if m.get("role").and_then(Value::as_str) == Some("system") {
+            req.system.extend(decode_system_message(m, i)?);
+            continue;
+        }
+        req.messages.push(decode_message(m, i)?);
+    }
 
+    let forced_tool = match obj.get("tool_choice") {
+        Some(c) if type_of(c) == Some("tool") => c.get("name").and_then(Value::as_str),
+        _ => None,
+    };
     if let Some(tools) = obj.get("tools") {
         match tools {
             Value::Null => {}
             Value::Array(tools) => {
                 for (i, t) in tools.iter().enumerate() {
-                    req.tools.push(decode_tool(t, i)?);
+                    match decode_tool(t, i, forced_tool)? {
+                        DecodedTool::Tool(tool) => req.tools.push(tool),
+                        DecodedTool::Dropped(what) => req.dropped.push(what),
+                    }
                 }
             }
             _ => return Err(invalid("tools: expected an array of tools").with_param("tools")),
@@ -301,6 +314,26 @@ fn decode_system(system: &Value) -> Result<Vec<String>, CanonicalError> {
     }
 }
 
+/// The text of a `{"role": "system"}` entry of `messages`: a string or text blocks (cache
+/// hints on them are dropped like every other cache hint).
+fn decode_system_message(m: &Value, i: usize) -> Result<Vec<String>, CanonicalError> {
+    match m.get("content") {
+        Some(content @ (Value::String(_) | Value::Array(_))) => {
+            decode_system(content).map_err(|_| {
+                invalid(format!(
+                    "messages[{i}].content: a system message takes a string or text blocks"
+                ))
+            })
+        }
+        Some(_) => Err(invalid(format!(
+            "messages[{i}].content: expected a string or an array of text blocks"
+        ))),
+        None => Err(invalid(format!(
+            "messages[{i}].content: required field missing"
+        ))),
+    }
+}
+
 fn decode_message(m: &Value, i: usize) -> Result<Message, CanonicalError> {
     let path = format!("messages[{i}]");
     let role = match m.get("role").and_then(Value::as_str) {
@@ -308,7 +341,7 @@ fn decode_message(m: &Value, i: usize) -> Result<Message, CanonicalError> {
         Some("assistant") => Role::Assistant,
         Some(other) => {
             return Err(invalid(format!(
-                "{path}.role: expected \"user\" or \"assistant\", got \"{other}\""
+                "{path}.role: expected \"user\", \"assistant\" or \"system\", got \"{other}\""
             )))
         }
         None => return Err(invalid(format!("{path}.role: required string missing"))),
@@ -443,30 +476,69 @@ fn decode_image(source: AnthropicImageSource, path: &str) -> Result<Part, Canoni
     }))
 }
 
-fn decode_tool(t: &Value, i: usize) -> Result<ToolDef, CanonicalError> {
+/// Type prefixes of Anthropic's server tools: they run on Anthropic's side, so the model
+/// elsewhere answers without them. (Client tools such as `bash_*` and `text_editor_*` are
+/// executed by the agent, which expects the model to call them: those stay a 400.)
+const SERVER_TOOL_PREFIXES: &[&str] = &[
+    "web_search_",
+    "web_fetch_",
+    "code_execution_",
+    "tool_search_tool_",
+];
+
+/// A declared tool, or the name of one the translation leaves out.
+enum DecodedTool {
+    Tool(ToolDef),
+    /// Reported in `x-bitrouter-dropped-params` (e.g. `tools[10].defer_loading`).
+    Dropped(String),
+}
+
+/// Decodes one entry of `tools`. Two kinds are left out rather than refused, because the request
+/// means the same without them on another provider:
+/// - a tool with `defer_loading: true` is not shown to the model until the client's tool search
+///   loads it (Claude Code declares such tools and loads them by name later), so a target
+///   without tool search must not see it either;
+/// - an Anthropic server tool ([`SERVER_TOOL_PREFIXES`]) runs on Anthropic's
+///   servers: elsewhere the model answers without it, as it would if it chose not to search.
+///   Forced with `tool_choice`, it is a 400: that request cannot be answered without it.
+fn decode_tool(t: &Value, i: usize, forced: Option<&str>) -> Result<DecodedTool, CanonicalError> {
     let path = format!("tools[{i}]");
     match type_of(t) {
         None | Some("custom") => {}
         Some(kind) => {
             let name = t.get("name").and_then(Value::as_str).unwrap_or(kind);
+            let server = SERVER_TOOL_PREFIXES.iter().any(|p| kind.starts_with(p));
+            if server && forced != Some(name) {
+                return Ok(DecodedTool::Dropped(format!("{path}.{kind}")));
+            }
+            let why = if server {
+                "it runs on Anthropic's servers, and tool_choice requires it"
+            } else {
+                "it is a built-in client tool (bash, text editor, computer, memory) with no portable definition"
+            };
             return Err(invalid(format!(
                 "{path}: the Anthropic-defined tool \"{name}\" (type \"{kind}\") cannot be translated to another provider: \
-                 it is a built-in server or client tool with no portable definition; declare a custom tool with an input_schema instead"
+                 {why}; declare a custom tool with an input_schema instead"
             ))
             .with_param("tools"));
         }
+    }
+    if t.get("defer_loading").and_then(Value::as_bool) == Some(true)
+        && forced != t.get("name").and_then(Value::as_str)
+    {
+        return Ok(DecodedTool::Dropped(format!("{path}.defer_loading")));
     }
     let tool: AnthropicTool = typed(t, &path)?;
     let mut parameters = tool.input_schema;
     if parameters.is_null() {
         parameters = Value::Object(Map::new());
     }
-    Ok(ToolDef {
+    Ok(DecodedTool::Tool(ToolDef {
         name: tool.name,
         description: tool.description,
         parameters,
         strict: tool.strict,
-    })
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
