@@ -69,6 +69,17 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
         .into_iter()
         .flatten()
     {
+        // A `namespace` groups functions; the model sees (and the markers name) each member
+        // by its flattened name, and calls come back as `namespace` + short `name`.
+        if tool.get("type").and_then(Value::as_str) == Some("namespace") {
+            for (flat, _, _, parameters) in namespace_members(tool) {
+                prompt.tools.push(ToolDecl {
+                    name: flat,
+                    parameters,
+                });
+            }
+            continue;
+        }
         // Flat `{type:"function", name, parameters}`; tolerate the chat-style nesting too.
         let function = tool.get("function").unwrap_or(tool);
         if let Some(name) = function.get("name").and_then(Value::as_str) {
@@ -146,15 +157,58 @@ fn message_item(id: &str, status: &str, text: Option<&str>) -> Value {
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
 
-fn function_item(call: &ToolCall, status: &str, arguments: &str) -> Value {
-    json!({
+/// The members of a `namespace` tool as (flattened name, namespace, name, parameters). The
+/// flattened name follows Codex's convention: `mcp__server__` + `tool`, else `ns__tool`.
+fn namespace_members(tool: &Value) -> Vec<(String, String, String, Value)> {
+    let ns = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+    tool.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|member| {
+            let name = member.get("name").and_then(Value::as_str)?;
+            let flat = if ns.ends_with('_') {
+                format!("{ns}{name}")
+            } else {
+                format!("{ns}__{name}")
+            };
+            let parameters = member.get("parameters").cloned().unwrap_or(Value::Null);
+            Some((flat, ns.to_owned(), name.to_owned(), parameters))
+        })
+        .collect()
+}
+
+/// Every namespaced function of the request, flattened name -> (namespace, name).
+fn namespaces(req: &Value) -> Vec<(String, String, String)> {
+    req.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace"))
+        .flat_map(namespace_members)
+        .map(|(flat, ns, name, _)| (flat, ns, name))
+        .collect()
+}
+
+fn function_item(
+    call: &ToolCall,
+    status: &str,
+    arguments: &str,
+    namespaces: &[(String, String, String)],
+) -> Value {
+    let mut item = json!({
         "id": format!("fc_{}", call.id),
         "type": "function_call",
         "status": status,
         "arguments": arguments,
         "call_id": format!("call_{}", call.id),
         "name": call.name
-    })
+    });
+    if let Some((_, ns, name)) = namespaces.iter().find(|(flat, _, _)| *flat == call.name) {
+        item["namespace"] = json!(ns);
+        item["name"] = json!(name);
+    }
+    item
 }
 
 /// Handles a parsed Responses request.
@@ -173,6 +227,7 @@ pub(crate) fn handle(req: &Value, reply_override: Option<&str>) -> Reply {
         );
     };
     let prompt = prompt(req);
+    let namespaces = namespaces(req);
     let output = generate(&prompt, reply_override);
     let id = new_id("resp_", 48);
     let msg_id = new_id("msg_", 48);
@@ -182,7 +237,7 @@ pub(crate) fn handle(req: &Value, reply_override: Option<&str>) -> Reply {
         Output::Text(text) => vec![message_item(&msg_id, "completed", Some(text))],
         Output::ToolCalls(calls) => calls
             .iter()
-            .map(|c| function_item(c, "completed", &c.arguments_json()))
+            .map(|c| function_item(c, "completed", &c.arguments_json(), &namespaces))
             .collect(),
     };
     let done = response_object(&id, created, model, "completed", items, usage, req);
@@ -238,7 +293,7 @@ pub(crate) fn handle(req: &Value, reply_override: Option<&str>) -> Reply {
                 let item_id = format!("fc_{}", call.id);
                 events.emit(
                     "response.output_item.added",
-                    json!({"output_index": index, "item": function_item(call, "in_progress", "")}),
+                    json!({"output_index": index, "item": function_item(call, "in_progress", "", &namespaces)}),
                 );
                 for piece in split_chars(&args, (args.len() / 8).max(3)) {
                     events.emit(
@@ -248,11 +303,11 @@ pub(crate) fn handle(req: &Value, reply_override: Option<&str>) -> Reply {
                 }
                 events.emit(
                     "response.function_call_arguments.done",
-                    json!({"item_id": item_id, "output_index": index, "name": call.name, "arguments": args}),
+                    json!({"item_id": item_id, "output_index": index, "name": function_item(call, "completed", &args, &namespaces)["name"], "arguments": args}),
                 );
                 events.emit(
                     "response.output_item.done",
-                    json!({"output_index": index, "item": function_item(call, "completed", &args)}),
+                    json!({"output_index": index, "item": function_item(call, "completed", &args, &namespaces)}),
                 );
             }
         }
