@@ -651,6 +651,7 @@ fn openai_style_request() -> ChatRequest {
         user: Some("user-1".into()),
         metadata: Some(json!({"k": "v"})),
         dropped: vec![],
+        tool_namespaces: vec![],
     }
 }
 

@@ -212,8 +212,7 @@ fn ctx(stream: bool) -> ResponseContext {
         client_model: "client-model".into(),
         stream,
         include_usage: true,
-        structured_output_tool: None,
-        json_array_stream: false,
+        ..ResponseContext::default()
     }
 }
 

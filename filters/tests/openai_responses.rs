@@ -378,7 +378,7 @@ fn malformed_requests_name_the_field() {
             "custom tools",
         ),
         (
-            json!({"model": "m", "input": "hi", "tools": [{"type": "file_search", "vector_store_ids": []}]}),
+            json!({"model": "m", "input": "hi", "tools": [{"type": "file_search", "vector_store_ids": []}], "tool_choice": {"type": "file_search"}}),
             "file_search",
         ),
         (
@@ -603,6 +603,7 @@ fn full_request() -> ChatRequest {
         user: Some("u-1".into()),
         metadata: Some(json!({"trace": "t1", "n": 5})),
         dropped: vec![],
+        tool_namespaces: vec![],
     }
 }
 

@@ -54,8 +54,7 @@ fn ctx() -> ResponseContext {
         client_model: "client-model".into(),
         stream: true,
         include_usage: true,
-        structured_output_tool: None,
-        json_array_stream: false,
+        ..ResponseContext::default()
     }
 }
 

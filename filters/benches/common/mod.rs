@@ -237,8 +237,7 @@ pub fn response_ctx(stream: bool) -> ResponseContext {
         client_model: "smart".into(),
         stream,
         include_usage: true,
-        structured_output_tool: None,
-        json_array_stream: false,
+        ..ResponseContext::default()
     }
 }
 

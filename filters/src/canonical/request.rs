@@ -39,6 +39,135 @@ pub struct ChatRequest {
     /// Names of request fields the decoder understood but the canonical form cannot carry
     /// (reported in `x-bitrouter-dropped-params`).
     pub dropped: Vec<String>,
+    /// Function tools the client declared inside a named group (OpenAI Responses `namespace`
+    /// tools: Codex's sub-agent tools, MCP servers' tools). No other protocol has groups, so
+    /// each member travels in [`ChatRequest::tools`] under a flattened name; this table maps
+    /// it back, so the answer can name the call as the client declared it (namespace + short
+    /// name: the client dispatches on both). Empty for every other request.
+    pub tool_namespaces: Vec<NamespacedTool>,
+}
+
+/// One member of a client's tool namespace, and the flat name the upstream knows it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacedTool {
+    /// The name in [`ChatRequest::tools`] (see [`NamespacedTool::flat_name`]).
+    pub flat: String,
+    /// The namespace's name as the client sent it (`multi_agent_v1`, `mcp__server__`).
+    pub namespace: String,
+    /// The member's own (short) name as the client sent it (`spawn_agent`).
+    pub name: String,
+}
+
+/// The longest function name OpenAI, Anthropic and Gemini accept.
+pub const MAX_TOOL_NAME_LEN: usize = 64;
+
+impl NamespacedTool {
+    /// The flat name of `name` in `namespace`: joined directly when the namespace already ends
+    /// in `_` (Codex names MCP namespaces `mcp__server__`, and its own flattened names are
+    /// `mcp__server__tool`), else joined with `__` (`multi_agent_v1__spawn_agent`). A result
+    /// longer than [`MAX_TOOL_NAME_LEN`] bytes is cut to a prefix plus `_` and 8 hex digits of
+    /// a hash of the whole name, so it stays deterministic (the same history gives the same
+    /// name on every turn) and distinct names stay distinct; the table, not the name, maps it
+    /// back.
+    pub fn flat_name(namespace: &str, name: &str) -> String {
+        let joined = if namespace.ends_with('_') {
+            format!("{namespace}{name}")
+        } else {
+            format!("{namespace}__{name}")
+        };
+        if joined.len() <= MAX_TOOL_NAME_LEN {
+            return joined;
+        }
+        let hash = format!("_{:08x}", fnv1a(joined.as_bytes()) as u32);
+        let mut keep = MAX_TOOL_NAME_LEN - hash.len();
+        while !joined.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{}{hash}", &joined[..keep])
+    }
+}
+
+/// 64-bit FNV-1a: a stable hash (std's `DefaultHasher` may change between Rust releases, and
+/// a flattened name must not change while a conversation goes on).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The client-side names of namespaced tools, for the response encoders.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ToolNamespaces {
+    /// Every namespace member of the request.
+    pub tools: Vec<NamespacedTool>,
+    /// The names of the request's other (top-level) tools; filled only when `tools` is not
+    /// empty. A bare short name that is also a top-level tool is that tool, not a member.
+    pub top_level: Vec<String>,
+}
+
+impl ToolNamespaces {
+    /// The namespaces of `request`'s tools.
+    pub fn for_request(request: &ChatRequest) -> ToolNamespaces {
+        if request.tool_namespaces.is_empty() {
+            return ToolNamespaces::default();
+        }
+        let top_level = request
+            .tools
+            .iter()
+            .filter(|t| !request.tool_namespaces.iter().any(|n| n.flat == t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        ToolNamespaces {
+            tools: request.tool_namespaces.clone(),
+            top_level,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The namespace member a model's call to `name` is for: the member flattened to `name`;
+    /// else, for models that answer with the bare short name, the only member called `name`
+    /// when no top-level tool is. `None`: a top-level (or unknown) tool, named as it is.
+    pub fn member(&self, name: &str) -> Option<&NamespacedTool> {
+        if let Some(t) = self.tools.iter().find(|t| t.flat == name) {
+            return Some(t);
+        }
+        if self.top_level.iter().any(|t| t == name) {
+            return None;
+        }
+        let mut matches = self.tools.iter().filter(|t| t.name == name);
+        match (matches.next(), matches.next()) {
+            (Some(t), None) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The flat name of `name` in `namespace` (a call an upstream or a client names by
+    /// namespace): the declared member's, else [`NamespacedTool::flat_name`].
+    pub fn flat(&self, namespace: &str, name: &str) -> String {
+        flat_in(&self.tools, namespace, name)
+    }
+}
+
+/// The flat name of `name` in `namespace` given a request's table: the declared member's
+/// flat name; a `name` that already is a member's flat name in that namespace stays as it is;
+/// else [`NamespacedTool::flat_name`].
+pub(crate) fn flat_in(tools: &[NamespacedTool], namespace: &str, name: &str) -> String {
+    if let Some(t) = tools
+        .iter()
+        .find(|t| t.namespace == namespace && t.name == name)
+    {
+        return t.flat.clone();
+    }
+    if tools
+        .iter()
+        .any(|t| t.namespace == namespace && t.flat == name)
+    {
+        return name.to_string();
+    }
+    NamespacedTool::flat_name(namespace, name)
 }
 
 /// Sampling and length parameters.

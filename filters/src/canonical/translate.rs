@@ -1,7 +1,7 @@
 //! What the response side of a translation needs to know about the request: set when the
 //! request is encoded, read when the response or stream is encoded back.
 
-use super::request::ChatRequest;
+use super::request::{ChatRequest, ToolNamespaces};
 use bitrouter_config::ModelCapabilities;
 
 /// Request-derived facts the response encoders and decoders need.
@@ -18,6 +18,10 @@ pub struct ResponseContext {
     pub structured_output_tool: Option<String>,
     /// For a Gemini client without `?alt=sse`: answer the stream as a JSON array.
     pub json_array_stream: bool,
+    /// The request's namespaced tools (Responses clients): the Responses encoders name a call
+    /// to a flattened name by its namespace and short name again, and the Responses decoders
+    /// flatten an upstream's namespaced call the same way the request was.
+    pub tool_namespaces: ToolNamespaces,
 }
 
 impl ResponseContext {
@@ -28,6 +32,7 @@ impl ResponseContext {
             include_usage: request.include_usage,
             structured_output_tool: None,
             json_array_stream: false,
+            tool_namespaces: ToolNamespaces::for_request(request),
         }
     }
 }

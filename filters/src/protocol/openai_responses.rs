@@ -15,6 +15,9 @@
 //! | `function_call_output` {call_id, output} | `Part::ToolResult` (consecutive ones share a user message) |
 //! | `reasoning` {summary, encrypted_content} | `Part::Thinking` (text = summaries joined by a blank line, `redacted` = encrypted_content) |
 //! | `tools[]` function tools | `tools` |
+//! | `tools[]` `namespace` {name, description, tools} | each member in `tools` under its flat name (`ns__name`, or `ns` + `name` when `ns` ends in `_`; over 64 chars: a prefix + hash), the namespace's description before the member's; the table in `tool_namespaces` |
+//! | `function_call` {namespace, name} (history), `tool_choice` {function, namespace, name} | the flat name |
+//! | output `function_call` to a flat name (or to a member's bare short name, when unambiguous) | `{namespace, name}` again (from `ResponseContext::tool_namespaces`) |
 //! | `tool_choice`, `parallel_tool_calls` | same |
 //! | `text.format` | `response_format` |
 //! | `reasoning` {effort, summary} | `reasoning` {effort, include_thoughts = summary set} |
@@ -24,8 +27,12 @@
 //!
 //! Rejected (400): `previous_response_id`, `conversation`, `store: true`, `background: true`,
 //! `prompt`, `item_reference` and built-in-tool items, `input_file`, images by `file_id`,
-//! built-in / custom tools, `allowed_tools` and hosted `tool_choice`.
-//! Dropped (reported): `text.verbosity`, `truncation: auto`, `service_tier`,
+//! custom tools (also inside a namespace), a namespaced tool whose flat name is taken,
+//! `allowed_tools` and hosted `tool_choice` (with the hosted tool it forces, or `required`
+//! with only hosted tools).
+//! Dropped (reported): hosted tools (`web_search*`, `file_search`, `code_interpreter`, ...)
+//! as `tools[<i>].<type>`: the model cannot use them, the rest of the request still works;
+//! `text.verbosity`, `truncation: auto`, `service_tier`,
 //! `prompt_cache_key`, `prompt_cache_retention`, `max_tool_calls`, `stream_options`, other
 //! `include` values, unknown fields.
 //!

@@ -6,15 +6,17 @@ use serde_json::{json, Map, Value};
 use super::wire::{
     decode_at, join, ResponsesContentPart, ResponsesFunctionCallItem,
     ResponsesFunctionCallOutputItem, ResponsesFunctionTool, ResponsesInputContent,
-    ResponsesInputItem, ResponsesMessageItem, ResponsesReasoningConfig, ResponsesReasoningItem,
-    ResponsesRequest, ResponsesRequestOut, ResponsesText, ResponsesTextConfig, ResponsesTextFormat,
-    ResponsesToolChoice, ResponsesToolOutput, REQUEST_FIELDS,
+    ResponsesInputItem, ResponsesMessageItem, ResponsesNamespaceTool, ResponsesReasoningConfig,
+    ResponsesReasoningItem, ResponsesRequest, ResponsesRequestOut, ResponsesText,
+    ResponsesTextConfig, ResponsesTextFormat, ResponsesToolChoice, ResponsesToolOutput,
+    REQUEST_FIELDS,
 };
 use super::{join_encrypted, split_encrypted};
+use crate::canonical::request::flat_in;
 use crate::canonical::{
     CanonicalError, ChatRequest, EncodeOptions, Encoded, ErrorKind, Image, ImageSource, Message,
-    Params, Part, Reasoning, ResponseFormat, Role, Thinking, ToolCall, ToolChoice, ToolDef,
-    ToolResult,
+    NamespacedTool, Params, Part, Reasoning, ResponseFormat, Role, Thinking, ToolCall, ToolChoice,
+    ToolDef, ToolResult,
 };
 use crate::protocol::util::{data_url, invalid, parse_data_url, parse_request_json, value_to_text};
 
@@ -112,7 +114,15 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, CanonicalError> {
             out.system.push(instructions);
         }
     }
-    let mut input = InputDecoder::default();
+    // Tools before the input: history calls to namespaced tools are renamed by their table.
+    let tools = decode_tools(
+        req.tools.as_deref().unwrap_or_default(),
+        req.tool_choice.as_ref(),
+    )?;
+    let mut input = InputDecoder {
+        namespaces: &tools.namespaces,
+        ..InputDecoder::default()
+    };
     match &req.input {
         Some(Value::String(text)) => input.messages.push(Message {
             role: Role::User,
@@ -134,13 +144,13 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, CanonicalError> {
     out.messages = input.messages;
     out.dropped.extend(input.dropped);
 
-    for (i, tool) in req.tools.iter().flatten().enumerate() {
-        out.tools.push(decode_tool(tool, &format!("tools[{i}]"))?);
-    }
     out.tool_choice = match &req.tool_choice {
         None | Some(Value::Null) => None,
-        Some(choice) => Some(decode_tool_choice(choice)?),
+        Some(choice) => Some(decode_tool_choice(choice, &tools)?),
     };
+    out.tools = tools.tools;
+    out.tool_namespaces = tools.namespaces;
+    out.dropped.extend(tools.dropped);
     out.parallel_tool_calls = req.parallel_tool_calls;
 
     if let Some(text) = req.text {
@@ -237,13 +247,15 @@ const BUILTIN_ITEMS: &[&str] = &[
 
 /// Walks `input` items, building canonical messages.
 #[derive(Default)]
-struct InputDecoder {
+struct InputDecoder<'a> {
+    /// The request's namespaced tools: history calls name them by namespace + short name.
+    namespaces: &'a [NamespacedTool],
     system: Vec<String>,
     messages: Vec<Message>,
     dropped: Vec<String>,
 }
 
-impl InputDecoder {
+impl InputDecoder<'_> {
     fn item(&mut self, item: &Value, path: &str) -> Result<(), CanonicalError> {
         let Value::Object(obj) = item else {
             return Err(invalid(format!("{path}: expected an input item object")));
@@ -259,7 +271,12 @@ impl InputDecoder {
             "function_call" => {
                 let call: ResponsesFunctionCallItem = decode_at(item, path, bad)?;
                 let id = required(call.call_id, path, "call_id")?;
-                let name = required(call.name, path, "name")?;
+                let mut name = required(call.name, path, "name")?;
+                // A call to a namespaced tool goes upstream under the name the tool was
+                // declared with there (the flat name).
+                if let Some(namespace) = call.namespace.filter(|n| !n.is_empty()) {
+                    name = flat_in(self.namespaces, &namespace, &name);
+                }
                 let arguments = match call.arguments {
                     None | Some(Value::Null) => "{}".to_string(),
                     Some(Value::String(s)) => s,
@@ -513,7 +530,162 @@ const BUILTIN_TOOLS: &[&str] = &[
     "apply_patch",
 ];
 
-fn decode_tool(tool: &Value, path: &str) -> Result<ToolDef, CanonicalError> {
+/// A decoded `tools[]` entry.
+enum DecodedTool {
+    Function(ToolDef),
+    Namespace {
+        name: String,
+        description: Option<String>,
+        members: Vec<Value>,
+    },
+    /// A tool that runs on OpenAI's servers (or in OpenAI's client integrations): its type.
+    Hosted(String),
+}
+
+/// The request's tools in canonical form.
+#[derive(Default)]
+struct DecodedTools {
+    tools: Vec<ToolDef>,
+    /// Which of `tools` are namespace members, by their flat names.
+    namespaces: Vec<NamespacedTool>,
+    /// Hosted tools left out (`tools[<i>].<type>`).
+    dropped: Vec<String>,
+}
+
+/// Decodes `tools`. Function tools stay as they are; each member of a `namespace` tool
+/// becomes a function tool under its flat name (recorded in the namespace table, with the
+/// namespace's description before its own); hosted tools are left out and named, unless
+/// `tool_choice` forces one (the request means nothing without it).
+fn decode_tools(tools: &[Value], choice: Option<&Value>) -> Result<DecodedTools, CanonicalError> {
+    let forced = forced_hosted(choice);
+    let mut out = DecodedTools::default();
+    // Where each of `out.tools` came from, and whether it is a namespace member.
+    let mut origins: Vec<(String, bool)> = Vec::new();
+    for (i, tool) in tools.iter().enumerate() {
+        let path = format!("tools[{i}]");
+        match decode_tool(tool, &path)? {
+            DecodedTool::Function(def) => {
+                add_tool(&mut out.tools, &mut origins, def, path, false)?;
+            }
+            DecodedTool::Namespace {
+                name: namespace,
+                description,
+                members,
+            } => {
+                let note = description
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| format!("[{namespace}: {d}]"));
+                for (j, member) in members.iter().enumerate() {
+                    let member_path = format!("{path}.tools[{j}]");
+                    let mut def = match decode_tool(member, &member_path)? {
+                        DecodedTool::Function(def) => def,
+                        _ => {
+                            return Err(invalid(format!(
+                                "{member_path}.type: a namespace may contain only function tools"
+                            ))
+                            .with_param("tools"))
+                        }
+                    };
+                    let flat = NamespacedTool::flat_name(&namespace, &def.name);
+                    let name = std::mem::replace(&mut def.name, flat.clone());
+                    def.description = match (&note, def.description.take()) {
+                        (Some(note), Some(d)) if !d.trim().is_empty() => {
+                            Some(format!("{note} {}", d.trim_start()))
+                        }
+                        (Some(note), _) => Some(note.clone()),
+                        (None, d) => d,
+                    };
+                    add_tool(&mut out.tools, &mut origins, def, member_path, true)?;
+                    out.namespaces.push(NamespacedTool {
+                        flat,
+                        namespace: namespace.clone(),
+                        name,
+                    });
+                }
+            }
+            DecodedTool::Hosted(kind) => {
+                if forced.is_some_and(|f| hosted_family(f) == hosted_family(&kind)) {
+                    return Err(untranslatable_hint(
+                        "tools",
+                        format!(
+                            "{path}: the built-in tool `{kind}` (forced by `tool_choice`) runs \
+                             only on OpenAI's servers and"
+                        ),
+                        "; remove it, or implement it as a function tool",
+                    ));
+                }
+                out.dropped.push(format!("{path}.{kind}"));
+            }
+        }
+    }
+    if out.tools.is_empty() && !out.dropped.is_empty() && is_required(choice) {
+        return Err(untranslatable_hint(
+            "tool_choice",
+            format!(
+                "`tool_choice: required` with only built-in tools ({}), which run only on \
+                 OpenAI's servers,",
+                out.dropped.join(", ")
+            ),
+            "; add a function tool, or leave `tool_choice` out",
+        ));
+    }
+    Ok(out)
+}
+
+/// Appends a decoded tool; a namespace member's flat name that is already taken (by another
+/// tool or member) is a 400 naming both, since calls to the two could not be told apart.
+fn add_tool(
+    tools: &mut Vec<ToolDef>,
+    origins: &mut Vec<(String, bool)>,
+    def: ToolDef,
+    path: String,
+    member: bool,
+) -> Result<(), CanonicalError> {
+    let taken = tools.iter().position(|t| t.name == def.name);
+    if let Some((other, other_member)) = taken.and_then(|k| origins.get(k)) {
+        if member || *other_member {
+            return Err(invalid(format!(
+                "{path} and {other}: both are named `{}` for this model (a namespaced tool is \
+                 sent as its namespace and name joined); rename one of them",
+                def.name
+            ))
+            .with_param("tools"));
+        }
+    }
+    tools.push(def);
+    origins.push((path, member));
+    Ok(())
+}
+
+/// The hosted tool type a `tool_choice` object forces (`{"type": "web_search"}`, ...).
+fn forced_hosted(choice: Option<&Value>) -> Option<&str> {
+    let kind = choice?.get("type")?.as_str()?;
+    is_hosted(kind).then_some(kind)
+}
+
+fn is_required(choice: Option<&Value>) -> bool {
+    choice.and_then(Value::as_str) == Some("required")
+}
+
+fn is_hosted(kind: &str) -> bool {
+    BUILTIN_TOOLS.contains(&kind) || kind.starts_with("web_search") || kind.starts_with("computer")
+}
+
+/// Versions of one hosted tool (`web_search_preview` and `web_search_2025_08_26`, ...) count
+/// as the same tool when matching a forced `tool_choice`.
+fn hosted_family(kind: &str) -> &str {
+    if kind.starts_with("web_search") {
+        "web_search"
+    } else if kind.starts_with("computer") {
+        "computer"
+    } else {
+        kind
+    }
+}
+
+fn decode_tool(tool: &Value, path: &str) -> Result<DecodedTool, CanonicalError> {
     let Value::Object(obj) = tool else {
         return Err(invalid(format!("{path}: expected a tool object")));
     };
@@ -538,11 +710,23 @@ fn decode_tool(tool: &Value, path: &str) -> Result<ToolDef, CanonicalError> {
                 None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
                 Some(p) => p,
             };
-            Ok(ToolDef {
+            Ok(DecodedTool::Function(ToolDef {
                 name,
                 description: f.description,
                 parameters,
                 strict: f.strict,
+            }))
+        }
+        "namespace" => {
+            let ns: ResponsesNamespaceTool = decode_at(tool, path, bad)?;
+            let name = required(ns.name, path, "name")?;
+            let Some(members) = ns.tools else {
+                return Err(invalid(format!("{path}.tools: required")).with_param("tools"));
+            };
+            Ok(DecodedTool::Namespace {
+                name,
+                description: ns.description,
+                members,
             })
         }
         "custom" => Err(untranslatable_hint(
@@ -550,20 +734,14 @@ fn decode_tool(tool: &Value, path: &str) -> Result<ToolDef, CanonicalError> {
             format!("{path}: custom tools (free-form input constrained by a grammar)"),
             "; define a function tool with a JSON Schema instead",
         )),
-        other if BUILTIN_TOOLS.contains(&other) || other.starts_with("web_search") => {
-            Err(untranslatable_hint(
-                "tools",
-                format!("{path}: the built-in tool `{other}` runs only on OpenAI's servers and"),
-                "; remove it, or implement it as a function tool",
-            ))
-        }
+        other if is_hosted(other) => Ok(DecodedTool::Hosted(other.to_string())),
         other => {
             Err(invalid(format!("{path}.type: unknown tool type \"{other}\"")).with_param("tools"))
         }
     }
 }
 
-fn decode_tool_choice(choice: &Value) -> Result<ToolChoice, CanonicalError> {
+fn decode_tool_choice(choice: &Value, tools: &DecodedTools) -> Result<ToolChoice, CanonicalError> {
     match choice {
         Value::String(mode) => match mode.as_str() {
             "auto" => Ok(ToolChoice::Auto),
@@ -583,9 +761,16 @@ fn decode_tool_choice(choice: &Value) -> Result<ToolChoice, CanonicalError> {
                         .or_else(|| obj.get("function").and_then(|f| f.get("name")))
                         .and_then(Value::as_str)
                         .filter(|n| !n.is_empty());
-                    match name {
-                        Some(n) => Ok(ToolChoice::Named(n.to_string())),
-                        None => {
+                    let namespace = obj
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty());
+                    match (name, namespace) {
+                        (Some(n), Some(ns)) => {
+                            Ok(ToolChoice::Named(flat_in(&tools.namespaces, ns, n)))
+                        }
+                        (Some(n), None) => Ok(ToolChoice::Named(bare_choice(n, tools))),
+                        (None, _) => {
                             Err(invalid("tool_choice.name: required").with_param("tool_choice"))
                         }
                     }
@@ -602,6 +787,19 @@ fn decode_tool_choice(choice: &Value) -> Result<ToolChoice, CanonicalError> {
             }
         }
         _ => Err(invalid("tool_choice: expected a string or an object").with_param("tool_choice")),
+    }
+}
+
+/// A forced function named without its namespace: the tool of that name, else the only
+/// namespace member with that short name.
+fn bare_choice(name: &str, tools: &DecodedTools) -> String {
+    if tools.tools.iter().any(|t| t.name == name) {
+        return name.to_string();
+    }
+    let mut members = tools.namespaces.iter().filter(|t| t.name == name);
+    match (members.next(), members.next()) {
+        (Some(t), None) => t.flat.clone(),
+        _ => name.to_string(),
     }
 }
 

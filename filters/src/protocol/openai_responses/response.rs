@@ -13,7 +13,7 @@ use super::wire::{
 use super::{join_encrypted, split_encrypted};
 use crate::canonical::{
     CanonicalError, ChatResponse, ErrorKind, Part, ResponseContext, StopReason, Thinking, ToolCall,
-    Usage,
+    ToolNamespaces, Usage,
 };
 use crate::protocol::util::{bad_upstream, new_id, now_unix, with_prefix};
 
@@ -94,7 +94,7 @@ pub(crate) fn item_parts(
             }
         }
         "function_call" => {
-            let name = item.name.clone().unwrap_or_default();
+            let name = call_name(item, &ctx.tool_namespaces);
             let arguments = arguments_text(item.arguments.as_ref());
             if ctx.structured_output_tool.as_deref() == Some(name.as_str()) {
                 parts.push(Part::Text(arguments));
@@ -120,6 +120,16 @@ pub(crate) fn item_parts(
             }));
         }
         _ => {}
+    }
+}
+
+/// A function call's tool name in canonical form: a namespaced call (a Responses upstream
+/// given the client's namespace tools as they were) is flattened as the request's tools were.
+pub(crate) fn call_name(item: &ResponsesOutputItem, namespaces: &ToolNamespaces) -> String {
+    let name = item.name.as_deref().unwrap_or_default();
+    match item.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(namespace) => namespaces.flat(namespace, name),
+        None => name.to_string(),
     }
 }
 
@@ -243,7 +253,7 @@ pub(crate) fn failed_error(error: Option<&ResponsesError>) -> CanonicalError {
 
 /// Encodes a canonical response as the `response` object a Responses client expects.
 pub fn encode_response(resp: &ChatResponse, ctx: &ResponseContext) -> Vec<u8> {
-    let output = output_items(&resp.parts);
+    let output = output_items(&resp.parts, &ctx.tool_namespaces);
     let (status, incomplete) = status_of(&resp.stop);
     let model = if ctx.client_model.is_empty() {
         resp.model.as_str()
@@ -350,7 +360,7 @@ pub(crate) fn usage_to_wire(u: &Usage) -> ResponsesUsage {
 /// Canonical parts -> output items: consecutive text parts share one message item; tool calls
 /// become `function_call` items and thinking `reasoning` items. (Images and tool results have
 /// no place in Responses output and are left out.)
-fn output_items(parts: &[Part]) -> Vec<ResponsesOutputItem> {
+fn output_items(parts: &[Part], namespaces: &ToolNamespaces) -> Vec<ResponsesOutputItem> {
     let mut items: Vec<ResponsesOutputItem> = Vec::new();
     let mut texts: Vec<ResponsesOutputContent> = Vec::new();
     let flush = |texts: &mut Vec<ResponsesOutputContent>, items: &mut Vec<ResponsesOutputItem>| {
@@ -373,6 +383,7 @@ fn output_items(parts: &[Part]) -> Vec<ResponsesOutputItem> {
                     &call.id,
                     &call.name,
                     &call.arguments,
+                    namespaces,
                 ));
             }
             Part::Thinking(t) => {
@@ -405,13 +416,18 @@ pub(crate) fn message_item(
     }
 }
 
+/// A `function_call` item. A call to a namespace member is named as the client declared it,
+/// by `namespace` and short `name` (the client dispatches on both); other calls carry no
+/// `namespace` key.
 pub(crate) fn function_call_item(
     id: &str,
     status: &str,
     call_id: &str,
     name: &str,
     arguments: &str,
+    namespaces: &ToolNamespaces,
 ) -> ResponsesOutputItem {
+    let (namespace, name) = client_name(name, namespaces);
     ResponsesOutputItem {
         id: Some(id.to_string()),
         kind: "function_call".to_string(),
@@ -422,8 +438,20 @@ pub(crate) fn function_call_item(
         } else {
             call_id.to_string()
         }),
+        namespace: namespace.map(str::to_string),
         name: Some(name.to_string()),
         ..ResponsesOutputItem::default()
+    }
+}
+
+/// (namespace, short name) of a canonical tool name, as a Responses client declared it.
+pub(crate) fn client_name<'a>(
+    name: &'a str,
+    namespaces: &'a ToolNamespaces,
+) -> (Option<&'a str>, &'a str) {
+    match namespaces.member(name) {
+        Some(t) => (Some(t.namespace.as_str()), t.name.as_str()),
+        None => (None, name),
     }
 }
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::response::{
-    arguments_text, call_id_of, failed_error, function_call_item, message_item, reasoning_item,
-    reasoning_text, response_object, status_of, stop_reason, usage_from_wire, usage_to_wire,
-    OutputFlags,
+    arguments_text, call_id_of, call_name, failed_error, function_call_item, message_item,
+    reasoning_item, reasoning_text, response_object, status_of, stop_reason, usage_from_wire,
+    usage_to_wire, OutputFlags,
 };
 use super::wire::{
     decode_at, ResponsesError, ResponsesOutputContent, ResponsesOutputItem, ResponsesResponse,
@@ -16,7 +16,8 @@ use super::wire::{
 };
 use super::{join_encrypted, split_encrypted};
 use crate::canonical::{
-    CanonicalError, ErrorKind, PartKind, ResponseContext, StopReason, StreamEvent, Usage,
+    CanonicalError, ErrorKind, PartKind, ResponseContext, StopReason, StreamEvent, ToolNamespaces,
+    Usage,
 };
 use crate::protocol::util::{bad_upstream, new_id, now_unix, with_prefix};
 use crate::sse::{write_event, SseEvent};
@@ -80,6 +81,8 @@ struct DecodedPart {
 #[derive(Debug)]
 pub struct StreamDecoder {
     structured_tool: Option<String>,
+    /// The request's namespaced tools: a namespaced call is flattened as the request was.
+    namespaces: ToolNamespaces,
     started: bool,
     finished: bool,
     next_index: usize,
@@ -94,6 +97,7 @@ impl StreamDecoder {
     pub fn new(ctx: &ResponseContext) -> StreamDecoder {
         StreamDecoder {
             structured_tool: ctx.structured_output_tool.clone(),
+            namespaces: ctx.tool_namespaces.clone(),
             started: false,
             finished: false,
             next_index: 0,
@@ -447,7 +451,7 @@ impl StreamDecoder {
         match item.kind.as_str() {
             "function_call" => {
                 if !self.parts.contains_key(&(o, ITEM)) {
-                    let name = item.name.clone().unwrap_or_default();
+                    let name = call_name(item, &self.namespaces);
                     self.open_call(o, call_id_of(item), name, out);
                 }
                 self.arguments(o, &arguments_text(item.arguments.as_ref()), out);
@@ -492,7 +496,7 @@ impl StreamDecoder {
             }
             "function_call" => {
                 if !self.parts.contains_key(&(o, ITEM)) {
-                    let name = item.name.clone().unwrap_or_default();
+                    let name = call_name(item, &self.namespaces);
                     self.open_call(o, call_id_of(item), name, out);
                 }
                 if self
@@ -611,6 +615,8 @@ struct OpenMessage {
 #[derive(Debug)]
 pub struct StreamEncoder {
     model: String,
+    /// The request's namespaced tools: calls to them are named by namespace + short name.
+    namespaces: ToolNamespaces,
     id: String,
     created: u64,
     seq: u64,
@@ -632,6 +638,7 @@ impl StreamEncoder {
     pub fn new(ctx: &ResponseContext) -> StreamEncoder {
         StreamEncoder {
             model: ctx.client_model.clone(),
+            namespaces: ctx.tool_namespaces.clone(),
             id: String::new(),
             created: 0,
             seq: 0,
@@ -860,7 +867,14 @@ impl StreamEncoder {
         } else {
             id.to_string()
         };
-        let item = function_call_item(&item_id, "in_progress", &call_id, name, "");
+        let item = function_call_item(
+            &item_id,
+            "in_progress",
+            &call_id,
+            name,
+            "",
+            &self.namespaces,
+        );
         self.emit(
             Self::item_event("response.output_item.added", output_index, item),
             out,
@@ -1019,10 +1033,17 @@ impl StreamEncoder {
                     &item_id,
                     output_index,
                 );
-                event.name = Some(name.clone());
-                event.arguments = Some(arguments.clone());
+                let item = function_call_item(
+                    &item_id,
+                    "completed",
+                    &call_id,
+                    &name,
+                    &arguments,
+                    &self.namespaces,
+                );
+                event.name = item.name.clone();
+                event.arguments = Some(arguments);
                 self.emit(event, out);
-                let item = function_call_item(&item_id, "completed", &call_id, &name, &arguments);
                 self.finish_item(output_index, item, out);
             }
             EncodedPart::Thinking {

@@ -110,6 +110,8 @@ pub struct ResponsesContentPart {
 #[serde(default)]
 pub struct ResponsesFunctionCallItem {
     pub call_id: Option<String>,
+    /// The namespace of a call to a namespaced tool (`name` is then the member's short name).
+    pub namespace: Option<String>,
     pub name: Option<String>,
     /// JSON text; an object is tolerated and re-serialised.
     pub arguments: Option<Value>,
@@ -165,6 +167,17 @@ pub struct ResponsesFunctionTool {
     pub parameters: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+}
+
+/// A `namespace` tool: a named group of function tools (Codex sends its sub-agent tools and
+/// each MCP server's tools this way).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ResponsesNamespaceTool {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// The member tools (`function`, or `custom`).
+    pub tools: Option<Vec<Value>>,
 }
 
 /// `text`: output format and verbosity (both directions).
@@ -405,6 +418,10 @@ pub struct ResponsesOutputItem {
     pub arguments: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
+    /// A function call to a namespaced tool: the namespace (`name` is the short name). Absent
+    /// for calls to top-level tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
