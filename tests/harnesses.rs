@@ -300,7 +300,11 @@ fn agent_turns(harness: Harness, upstream: Upstream) {
     // Every request went upstream in the protocol of the provider (not passed through as-is
     // to the wrong API), and the tool turn made two: the call, then its result.
     let seen = f.mock.requests_containing(&t);
-    assert!(seen.len() >= 3, "{harness:?} via {model}: {} requests", seen.len());
+    assert!(
+        seen.len() >= 3,
+        "{harness:?} via {model}: {} requests",
+        seen.len()
+    );
     for r in &seen {
         assert!(
             r.path.ends_with(upstream.path_suffix()),
@@ -311,6 +315,30 @@ fn agent_turns(harness: Harness, upstream: Upstream) {
     assert!(
         seen.iter().any(|r| r.body_text().contains(&content)),
         "{harness:?} via {model}: the tool result never reached the model"
+    );
+
+    if let Harness::Codex = harness {
+        codex_namespaced_tool(upstream, home.path(), &workdir);
+    }
+}
+
+/// Codex groups tools in `namespace` tools (`multi_agent_v1`, MCP servers). Through another
+/// protocol the model sees flattened names; its call must come back to Codex as namespace +
+/// name, or Codex answers "unsupported call". `close_agent` on an id that does not exist is
+/// harmless: Codex's own handler answers "invalid agent id nobody".
+fn codex_namespaced_tool(upstream: Upstream, home: &Path, workdir: &Path) {
+    let t = tag("codex-namespace");
+    let model = upstream.model();
+    let prompt =
+        format!(r#"close it {t} [[tool:multi_agent_v1__close_agent {{"target":"nobody"}}]]"#);
+    let run3 = run(Harness::Codex, model, &prompt, home, workdir);
+    assert!(
+        run3.success
+            && run3.stdout.contains("tool result:")
+            && run3.stdout.contains("nobody")
+            && !run3.stdout.contains("unsupported"),
+        "Codex via {model}: namespaced tool turn\n{}",
+        run3.report()
     );
 }
 
