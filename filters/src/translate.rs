@@ -38,10 +38,46 @@ pub fn translate_error(
 ) -> (u16, Vec<u8>) {
     let mut error = protocol::decode_error(upstream, status, body);
     error.status = client_status(client, error.status);
-    if error.code.is_none() && is_context_overflow(&error.message) {
+    let overflow =
+        is_context_overflow(&error.message) || error.code == Some("context_length_exceeded");
+    if overflow && error.code.is_none() {
         error.code = Some("context_length_exceeded");
     }
+    if overflow && client == Protocol::Messages {
+        error.message = anthropic_overflow_wording(&error.message);
+    }
     (error.status, protocol::encode_error(client, &error))
+}
+
+/// A context-overflow message in Anthropic's words, `prompt is too long: N tokens > M maximum`:
+/// Claude Code recognises an overflow (and compacts the conversation) by that wording, so an
+/// OpenAI or Google upstream's overflow must read like Anthropic's. The counts are taken from
+/// the upstream's message where it gives them (OpenAI: "maximum context length is M tokens ...
+/// resulted in N tokens"; Google: "input token count (N) exceeds the maximum number of tokens
+/// allowed (M)"); the original message follows, so nothing is lost.
+pub fn anthropic_overflow_wording(message: &str) -> String {
+    if message.to_ascii_lowercase().contains("prompt is too long") {
+        return message.to_string();
+    }
+    let numbers: Vec<u64> = message
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty() && s.len() <= 12)
+        .filter_map(|s| s.parse().ok())
+        .filter(|&n| n >= 1000)
+        .collect();
+    let lower = message.to_ascii_lowercase();
+    let counts = match numbers.as_slice() {
+        // OpenAI names the maximum first, Google the actual count first.
+        [a, b] if lower.contains("maximum context length") => Some((*b, *a)),
+        [a, b] => Some((*a, *b)),
+        _ => None,
+    };
+    match counts {
+        Some((actual, max)) if actual > max => {
+            format!("prompt is too long: {actual} tokens > {max} maximum ({message})")
+        }
+        _ => format!("prompt is too long: {message}"),
+    }
 }
 
 /// Whether an upstream error message says the prompt did not fit the model's context, in the
@@ -156,6 +192,37 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("prompt is too long"));
+    }
+
+    #[test]
+    fn context_overflow_reads_as_anthropics_for_claude_code() {
+        let openai = br#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let (status, out) =
+            translate_error(Protocol::ChatCompletions, Protocol::Messages, 400, openai);
+        assert_eq!(status, 400);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("prompt is too long: 130512 tokens > 128000 maximum"),
+            "{message}"
+        );
+        let google = br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+        let (_, out) = translate_error(Protocol::GenerateContent, Protocol::Messages, 400, google);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("prompt is too long: 1200000 tokens > 1048576 maximum"));
+        // Without counts the wording still starts the same way.
+        assert_eq!(
+            anthropic_overflow_wording("context window exceeded"),
+            "prompt is too long: context window exceeded"
+        );
+        // Other errors keep their message.
+        let other = br#"{"error":{"message":"bad tool","type":"invalid_request_error"}}"#;
+        let (_, out) = translate_error(Protocol::ChatCompletions, Protocol::Messages, 400, other);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["message"], "bad tool");
     }
 
     #[test]
