@@ -366,3 +366,20 @@ pub fn listed_capabilities(
         })
         .collect()
 }
+
+/// `server.control_socket` of the file at `path`, read without validating the rest of the file:
+/// the daemon verbs (`stop`, `status`) must find a running router's socket even when the file
+/// no longer resolves in the caller's environment (a `${VAR}` set only in the daemon's). A
+/// relative path is taken from the file's directory, as `load` does; `${VAR}` is expanded from
+/// `env` where it can be. `None` when the file has no such setting or cannot be read.
+pub fn peek_control_socket(path: &Path, env: &dyn EnvSource) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let raw = value.get("server")?.get("control_socket")?.as_str()?;
+    let expanded = crate::env::expand(raw, env).ok()?.into_owned();
+    let socket = PathBuf::from(expanded);
+    Some(match path.parent() {
+        Some(dir) if socket.is_relative() => dir.join(socket),
+        _ => socket,
+    })
+}

@@ -11,10 +11,12 @@
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod daemon;
 pub mod downstream;
 pub mod error;
 pub mod gateway;
 pub mod hooks;
+pub mod linger;
 pub mod logger;
 pub mod metrics;
 pub mod phases;

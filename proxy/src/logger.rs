@@ -10,11 +10,15 @@
 //! `/metrics` as `bitrouter_log_lines_dropped_total`. [`flush`] waits (bounded) for the queue to
 //! drain before the process exits.
 
+use arc_swap::ArcSwap;
 use once_cell::sync::Lazy;
 use prometheus::IntCounter;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The most lines the queue holds. With [`QUEUE_BYTES`] it bounds the memory a stalled stdout
@@ -53,11 +57,42 @@ pub fn dropped_counter() -> Option<IntCounter> {
     (*DROPPED).clone()
 }
 
-/// Installs the process logger once. Later calls are ignored (tests may start several times).
-pub fn init(level: &str) {
+/// Where log lines go: stdout (foreground `serve`), or a file the daemon writes and reopens on
+/// reload (`bitrouter start --log`, rotation-friendly: after `mv bitrouter.log …; bitrouter
+/// reload` new lines go to a new file).
+static LOG_FILE: Lazy<Mutex<Option<PathBuf>>> = Lazy::new(|| Mutex::new(None));
+/// Set by [`reopen`]; the writer thread reopens the file before its next batch.
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+/// The active filter, replaced on reload (`server.log_level`): `env_logger` fixes its filter
+/// when built, so the installed logger delegates to a swappable one.
+static CURRENT: Lazy<ArcSwap<env_logger::Logger>> =
+    Lazy::new(|| ArcSwap::from_pointee(build(DEFAULT_LEVEL, None)));
+const DEFAULT_LEVEL: &str = "info";
+/// The queue's sender, shared by every logger built (initial and reloaded).
+static QUEUE: Lazy<Mutex<Option<SyncSender<Vec<u8>>>>> = Lazy::new(|| Mutex::new(None));
+
+struct Swappable;
+
+impl log::Log for Swappable {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        CURRENT.load().enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        CURRENT.load().log(record);
+    }
+    fn flush(&self) {
+        CURRENT.load().flush();
+    }
+}
+
+/// Builds a logger for `level` (an env_logger filter string), writing to the queue when there
+/// is one.
+fn build(level: &str, tx: Option<SyncSender<Vec<u8>>>) -> env_logger::Logger {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(level);
-    // Pingora is chatty at info about its own lifecycle; keep it to warnings unless asked.
+    // Pingora's own INFO lines (one per graceful-shutdown step, per listener) are noise at our
+    // default level; an explicit `pingora` directive in the level string still applies.
     if !level.contains("pingora") {
         builder.filter_module("pingora_core", log::LevelFilter::Warn);
         builder.filter_module("pingora_proxy", log::LevelFilter::Warn);
@@ -74,25 +109,58 @@ pub fn init(level: &str) {
             record.args()
         )
     });
+    match tx {
+        Some(tx) => builder.target(env_logger::Target::Pipe(Box::new(QueueWriter {
+            tx,
+            pending: Vec::new(),
+        }))),
+        None => builder.target(env_logger::Target::Stdout),
+    };
+    builder.build()
+}
+
+/// Installs the logger: `level` is `server.log_level` (an env_logger filter such as `info` or
+/// `warn,bitrouter_proxy=debug`), `RUST_LOG` overrides it; lines go to stdout, or to `file`
+/// when given (appended; see [`reopen`]). Call once, early.
+pub fn init(level: &str, file: Option<&Path>) {
+    if let Some(path) = file {
+        if let Ok(mut slot) = LOG_FILE.lock() {
+            *slot = Some(path.to_path_buf());
+        }
+    }
     let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
     let writer = std::thread::Builder::new()
         .name("bitrouter-log".into())
         .spawn(move || drain(rx));
-    match writer {
-        Ok(_) => {
-            builder.target(env_logger::Target::Pipe(Box::new(QueueWriter {
-                tx,
-                pending: Vec::new(),
-            })));
-        }
-        // No thread, no queue: write synchronously rather than log nothing.
-        Err(_) => {
-            builder.target(env_logger::Target::Stdout);
-        }
+    let tx = writer.ok().map(|_| tx);
+    if let Ok(mut q) = QUEUE.lock() {
+        q.clone_from(&tx);
     }
-    // When a logger is already installed the builder (and with it the queue's sender) is
-    // dropped, which ends the writer thread.
-    let _ = builder.try_init();
+    let logger = build(level, tx);
+    let max = logger.filter();
+    CURRENT.store(Arc::new(logger));
+    if log::set_logger(&Swappable).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Applies a new `server.log_level` to every line logged from now on (reload).
+pub fn set_level(level: &str) {
+    let tx = QUEUE.lock().ok().and_then(|q| q.clone());
+    let logger = build(level, tx);
+    log::set_max_level(logger.filter());
+    CURRENT.store(Arc::new(logger));
+}
+
+/// Reopens the log file before the next line (reload): after a rotation moved the file away,
+/// lines go to a new file at the configured path. No effect when logging to stdout.
+pub fn reopen() {
+    REOPEN.store(true, Ordering::Release);
+}
+
+/// The file logs go to, if any.
+pub fn file() -> Option<PathBuf> {
+    LOG_FILE.lock().ok().and_then(|f| f.clone())
 }
 
 /// Waits until every line queued so far has been written, or `limit` has passed (stdout may be
@@ -165,6 +233,7 @@ fn report_drops() {
 /// reporting drops at most once per [`REPORT_EVERY`].
 fn drain(rx: Receiver<Vec<u8>>) {
     let stdout = io::stdout();
+    let mut file: Option<File> = open_log_file();
     let mut last_report: Option<Instant> = None;
     let mut batch = Vec::with_capacity(64 * 1024);
     loop {
@@ -189,10 +258,22 @@ fn drain(rx: Receiver<Vec<u8>>) {
             }
             // The bytes leave the queue's budget now: they are the writer's, not the queue's.
             QUEUED_BYTES.fetch_sub(bytes, Ordering::AcqRel);
-            let mut out = stdout.lock();
-            // A write error (stdout closed) loses these lines; there is nowhere to say so.
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
-            drop(out);
+            if REOPEN.swap(false, Ordering::AcqRel) {
+                if let Some(reopened) = open_log_file() {
+                    file = Some(reopened);
+                }
+            }
+            // A write error (stdout or the disk gone) loses these lines; there is nowhere to
+            // say so.
+            match file.as_mut() {
+                Some(f) => {
+                    let _ = f.write_all(&batch).and_then(|()| f.flush());
+                }
+                None => {
+                    let mut out = stdout.lock();
+                    let _ = out.write_all(&batch).and_then(|()| out.flush());
+                }
+            }
             batch.clear();
             if batch.capacity() > 1024 * 1024 {
                 batch.shrink_to(64 * 1024);
@@ -205,4 +286,17 @@ fn drain(rx: Receiver<Vec<u8>>) {
             report_drops();
         }
     }
+}
+
+/// Opens the configured log file for appending (created with mode 0600: logs name models,
+/// providers and client addresses).
+fn open_log_file() -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = LOG_FILE.lock().ok().and_then(|f| f.clone())?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .ok()
 }

@@ -1,14 +1,19 @@
 //! Assembling and running the Pingora server: the gateway service on the listen address, a
-//! background task that ends the process as soon as a graceful shutdown has drained, and a
-//! SIGHUP handler that keeps the signal from killing the router.
+//! background task that ends the process as soon as a graceful shutdown has drained, the
+//! control socket and SIGHUP (reload), and the hand-over of the listening socket to a new
+//! process on `bitrouter restart` (Pingora's graceful upgrade).
 
+use crate::daemon::control::{self, Daemon};
 use crate::gateway::Gateway;
+use crate::linger::{Lingering, LINGER};
 use crate::state::AppState;
 use async_trait::async_trait;
+use pingora::server::configuration::Opt;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use pingora_proxy::http_proxy_service_with_name;
+use pingora::services::listening::Service;
+use pingora_proxy::http_proxy;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,11 +39,24 @@ pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
 pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Runs the server until a shutdown signal. Never returns on success.
-pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
-    // Fail early, with a clear message, if the port is taken (Pingora would panic).
-    drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+///
+/// With `upgrade`, this process takes the listening socket over from a running router (the
+/// `restart` verb): Pingora receives it on the upgrade socket once the old process gets
+/// SIGQUIT; the old one then drains and exits. Nothing is refused in between: the socket is
+/// never closed.
+pub fn run(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    daemon: Arc<Daemon>,
+    upgrade: bool,
+) -> Result<(), String> {
+    if !upgrade {
+        // Fail early, with a clear message, if the port is taken (Pingora would panic).
+        drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+        control::start(daemon.clone(), false)?;
+    }
     // Before the "listening" line: a supervisor may send SIGHUP as soon as it sees it.
-    ignore_sighup()?;
+    control::reload_on_sighup(daemon.clone())?;
 
     let snapshot = state.snapshot();
     let server_cfg = &snapshot.config.server;
@@ -48,33 +66,42 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 256,
         work_stealing: server_cfg.work_stealing,
-        pid_file: std::env::temp_dir()
-            .join(format!("bitrouter-{}.pid", std::process::id()))
-            .to_string_lossy()
-            .into_owned(),
-        upgrade_sock: std::env::temp_dir()
-            .join(format!("bitrouter-upgrade-{}.sock", listen.port()))
-            .to_string_lossy()
-            .into_owned(),
+        pid_file: daemon.paths.pid.to_string_lossy().into_owned(),
+        upgrade_sock: daemon.paths.upgrade.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if upgrade {
+        log::info!(
+            "waiting for the running router to hand over its listening socket ({})",
+            daemon.paths.upgrade.display()
+        );
+    }
+    // With `upgrade`, blocks until the old process sent its sockets (or exits the process
+    // when none arrive: the old router keeps serving).
     server.bootstrap();
+    if upgrade {
+        control::start(daemon.clone(), true)?;
+        log::info!("took over the listening socket of the previous router");
+    }
 
-    let mut gateway = http_proxy_service_with_name(
+    let proxy = http_proxy(
         &server.configuration,
         Gateway {
             state: state.clone(),
         },
-        "bitrouter",
     );
+    let mut gateway = Service::new("bitrouter".to_string(), Lingering(Arc::new(proxy)));
     gateway.add_tcp(&listen.to_string());
     server.add_service(gateway);
     server.add_service(background_service(
         "drain",
         Drain {
             state: state.clone(),
-            grace: Duration::from_secs(server_cfg.shutdown_grace_secs),
         },
     ));
     // The start-up snapshot is not kept alive for the life of the process.
@@ -92,37 +119,9 @@ pub fn run(state: Arc<AppState>, listen: SocketAddr) -> Result<(), String> {
     // Not `run_forever`: it exits the process without waiting for the log queue (after a fast
     // shutdown, or when the grace period ends before `Drain` exits).
     server.run(RunArgs::default());
+    control::cleanup();
     crate::logger::flush(LOG_FLUSH_LIMIT);
     std::process::exit(0);
-}
-
-/// Pingora handles SIGTERM, SIGINT and SIGQUIT but not SIGHUP, whose default action ends the
-/// process, and operators send SIGHUP out of habit to reload. Until reload exists, SIGHUP is
-/// logged and ignored. The handler is registered before this returns (on a small runtime of its
-/// own on a dedicated thread), so there is no window after start-up in which SIGHUP still kills.
-fn ignore_sighup() -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the signal runtime: {e}"))?;
-    let mut hup = {
-        let _in_runtime = rt.enter();
-        signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?
-    };
-    std::thread::Builder::new()
-        .name("bitrouter-sighup".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                while hup.recv().await.is_some() {
-                    log::warn!(
-                        "received SIGHUP: reload is not implemented yet; ignoring (restart to apply config changes)"
-                    );
-                }
-            })
-        })
-        .map_err(|e| format!("cannot start the SIGHUP thread: {e}"))?;
-    Ok(())
 }
 
 fn default_threads() -> usize {
@@ -135,8 +134,12 @@ fn default_threads() -> usize {
 /// would wait out the whole grace period even when idle).
 struct Drain {
     state: Arc<AppState>,
-    grace: Duration,
 }
+
+/// How long in-flight must stay at zero before the process exits: a connection accepted just
+/// before the listener stopped has its request parsed within this (on loopback, microseconds),
+/// so it is served rather than cut.
+const QUIET: Duration = Duration::from_millis(300);
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -145,12 +148,24 @@ impl BackgroundService for Drain {
             return;
         }
         let started = Instant::now();
+        // The grace of the configuration in force now (a reload may have changed it).
+        let grace = Duration::from_secs(self.state.snapshot().config.server.shutdown_grace_secs);
         log::info!(
             "shutting down: waiting up to {:?} for {} in-flight request(s)",
-            self.grace,
+            grace,
             self.state.inflight()
         );
-        while self.state.inflight() > 0 && started.elapsed() < self.grace {
+        let mut quiet_since: Option<Instant> = None;
+        while started.elapsed() < grace {
+            if self.state.inflight() > 0 {
+                quiet_since = None;
+            } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET
+                // Not before the listener's linger is over: connections it still serves may
+                // not have sent their request yet.
+                && started.elapsed() >= LINGER
+            {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.state.inflight();
@@ -158,6 +173,7 @@ impl BackgroundService for Drain {
             log::warn!("grace period over with {left} request(s) still in flight");
         }
         log::info!("bitrouter stopped");
+        control::cleanup();
         crate::logger::flush(LOG_FLUSH_LIMIT);
         std::process::exit(0);
     }

@@ -62,6 +62,8 @@ pub struct AppState {
     /// Strategies, account rotation and health.
     pub balancer: Balancer,
     inflight: AtomicUsize,
+    /// Requests finished since start (for `bitrouter status`).
+    served: AtomicU64,
     /// When the process started serving.
     pub started: Instant,
 }
@@ -81,6 +83,7 @@ impl AppState {
             upstream,
             metrics,
             inflight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             started: Instant::now(),
         }))
     }
@@ -112,6 +115,11 @@ impl AppState {
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
     }
+
+    /// Requests finished since the process started.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -128,6 +136,7 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.0.served.fetch_add(1, Ordering::Relaxed);
         self.0.metrics.inflight.dec();
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per verb.
 
 mod config_cmd;
+mod daemon;
 mod init;
 mod models;
 mod route;
@@ -31,6 +32,59 @@ pub enum Command {
         /// Listen address, overriding server.listen (port 0 picks a free port).
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
+        /// Append log lines to this file (reopened on reload) instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+        /// Control socket path, overriding server.control_socket.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Start a new session (used by `start` and `restart`).
+        #[arg(long, hide = true)]
+        detach: bool,
+        /// Take the listening socket over from the running router (used by `restart`).
+        #[arg(long, hide = true)]
+        upgrade: bool,
+    },
+    /// Start the router in the background; returns once it answers (pid and address printed).
+    Start {
+        /// Log file (default: bitrouter.log next to the config file).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+    },
+    /// Stop the background router gracefully: in-flight requests and streams finish first.
+    Stop {
+        /// Control socket of the router (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Is the router running? pid, address, config, uptime, providers, models, requests.
+    /// Exit code 0 when running, 3 when not.
+    Status {
+        /// Control socket of the router (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read bitrouter.yaml (and the provider keys in this shell's environment) and swap it
+    /// in without dropping a request; an invalid file is rejected and the running config stays.
+    /// SIGHUP does the same.
+    Reload {
+        /// Control socket of the router (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Replace the running router with a new process (new binary or settings reload cannot
+    /// change) without refusing a connection: the new one takes the listening socket over, the
+    /// old one drains and exits.
+    Restart {
+        /// Control socket of the router (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Log file for the new process (default: the running one's).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
     },
     /// Write a commented starter bitrouter.yaml (with skip_auth: true) and, beside it, the JSON
     /// Schema editors validate it against (bitrouter.schema.json).
@@ -73,7 +127,29 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let config = cli.config.as_deref();
     let code = match cli.command {
-        Command::Serve { listen } => serve::run(config, listen),
+        Command::Serve {
+            listen,
+            log,
+            socket,
+            detach,
+            upgrade,
+        } => serve::run(
+            config,
+            serve::ServeOptions {
+                listen,
+                log,
+                socket,
+                detach,
+                upgrade,
+            },
+        ),
+        Command::Start { log } => daemon::start(config, log.as_deref()),
+        Command::Stop { socket } => daemon::stop(config, socket.as_deref()),
+        Command::Status { socket, json } => daemon::status(config, socket.as_deref(), json),
+        Command::Reload { socket } => daemon::reload(config, socket.as_deref()),
+        Command::Restart { socket, log } => {
+            daemon::restart(config, socket.as_deref(), log.as_deref())
+        }
         Command::Init { force } => init::run(config, force),
         Command::Config {
             command: ConfigCommand::Validate,

@@ -1,22 +1,49 @@
 //! `bitrouter serve`: load the config, say what was detected, run the server.
 
+use crate::daemon::control::Daemon;
+use crate::daemon::Paths;
 use crate::state::AppState;
 use crate::{logger, server};
-use bitrouter_config::{Config, ConfigSource, ProviderOrigin, RoutingTable};
-use std::path::Path;
+use bitrouter_config::{Config, ConfigSource, ProcessEnv, ProviderOrigin, RoutingTable};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
-    let mut config = match super::load_config(config_path) {
+/// How `serve` was asked to run.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    /// `--listen`: overrides `server.listen` (and keeps overriding it across reloads).
+    pub listen: Option<String>,
+    /// `--log`: append log lines to this file (reopened on reload) instead of stdout.
+    pub log: Option<PathBuf>,
+    /// `--socket`: the control socket, overriding `server.control_socket`.
+    pub socket: Option<PathBuf>,
+    /// Start a new session first (the `start` and `restart` verbs' detached child).
+    pub detach: bool,
+    /// Take the listening socket over from the running router (`restart`).
+    pub upgrade: bool,
+}
+
+pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
+    if opts.detach {
+        // No controlling terminal: the terminal closing does not reach the daemon. Fails only
+        // when already a session leader, which the child of `start` never is.
+        let _ = nix::unistd::setsid();
+    }
+    let env = ProcessEnv;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let file = bitrouter_config::discover(config_path, &cwd, &env);
+    let mut config = match bitrouter_config::load(file.as_deref(), &env) {
         Ok(c) => c,
         Err(e) => {
             super::report_config_error(&e);
             return 2;
         }
     };
-    if let Some(listen) = listen {
-        config.server.listen = listen;
+    if let Some(listen) = &opts.listen {
+        config.server.listen = listen.clone();
     }
-    logger::init(&config.server.log_level);
+    logger::init(&config.server.log_level, opts.log.as_deref());
     let listen = match server::resolve_listen(&config.server.listen) {
         Ok(a) => a,
         Err(e) => {
@@ -29,6 +56,13 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
             "listening on {listen} (not loopback) with skip_auth: true: anyone who can reach this address can use your provider keys"
         );
     }
+    let paths = Paths::resolve(
+        opts.socket.as_deref(),
+        config.server.control_socket.as_deref(),
+        file.as_deref(),
+        &env,
+    );
+    let started_server = config.server.clone();
     let state = match AppState::new(config) {
         Ok(s) => s,
         Err(e) => {
@@ -39,9 +73,20 @@ pub fn run(config_path: Option<&Path>, listen: Option<String>) -> i32 {
     let snapshot = state.snapshot();
     announce(&snapshot.config, &snapshot.table);
     drop(snapshot);
-    match server::run(state, listen) {
+    log::info!("control socket: {}", paths.socket.display());
+    let daemon = Arc::new(Daemon {
+        state: state.clone(),
+        config_path: file.map(|f| std::fs::canonicalize(&f).unwrap_or(f)),
+        listen_override: opts.listen.clone(),
+        listen: listen.to_string(),
+        started_server,
+        paths,
+        overlay: Mutex::new(BTreeMap::new()),
+    });
+    match server::run(state, listen, daemon, opts.upgrade) {
         Ok(()) => 0,
         Err(e) => {
+            log::error!("{e}");
             eprintln!("error: {e}");
             1
         }
