@@ -299,7 +299,19 @@ async fn stale_socket_and_pid_file_are_cleaned_not_trusted() {
     let out = d.run(&["start"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(d.status().0, 0);
-    assert!(d.run(&["stop"]).status.success());
+    // Signals right after start reach a handler, not the default action (which would end the
+    // process at once): restart (SIGQUIT) and stop (SIGTERM) immediately.
+    let out = d.run(&["restart"]);
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        d.log()
+    );
+    let out = d.run(&["stop"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(d.log().contains("bitrouter stopped"), "{}", d.log());
 }
 
 #[tokio::test]

@@ -205,11 +205,11 @@ async fn admin_routes_need_the_gateway_key() {
     }
 }
 
-/// Defect 13: SIGHUP (what operators send to reload) must not end the process: it is logged and
-/// ignored, the router keeps serving, and SIGTERM still shuts it down gracefully, with the last
-/// log lines written before it exits (they go through the log queue).
+/// Defect 13: SIGHUP (what operators send to reload) must not end the process: it reloads the
+/// configuration (issue 15), the router keeps serving, and SIGTERM still shuts it down
+/// gracefully, with the last log lines written before it exits (they go through the log queue).
 #[tokio::test]
-async fn sighup_is_logged_and_ignored() {
+async fn sighup_reloads_and_does_not_end_the_process() {
     let mock = MockUpstream::start();
     let config = openai_config(&mock, "  shutdown_grace_secs: 20");
     let mut router = Router::start(RouterSpec {
@@ -222,7 +222,8 @@ async fn sighup_is_logged_and_ignored() {
         .status()
         .unwrap();
     assert!(status.success());
-    router.wait_for_log("received SIGHUP: reload is not implemented yet; ignoring");
+    router.wait_for_log("received SIGHUP: reloading the configuration");
+    router.wait_for_log("reloaded configuration (generation 2)");
 
     let r = client()
         .post(router.url("/v1/chat/completions"))

@@ -50,13 +50,19 @@ pub fn run(
     daemon: Arc<Daemon>,
     upgrade: bool,
 ) -> Result<(), String> {
+    // Before anything can signal this process (the control socket, the "listening" line a
+    // supervisor waits for).
+    let signals = control::install_signals(daemon.clone())?;
     if !upgrade {
         // Fail early, with a clear message, if the port is taken (Pingora would panic).
         drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
-        control::start(daemon.clone(), false)?;
+        // A foreground `serve` whose socket another router holds still serves (two zero-config
+        // routers on different ports share the default path); `start` refuses that case
+        // before it gets here.
+        if let Err(e) = control::start(daemon.clone(), false) {
+            log::warn!("{e}; this router runs without a control socket (SIGHUP reloads it)");
+        }
     }
-    // Before the "listening" line: a supervisor may send SIGHUP as soon as it sees it.
-    control::reload_on_sighup(daemon.clone())?;
 
     let snapshot = state.snapshot();
     let server_cfg = &snapshot.config.server;
@@ -118,7 +124,9 @@ pub fn run(
     log::info!("bitrouter listening on http://{listen}");
     // Not `run_forever`: it exits the process without waiting for the log queue (after a fast
     // shutdown, or when the grace period ends before `Drain` exits).
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: signals,
+    });
     control::cleanup();
     crate::logger::flush(LOG_FLUSH_LIMIT);
     std::process::exit(0);

@@ -8,6 +8,7 @@
 use super::reload::{reload, Rejected};
 use super::{Paths, Reply, Request, Status};
 use crate::state::AppState;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -212,38 +213,77 @@ fn answer(stream: UnixStream, daemon: &Daemon) {
     }
 }
 
-/// SIGHUP reloads, as `bitrouter reload` does, with the daemon's own environment plus what
-/// earlier `reload` callers forwarded. Registered before the server says it is listening, so
-/// there is no window in which SIGHUP would still end the process.
-pub fn reload_on_sighup(daemon: Arc<Daemon>) -> Result<(), String> {
+/// The process's signals, all handled from the start (before the control socket answers, so a
+/// `stop` or `restart` right after `start` is never met by a signal's default action, which
+/// would end the process at once):
+/// - SIGHUP reloads, as `bitrouter reload` does, with the daemon's own environment plus what
+///   earlier `reload` callers forwarded;
+/// - SIGTERM (graceful stop), SIGINT (fast stop) and SIGQUIT (hand the sockets to a new process)
+///   are passed to Pingora through the returned watch, in place of its own handler (which
+///   registers only once the server runs).
+pub fn install_signals(daemon: Arc<Daemon>) -> Result<Box<dyn ShutdownSignalWatch>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the signal runtime: {e}"))?;
-    let mut hup = {
+    let register = |kind: SignalKind, name: &str| {
         let _in_runtime = rt.enter();
-        signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?
+        signal(kind).map_err(|e| format!("cannot handle {name}: {e}"))
     };
+    let mut hup = register(SignalKind::hangup(), "SIGHUP")?;
+    let mut term = register(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = register(SignalKind::interrupt(), "SIGINT")?;
+    let mut quit = register(SignalKind::quit(), "SIGQUIT")?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()
-        .name("bitrouter-sighup".into())
+        .name("bitrouter-signals".into())
         .spawn(move || {
             rt.block_on(async move {
-                while hup.recv().await.is_some() {
-                    log::info!("received SIGHUP: reloading the configuration");
-                    let daemon = daemon.clone();
-                    // Blocking work (file reads, trust roots) off the signal runtime.
-                    let result =
-                        tokio::task::spawn_blocking(move || reload(&daemon, None).map(|_| ()))
+                loop {
+                    let shutdown = tokio::select! {
+                        _ = hup.recv() => {
+                            log::info!("received SIGHUP: reloading the configuration");
+                            let daemon = daemon.clone();
+                            // Blocking work (file reads, trust roots) off the signal runtime.
+                            let result = tokio::task::spawn_blocking(move || {
+                                reload(&daemon, None).map(|_| ())
+                            })
                             .await;
-                    if let Ok(Err(Rejected(why))) = result {
-                        log::warn!("reload rejected, the running configuration stays: {why}");
+                            if let Ok(Err(Rejected(why))) = result {
+                                log::warn!(
+                                    "reload rejected, the running configuration stays: {why}"
+                                );
+                            }
+                            continue;
+                        }
+                        _ = term.recv() => ShutdownSignal::GracefulTerminate,
+                        _ = int.recv() => ShutdownSignal::FastShutdown,
+                        _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+                    };
+                    if tx.send(shutdown).is_err() {
+                        return;
                     }
                 }
             })
         })
-        .map_err(|e| format!("cannot start the SIGHUP thread: {e}"))?;
-    Ok(())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(Box::new(Signals(tokio::sync::Mutex::new(rx))))
+}
+
+/// Pingora's view of the signals [`install_signals`] caught.
+struct Signals(tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ShutdownSignal>>);
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
+    }
 }
 
 /// Removes the control socket and pid file at exit, if they are still this process's.
