@@ -254,6 +254,20 @@ async fn start_status_reload_sighup_restart_stop() {
     assert_eq!(d.listen(), addr);
     assert_eq!(chat(&addr, "gamma-model", &t).await.unwrap().0, 200);
 
+    // Log rotation: after the file is moved away, a reload makes new lines go to a new file.
+    std::fs::rename(d.path("bitrouter.log"), d.path("bitrouter.log.1")).unwrap();
+    assert!(d.run(&["reload"]).status.success());
+    let t3 = tag("rotated");
+    assert_eq!(chat(&addr, "gamma-model", &t3).await.unwrap().0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("reloaded configuration") {
+        assert!(Instant::now() < deadline, "no new log file after the reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(std::fs::read_to_string(d.path("bitrouter.log.1"))
+        .unwrap()
+        .contains("took over the listening socket"));
+
     // Stop: graceful, the files are cleaned up, status says not running.
     let out = d.run(&["stop"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -429,6 +443,73 @@ async fn zero_failed_requests_across_reloads_and_restarts() {
         served + failed.len(),
         &failed[..failed.len().min(5)],
         d.log()
+    );
+    assert!(d.run(&["stop"]).status.success());
+}
+
+/// A reload keeps what the router learned about endpoints that still exist: an ejected one stays
+/// ejected (the next request goes straight to the healthy one), as it would without the reload.
+#[tokio::test]
+async fn health_of_endpoints_that_still_exist_carries_over_a_reload() {
+    let mock = MockUpstream::start();
+    let port = free_port();
+    let pair = |providers: &str| {
+        format!(
+            "{}upstream:\n  health:\n    failure_threshold: 2\n    eject_secs: 120\nmodels:\n  pair:\n    strategy: priority\n    endpoints:\n      - provider: first\n        service_id: first-model\n      - provider: second\n        service_id: second-model\n",
+            config(&mock, port, providers)
+        )
+    };
+    let d = Daemon::new(&pair("first,second"));
+    let out = d.run(&["start"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let addr = d.listen();
+    let send = |t: String| {
+        let addr = addr.clone();
+        async move {
+            let r = client()
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .json(&json!({"model": "pair", "messages": [{"role": "user", "content": t}]}))
+                .send()
+                .await
+                .unwrap();
+            let h = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (r.status().as_u16(), h("x-bitrouter-provider"), h("x-bitrouter-attempts"))
+        }
+    };
+    for i in 0..2 {
+        let t = tag("carry-fail");
+        mock.script(Script::for_body_and_header(
+            t.clone(),
+            "authorization",
+            "sk-first",
+            Action::Error {
+                status: 500,
+                message: "boom".into(),
+            },
+        ));
+        let r = send(t).await;
+        assert_eq!(r, (200, "second".into(), "2".into()), "failure {i}");
+    }
+    let t = tag("carry-ejected");
+    assert_eq!(send(t).await, (200, "second".into(), "1".into()));
+
+    // Reload with another provider added: `first` still exists, so it stays ejected.
+    d.write_config(&pair("first,second,third"));
+    let out = d.run(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = tag("carry-after-reload");
+    assert_eq!(send(t.clone()).await, (200, "second".into(), "1".into()));
+    assert!(
+        mock.requests_containing(&t)
+            .iter()
+            .all(|r| r.header("authorization") != Some("Bearer sk-first")),
+        "the ejected endpoint was called after the reload"
     );
     assert!(d.run(&["stop"]).status.success());
 }
