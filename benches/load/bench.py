@@ -808,6 +808,38 @@ def attribute_stalls(r, stalls, d):
     return mine
 
 
+SWAP = "bitrouter-swap"
+
+
+def parse_swap(d):
+    """The reload/restart row: the same fixed-rate oha run steady and with reloads every second
+    and two restarts (swaps.txt: `seconds verb exit_code` per swap)."""
+    if not os.path.isdir(d):
+        return None
+    steady = parse_oha(os.path.join(d, "oha_steady.json"))
+    swap = parse_oha(os.path.join(d, "oha_swap.json"))
+    verbs = []
+    for line in _read(os.path.join(d, "swaps.txt")).splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            verbs.append({"at_s": float(parts[0]), "verb": parts[1], "rc": int(parts[2])})
+    out = {
+        "steady": steady,
+        "swap": swap,
+        "reloads": sum(1 for v in verbs if v["verb"] == "reload"),
+        "restarts": sum(1 for v in verbs if v["verb"] == "restart"),
+        "verb_failures": sum(1 for v in verbs if v["rc"] != 0),
+        "verbs": verbs,
+    }
+    failed = None
+    if swap:
+        failed = (swap.get("non2xx") or 0) + (swap.get("socket_errors") or 0)
+    out["failed_requests"] = failed
+    p99s, p99w = g(steady, "p99_us"), g(swap, "p99_us")
+    out["p99_ratio"] = (p99w / p99s) if p99s and p99w else None
+    return out
+
+
 def report(raw, outdir):
     meta = load_json(os.path.join(raw, "meta.json")) or {}
     sizes = load_json(os.path.join(raw, "sizes.json")) or {}
@@ -830,6 +862,18 @@ def report(raw, outdir):
         for s in attribute_stalls(r, stalls, os.path.join(raw, name)):
             stall_scenario.setdefault(s, name)
     failures = {n: r["failures"] for n, r in res.items() if r["failures"]}
+    swap = parse_swap(os.path.join(raw, SWAP))
+    if swap:
+        errs = []
+        if swap["failed_requests"]:
+            errs.append(f"{swap['failed_requests']} failed requests across reloads and restarts: "
+                        f"{g(swap, 'swap', 'status_codes')} {g(swap, 'swap', 'errors')}")
+        if swap["verb_failures"]:
+            errs.append(f"{swap['verb_failures']} reload/restart commands failed (see swaps.txt)")
+        if swap["swap"] is None:
+            errs.append("no oha result for the swap run")
+        if errs:
+            failures[SWAP] = errs
     notes = []
     if meta.get("stallwatch"):
         if stalls:
@@ -922,7 +966,8 @@ def report(raw, outdir):
     out = {
         "schema": 1,
         "per_event_cpu_us": per_event_cpu(figs),
-        "targets": targets(figs, ratios, res),
+        "targets": targets(figs, ratios, res, swap),
+        "swap": swap,
         "mode": meta.get("mode"),
         "started_utc": meta.get("started_utc"),
         "machine": meta.get("machine"),
@@ -977,7 +1022,7 @@ def per_event_cpu(figs):
 
 
 # The targets of issue 5, checked against this run's figures: (label, value, unit, limit, ok?).
-def targets(figs, ratios, res):
+def targets(figs, ratios, res, swap=None):
     def f(n, k):
         return g(figs, n, k)
 
@@ -1014,6 +1059,13 @@ def targets(figs, ratios, res):
     x = g(soak, "growth_kb")
     shown = "–" if x is None else f"{x / 1024:+.1f} MiB over {soak['duration_s']:.0f} s"
     T.append(row("RSS growth during the soak (last third vs first third)", x, shown, "none (≤ 2 MiB)", x is not None and x <= 2048))
+    if swap:
+        x = swap.get("failed_requests")
+        T.append(row(f"failed requests across {swap['reloads']} reloads and {swap['restarts']} restarts", x,
+                     "–" if x is None else str(x), "0", x == 0 and not swap["verb_failures"]))
+        x = swap.get("p99_ratio")
+        shown = "–" if x is None else f"{fmt_us(g(swap, 'swap', 'p99_us'))} vs {fmt_us(g(swap, 'steady', 'p99_us'))} steady ({x:.2f}×)"
+        T.append(row("p99 during reloads and restarts vs steady (same rate)", x, shown, "≤ 3×", x is not None and x <= 3))
     return T
 
 
@@ -1126,6 +1178,21 @@ def render_md(out, meta):
             f"{soak['growth_kb'] / 1024:+.2f} MiB | {fmt_mib(soak['rss_max_kb'])} |"
         )
         L.append("")
+    swap = out.get("swap")
+    if swap:
+        L.append(f"## Reloads and restarts under load (bitrouter, fixed rate, 64 connections)\n")
+        L.append("| run | reloads | restarts | requests ok | non-2xx | errors | p50 | p99 | p99.9 | max |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        for name, key, rl, rs in (("steady", "steady", 0, 0), ("with reloads and restarts", "swap", swap["reloads"], swap["restarts"])):
+            o = swap.get(key) or {}
+            L.append(
+                f"| {name} | {rl} | {rs} | {o.get('ok', '–')} | {o.get('non2xx', '–')} | {o.get('socket_errors', '–')} | "
+                f"{fmt_us(o.get('p50_us'))} | {fmt_us(o.get('p99_us'))} | {fmt_us(o.get('p999_us'))} | {fmt_us(o.get('max_us'))} |"
+            )
+        L.append("")
+        L.append("A restart (`bitrouter restart`) starts a new process that takes the listening socket over "
+                 "(Pingora's graceful upgrade); the old one keeps serving for Pingora's 5 s hand-over, then "
+                 "drains and exits. Both are pinned to the server core, so during a restart two processes share it.\n")
     L.append("## Where the time went (throughput run)\n")
     L.append(
         f"| scenario | proxy process CPU % | user µs / req | kernel µs / req | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
