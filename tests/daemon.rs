@@ -261,7 +261,10 @@ async fn start_status_reload_sighup_restart_stop() {
     assert_eq!(chat(&addr, "gamma-model", &t3).await.unwrap().0, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !d.log().contains("reloaded configuration") {
-        assert!(Instant::now() < deadline, "no new log file after the reload");
+        assert!(
+            Instant::now() < deadline,
+            "no new log file after the reload"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(std::fs::read_to_string(d.path("bitrouter.log.1"))
@@ -479,7 +482,11 @@ async fn health_of_endpoints_that_still_exist_carries_over_a_reload() {
                     .unwrap_or("")
                     .to_string()
             };
-            (r.status().as_u16(), h("x-bitrouter-provider"), h("x-bitrouter-attempts"))
+            (
+                r.status().as_u16(),
+                h("x-bitrouter-provider"),
+                h("x-bitrouter-attempts"),
+            )
         }
     };
     for i in 0..2 {
