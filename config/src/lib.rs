@@ -15,6 +15,7 @@ pub mod validate;
 
 mod detect;
 mod glob;
+mod guardrails;
 mod parse;
 mod protocol;
 mod resolve;

@@ -8,8 +8,8 @@
 
 use crate::env::{self, ExpandError};
 use crate::schema::{
-    ConfigFile, PresetSection, ProviderSection, ServerSection, UpstreamSection, VariantSection,
-    VirtualModelSection, SECTIONS,
+    ConfigFile, GuardrailsPluginSection, GuardrailsSection, PresetSection, ProviderSection,
+    ServerSection, UpstreamSection, VariantSection, VirtualModelSection, SECTIONS,
 };
 use crate::spans::{DisplayPath, Pos, Seg};
 use crate::validate::Diagnostics;
@@ -30,6 +30,8 @@ pub(crate) struct Parsed {
     /// reported again.
     pub broken_presets: HashSet<String>,
     pub warnings: Vec<String>,
+    /// `plugins.bitrouter-guardrails`, decoded (it is taken out of `file.plugins`).
+    pub guardrails_plugin: Option<GuardrailsPluginSection>,
 }
 
 /// Upper bound on re-decodes of one entry (each removes one offending key).
@@ -124,6 +126,24 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
                     }
                 }
             }
+            "guardrails" => {
+                parsed.file.guardrails = decode::<GuardrailsSection>(value, &path, env, diag);
+            }
+            "plugins" => {
+                let (plugin, rest) = guardrails_plugin(value, &path, env, diag);
+                if let Some(rest) = rest {
+                    let except = if plugin.is_some() {
+                        " (except `bitrouter-guardrails`)"
+                    } else {
+                        ""
+                    };
+                    parsed.file.plugins = Some(rest);
+                    parsed.warnings.push(format!(
+                        "section `plugins` is parsed but not implemented yet{except}; it has no effect"
+                    ));
+                }
+                parsed.guardrails_plugin = plugin;
+            }
             other => match not_implemented_slot(&mut parsed.file, other) {
                 Some(slot) => {
                     *slot = Some(value);
@@ -144,6 +164,27 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
     Some(parsed)
 }
 
+/// Takes `bitrouter-guardrails` out of the `plugins:` value and decodes it; returns it and what
+/// is left (`None` when nothing is: the section then needs no "not implemented" warning). Any
+/// other shape of `plugins:` is kept as it is, as before guardrails existed.
+fn guardrails_plugin(
+    value: Value,
+    path: &[Seg],
+    env: &dyn EnvSource,
+    diag: &mut Diagnostics,
+) -> (Option<GuardrailsPluginSection>, Option<Value>) {
+    const NAME: &str = "bitrouter-guardrails";
+    let mut map = match value {
+        Value::Mapping(m) if m.contains_key(NAME) => m,
+        other => return (None, Some(other)),
+    };
+    let entry = map.shift_remove(NAME).unwrap_or(Value::Null);
+    let entry_path = [path, &[Seg::key(NAME)]].concat();
+    let plugin = decode::<GuardrailsPluginSection>(entry, &entry_path, env, diag);
+    let rest = (!map.is_empty()).then_some(Value::Mapping(map));
+    (plugin, rest)
+}
+
 fn not_implemented_slot<'a>(file: &'a mut ConfigFile, name: &str) -> Option<&'a mut Option<Value>> {
     Some(match name {
         "mcp" => &mut file.mcp,
@@ -151,7 +192,6 @@ fn not_implemented_slot<'a>(file: &'a mut ConfigFile, name: &str) -> Option<&'a 
         "agents" => &mut file.agents,
         "server_tools" => &mut file.server_tools,
         "database" => &mut file.database,
-        "plugins" => &mut file.plugins,
         "inherit_defaults" => &mut file.inherit_defaults,
         _ => return None,
     })

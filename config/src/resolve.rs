@@ -49,6 +49,7 @@ pub(crate) fn resolve(
         broken_providers,
         broken_presets,
         mut warnings,
+        guardrails_plugin,
     } = parsed;
     let server = server(&file.server, env, base_dir, diag, &mut warnings);
     let upstream = upstream(&file.upstream, diag);
@@ -99,6 +100,13 @@ pub(crate) fn resolve(
     let presets = presets(&file, diag);
     let variants = variants(&file, &known, &preset_names, diag);
     let models = virtual_models(&file, &known, &preset_names, &upstream.retry, diag);
+    let guardrails = crate::guardrails::resolve(
+        file.guardrails.as_ref(),
+        guardrails_plugin.as_ref(),
+        &guardrail_targets(&file, &providers, &known),
+        diag,
+        &mut warnings,
+    );
 
     if providers.is_empty() && !diag.has_problems() {
         warnings.push(NO_PROVIDERS_WARNING.to_string());
@@ -112,6 +120,30 @@ pub(crate) fn resolve(
         upstream,
         presets,
         variants,
+        guardrails,
+    }
+}
+
+/// The names guardrail scope lists are checked against: virtual models, every provider's listed
+/// models (bare and as `provider/model`) and its unlisted-model globs.
+fn guardrail_targets<'a>(
+    file: &ConfigFile,
+    providers: &[Arc<Provider>],
+    known: &'a HashSet<&'a str>,
+) -> crate::guardrails::Known<'a> {
+    let mut models: Vec<String> = file.models.keys().cloned().collect();
+    let mut model_patterns = Vec::new();
+    for p in providers {
+        for m in &p.models {
+            models.push(m.clone());
+            models.push(format!("{}/{m}", p.id));
+        }
+        model_patterns.extend(p.model_patterns.iter().cloned());
+    }
+    crate::guardrails::Known {
+        providers: known,
+        models,
+        model_patterns,
     }
 }
 

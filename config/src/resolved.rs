@@ -60,6 +60,10 @@ pub struct Config {
     pub presets: IndexMap<String, Arc<Preset>>,
     /// `variants:` by suffix.
     pub variants: IndexMap<String, Arc<Variant>>,
+    /// The guardrail rules (`guardrails:` and `plugins.bitrouter-guardrails`), defaults
+    /// applied. `None` when neither is present or `guardrails.enabled` is false, so the proxy
+    /// can skip scanning altogether.
+    pub guardrails: Option<Guardrails>,
     pub source: ConfigSource,
     /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
     pub warnings: Vec<String>,
@@ -115,6 +119,97 @@ pub struct UpstreamConfig {
     /// that do).
     pub retry: RetryPolicy,
 }
+
+/// The guardrail rule set: what to look for in text going to the model (upgoing) and coming
+/// from it (downgoing), and what to do on a match. Detection itself is the proxy's; this only
+/// says which rules are on, with which action, for which requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Guardrails {
+    /// Built-in rules first (in [`GUARDRAIL_BUILTINS`] order), then custom patterns in file
+    /// order (`guardrails.custom_patterns`, then `plugins.bitrouter-guardrails`). Only rules
+    /// with at least one direction on are listed.
+    pub rules: Vec<GuardrailRule>,
+    /// What a block's error message may contain (`guardrails.block_message`).
+    pub block_message: GuardrailBlockMessage,
+}
+
+/// One guardrail rule: a built-in pattern or a custom regex, its action per direction, and the
+/// requests it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailRule {
+    /// A built-in id from [`GUARDRAIL_BUILTINS`] or a custom pattern's `name`.
+    pub id: String,
+    /// The custom pattern's regex (checked to compile with the `regex` crate and not to match
+    /// the empty string); `None` for a built-in, whose detector is the proxy's.
+    pub regex: Option<String>,
+    /// Action on text sent to the model; `None`: the rule is off in that direction.
+    pub upgoing: Option<GuardrailAction>,
+    /// Action on text received from the model; `None`: off in that direction.
+    pub downgoing: Option<GuardrailAction>,
+    /// The rule applies only to requests routed to these models (as the client names them;
+    /// `*` globs allowed). Empty: every model.
+    pub models: Vec<String>,
+    /// The rule applies only to requests routed to these providers. Empty: every provider.
+    pub providers: Vec<String>,
+    /// The rule never applies to these models (globs allowed), whatever `models` says.
+    pub exempt_models: Vec<String>,
+    /// The rule never applies to these providers, whatever `providers` says.
+    pub exempt_providers: Vec<String>,
+}
+
+/// What happens when a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuardrailAction {
+    /// Let the text through and log that the rule matched (never the matched text).
+    Warn,
+    /// Replace the matched text before it goes on.
+    Redact,
+    /// Refuse the request (upgoing) or end the response (downgoing).
+    Block,
+}
+
+impl GuardrailAction {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardrailAction::Warn => "warn",
+            GuardrailAction::Redact => "redact",
+            GuardrailAction::Block => "block",
+        }
+    }
+}
+
+/// `guardrails.block_message`: what the error returned for a blocked request or response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardrailBlockMessage {
+    /// Name the rule that matched (never the matched text). Default true.
+    pub include_details: bool,
+    /// Add a link to documentation. Default true.
+    pub include_help_link: bool,
+}
+
+impl Default for GuardrailBlockMessage {
+    fn default() -> Self {
+        GuardrailBlockMessage {
+            include_details: true,
+            include_help_link: true,
+        }
+    }
+}
+
+/// The built-in guardrail pattern ids, in the order their rules are listed. Their detectors
+/// live in the proxy; the config only names them.
+pub const GUARDRAIL_BUILTINS: &[&str] = &[
+    "api_keys",
+    "private_keys",
+    "credentials",
+    "pii_emails",
+    "pii_phone_numbers",
+    "ip_addresses",
+    "suspicious_commands",
+    "credit_cards",
+    "iban",
+];
 
 /// Default listen address: loopback only, the documented port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4356";

@@ -6,6 +6,10 @@
 //! (`schemas/bitrouter.config.schema.json`, see [`json_schema`]), which editors use through the
 //! `# yaml-language-server: $schema=...` header.
 
+pub use crate::guardrails::{
+    BlockMessageSection, CustomPatternSection, GuardrailActionName, GuardrailDirectionName,
+    GuardrailsPluginSection, GuardrailsSection,
+};
 use crate::{AuthStyle, MaxTokensParam, Protocol, ThinkingControl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -16,13 +20,14 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 /// Every top-level section, in the order the documentation lists them.
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 14] = [
     "server",
     "upstream",
     "providers",
     "models",
     "presets",
     "variants",
+    "guardrails",
     "mcp",
     "mcp_servers",
     "agents",
@@ -80,6 +85,12 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<IndexMap<String, VariantSection>>")]
     pub variants: IndexMap<String, VariantSection>,
+    /// Guardrails: built-in patterns (secrets, PII, suspicious commands) and custom regexes,
+    /// each warned about, redacted or blocked in text going to the model (`upgoing`) or coming
+    /// from it (`downgoing`). Custom patterns may also come from
+    /// `plugins.bitrouter-guardrails`.
+    #[serde(default)]
+    pub guardrails: Option<GuardrailsSection>,
     /// MCP gateway settings. Accepted but not implemented yet: it has no effect.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -100,9 +111,12 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub database: Option<serde_yaml::Value>,
-    /// Plugins. Accepted but not implemented yet: it has no effect.
+    /// Plugins, keyed by name. `bitrouter-guardrails` adds custom guardrail patterns; other
+    /// plugins are accepted but not implemented yet: they have no effect.
+    // The loader takes `bitrouter-guardrails` out of this value (into the guardrail rules); what
+    // is left, in whatever shape it was written, stays here untouched.
     #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(schema_with = "crate::guardrails::plugins_schema")]
     pub plugins: Option<serde_yaml::Value>,
     /// Inheritance of built-in defaults. Accepted but not implemented yet: it has no effect.
     #[serde(default)]

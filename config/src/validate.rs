@@ -83,6 +83,15 @@ impl Diagnostics {
         self.at(pos, message);
     }
 
+    /// `file:line:col` of the value at `path`, for warnings that point into the file (they are
+    /// not problems: the load goes on).
+    pub(crate) fn place(&self, path: &[Seg]) -> String {
+        match self.spans.value_pos(path) {
+            Some(p) => format!("{}:{}:{}", self.file, p.line, p.col),
+            None => self.file.clone(),
+        }
+    }
+
     pub(crate) fn has_problems(&self) -> bool {
         !self.problems.is_empty()
     }
@@ -198,5 +207,6 @@ pub(crate) fn zero_config(env: &dyn EnvSource) -> Config {
         upstream: crate::UpstreamConfig::default(),
         presets: indexmap::IndexMap::new(),
         variants: indexmap::IndexMap::new(),
+        guardrails: None,
     }
 }
