@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod canonical;
+pub mod guard;
 pub mod protocol;
 pub mod sse;
 pub mod stream;
