@@ -7,6 +7,7 @@
 pub mod body;
 pub mod canonical;
 pub mod json_strings;
+pub mod guard;
 pub mod protocol;
 pub mod sse;
 pub mod stream;

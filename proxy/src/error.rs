@@ -50,8 +50,20 @@ pub enum ProxyError {
     UpstreamBroken { provider: String, detail: String },
     #[error("the client closed the connection")]
     ClientGone,
+    /// A guardrail rule with the `block` action matched (upgoing: in the request, which never
+    /// reaches the provider; downgoing: in the answer). Names the rule, never the matched text.
+    #[error("{}", guardrail_message(rule, *upgoing))]
+    GuardrailBlocked { rule: String, upgoing: bool },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn guardrail_message(rule: &str, upgoing: bool) -> String {
+    if upgoing {
+        format!("the request was blocked by the gateway's guardrail `{rule}`: it contains content this gateway does not send to models; remove it and retry")
+    } else {
+        format!("the response was blocked by the gateway's guardrail `{rule}`: the model's answer contains content this gateway does not return")
+    }
 }
 
 impl ProxyError {
@@ -76,7 +88,8 @@ impl ProxyError {
             | ProxyError::MissingModel
             | ProxyError::Route(_)
             | ProxyError::ClientBody(_)
-            | ProxyError::ClientGone => Fault::Downstream,
+            | ProxyError::ClientGone
+            | ProxyError::GuardrailBlocked { .. } => Fault::Downstream,
             ProxyError::Translate(e) if e.status < 500 => Fault::Downstream,
             ProxyError::Translate(_) => Fault::Upstream,
             ProxyError::Internal(_) => Fault::Internal,
@@ -100,6 +113,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed { .. } => return (ErrorKind::InvalidRequest, 405),
             // nginx's "client closed request": only ever seen in logs and metrics.
             ProxyError::ClientGone => return (ErrorKind::InvalidRequest, 499),
+            ProxyError::GuardrailBlocked { .. } => ErrorKind::InvalidRequest,
             ProxyError::Unauthorized(_) => ErrorKind::Authentication,
             ProxyError::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
             ProxyError::BadBody(_) | ProxyError::MissingModel | ProxyError::ClientBody(_) => {
@@ -138,6 +152,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamBroken { .. } => "upstream_error",
             ProxyError::Internal(_) => "internal_error",
+            ProxyError::GuardrailBlocked { .. } => "guardrail_blocked",
         })
     }
 
