@@ -6,8 +6,8 @@
 
 pub mod body;
 pub mod canonical;
-pub mod json_strings;
 pub mod guard;
+pub mod json_strings;
 pub mod protocol;
 pub mod sse;
 pub mod stream;

@@ -74,10 +74,13 @@ pub const SKIP_KEYS: &[&str] = &[
     "service_tier",
 ];
 
+/// Compiled guards by direction and applicable-rule set (`None`: no rule applies).
+type GuardCache = HashMap<(Direction, u128), Option<Arc<Guard>>>;
+
 /// The guardrails of one configuration.
 pub struct GuardSet {
     rules: Vec<GuardrailRule>,
-    cache: Mutex<HashMap<(Direction, u128), Option<Arc<Guard>>>>,
+    cache: Mutex<GuardCache>,
 }
 
 impl GuardSet {
@@ -102,6 +105,11 @@ impl GuardSet {
             set.compile(dir, all)?;
         }
         Ok(set)
+    }
+
+    /// Whether any rule acts in `dir`.
+    pub fn has(&self, dir: Direction) -> bool {
+        self.rules.iter().any(|r| Self::action(r, dir).is_some())
     }
 
     fn action(rule: &GuardrailRule, dir: Direction) -> Option<GuardrailAction> {
@@ -151,8 +159,7 @@ impl GuardSet {
     ) -> Option<Arc<Guard>> {
         let mut mask = 0u128;
         for (i, rule) in self.rules.iter().enumerate() {
-            if Self::action(rule, dir).is_some() && applies(rule, provider, requested, service_id)
-            {
+            if Self::action(rule, dir).is_some() && applies(rule, provider, requested, service_id) {
                 mask |= 1u128 << i;
             }
         }
@@ -174,9 +181,8 @@ impl GuardSet {
 fn applies(rule: &GuardrailRule, provider: &str, requested: &str, service_id: &str) -> bool {
     let qualified = format!("{provider}/{service_id}");
     let model_in = |list: &[String]| {
-        list.iter().any(|g| {
-            glob(g, requested) || glob(g, service_id) || glob(g, &qualified)
-        })
+        list.iter()
+            .any(|g| glob(g, requested) || glob(g, service_id) || glob(g, &qualified))
     };
     let provider_in = |list: &[String]| list.iter().any(|p| p == provider);
     (rule.models.is_empty() || model_in(&rule.models))
@@ -278,6 +284,45 @@ pub fn record(
         if !into.contains(&item) {
             into.push(item);
         }
+    }
+}
+
+/// The downgoing guard of one response, with where its matches are reported.
+pub struct DownGuard {
+    pub guard: Arc<Guard>,
+    pub counter: IntCounterVec,
+    /// The request's `rule=action` list (read by its log line).
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl DownGuard {
+    /// Scans a whole (not streamed) answer the client is about to receive: the body to send
+    /// instead when something was redacted, the `rule=action` items for the response header;
+    /// a `block` match is an error in the client's protocol instead of the answer.
+    pub fn scan(
+        &self,
+        body: &[u8],
+    ) -> Result<(Option<Vec<u8>>, Vec<String>), crate::error::ProxyError> {
+        let scanned = scan_body(&self.guard, body)
+            .map_err(|e| crate::error::ProxyError::Internal(format!("guardrails: {e}")))?;
+        let mut items = Vec::new();
+        record(&self.counter, Direction::Down, &scanned.hits, &mut items);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for item in &items {
+                if !seen.contains(item) {
+                    seen.push(item.clone());
+                }
+            }
+        }
+        if let Some(rule) = scanned.blocked {
+            log::warn!("guardrail `{rule}` blocked an answer (downgoing)");
+            return Err(crate::error::ProxyError::GuardrailBlocked {
+                rule,
+                upgoing: false,
+            });
+        }
+        Ok((scanned.body, items))
     }
 }
 

@@ -54,6 +54,11 @@ impl StreamHooks {
     }
 }
 
+/// `hooks` in a row, as one hook (what one pushes is what the next sees).
+pub fn chain(hooks: Vec<Box<dyn StreamHook>>) -> Box<dyn StreamHook> {
+    Box::new(Chain(hooks))
+}
+
 /// Several hooks in a row: what one pushes is what the next sees.
 struct Chain(Vec<Box<dyn StreamHook>>);
 

@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Upstream attempts beyond the first (failovers and account switches), by inbound protocol
     /// and the provider that finally answered.
     pub retries: IntCounterVec,
+    /// Guardrail matches by rule, direction (upgoing/downgoing) and action. Never the text.
+    pub guardrail_matches: IntCounterVec,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -103,6 +105,14 @@ impl Metrics {
             ),
             &["inbound", "provider"],
         )?;
+        let guardrail_matches = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_guardrail_matches_total",
+                "Guardrail rule matches, by rule, direction and action",
+            ),
+            &["rule", "direction", "action"],
+        )?;
+        registry.register(Box::new(guardrail_matches.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -122,6 +132,7 @@ impl Metrics {
             inflight,
             bytes_out,
             retries,
+            guardrail_matches,
         })
     }
 

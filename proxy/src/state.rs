@@ -14,6 +14,7 @@
 //! `RwLock<Arc<_>>`: readers never wait on a writer and never contend with each other).
 
 use crate::balance::Balancer;
+use crate::guardrails::{Direction, GuardSet};
 use crate::hooks::StreamHooks;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::upstream::UpstreamClient;
@@ -34,20 +35,35 @@ pub struct Snapshot {
     pub stream_hooks: StreamHooks,
     /// Counts snapshots built by this process (1 for the one at start-up).
     pub generation: u64,
+    /// The compiled guardrails, when the configuration has any.
+    pub guardrails: Option<Arc<GuardSet>>,
 }
 
 impl Snapshot {
-    /// Builds everything a config needs before it can serve.
-    pub fn new(config: Config, generation: u64) -> Snapshot {
+    /// Builds everything a config needs before it can serve (a guardrail the detector
+    /// refuses makes the config unusable: an error at start or reload).
+    pub fn new(config: Config, generation: u64) -> Result<Snapshot, String> {
         let table = RoutingTable::new(&config);
         let model_labels = ModelLabels::new(&config);
-        Snapshot {
+        let guardrails = match &config.guardrails {
+            Some(g) => Some(Arc::new(GuardSet::new(g)?)),
+            None => None,
+        };
+        Ok(Snapshot {
             config,
             table,
             model_labels,
             stream_hooks: StreamHooks::default(),
             generation,
-        }
+            guardrails,
+        })
+    }
+
+    /// Whether a downgoing guardrail may apply (streams must then be decoded to be scanned).
+    pub fn guards_down(&self) -> bool {
+        self.guardrails
+            .as_ref()
+            .is_some_and(|g| g.has(Direction::Down))
     }
 }
 
@@ -73,7 +89,7 @@ impl AppState {
         let upstream = UpstreamClient::new(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let balancer = Balancer::new(&config);
-        let snapshot = Snapshot::new(config, 1);
+        let snapshot = Snapshot::new(config, 1)?;
         let (changed, _) = watch::channel(1);
         Ok(Arc::new(AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -98,10 +114,11 @@ impl AppState {
     /// whose trust roots cannot be read is refused and the running one stays.
     pub fn swap(&self, config: Config) -> Result<u64, String> {
         self.upstream.load_cas(&config)?;
-        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        self.balancer.reconfigure(&config);
-        self.snapshot
-            .store(Arc::new(Snapshot::new(config, generation)));
+        let generation = self.generations.load(Ordering::Acquire) + 1;
+        let snapshot = Snapshot::new(config, generation)?;
+        self.generations.store(generation, Ordering::Release);
+        self.balancer.reconfigure(&snapshot.config);
+        self.snapshot.store(Arc::new(snapshot));
         self.changed.send_replace(generation);
         Ok(generation)
     }

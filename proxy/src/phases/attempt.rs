@@ -8,15 +8,18 @@ use super::route::Attempt;
 use super::{translate, ErrorSummary, RequestCtx};
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
+use crate::guardrails::{Direction, DownGuard, GuardHook};
 use crate::hooks::HookInput;
 use crate::state::AppState;
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::{self, before, earliest, UpstreamBody};
 use bitrouter_config::{Account, Protocol, Provider, RetryPolicy};
+use bitrouter_filters::stream::StreamHook;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_http::ResponseHeader;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest error body kept from a rejected attempt (it is shown to the client if every attempt
@@ -70,6 +73,7 @@ impl Rejection {
             account: &self.account,
             attempts,
             counted: false,
+            guardrails: &[],
         };
         match &self.translated {
             Some((upstream, dropped)) => {
@@ -202,18 +206,38 @@ impl Call<'_> {
         } else if status >= 400 {
             ctx.error = Some(ErrorSummary::upstream_status(status));
         }
+        let guard_items = ctx.guardrails.clone();
         let decision = Decision {
             provider: &provider.id,
             service_id: &target.service_id,
             account: &self.account.label,
             attempts: ctx.attempts,
             counted: self.attempt.count_tokens,
+            guardrails: &guard_items,
         };
+        // The downgoing guard of this route (rules may be scoped to models and providers).
+        let requested = ctx.model.as_deref().unwrap_or_default();
+        let guard_down = if self.attempt.count_tokens {
+            None
+        } else {
+            ctx.snapshot
+                .guardrails
+                .as_ref()
+                .and_then(|g| g.guard(Direction::Down, &provider.id, requested, &target.service_id))
+        };
+        let down = guard_down.as_ref().map(|g| DownGuard {
+            guard: g.clone(),
+            counter: self.state.metrics.guardrail_matches.clone(),
+            seen: ctx
+                .guard_seen
+                .get_or_insert_with(|| Arc::new(Mutex::new(Vec::new())))
+                .clone(),
+        });
         let relayed = match &self.attempt.translation {
-            None => relay::relay(dn, &mut body, &decision).await?,
+            None => relay::relay(dn, &mut body, &decision, down.as_ref()).await?,
             Some(t) => {
                 let hooks = &ctx.snapshot.stream_hooks;
-                let hook = if t.ctx.stream && !hooks.is_empty() {
+                let mut hook = if t.ctx.stream && !hooks.is_empty() {
                     hooks.build(&HookInput {
                         client: t.client,
                         model: &t.ctx.client_model,
@@ -222,7 +246,19 @@ impl Call<'_> {
                 } else {
                     None
                 };
-                translate::relay(dn, &mut body, t, &decision, hook).await?
+                if let (true, Some(d)) = (t.ctx.stream, &down) {
+                    let guard_hook: Box<dyn StreamHook> = Box::new(GuardHook::new(
+                        d.guard.clone(),
+                        d.counter.clone(),
+                        d.seen.clone(),
+                    ));
+                    // The guard sees what the model sent before any other hook.
+                    hook = Some(match hook {
+                        Some(other) => crate::hooks::chain(vec![guard_hook, other]),
+                        None => guard_hook,
+                    });
+                }
+                translate::relay(dn, &mut body, t, &decision, hook, down.as_ref()).await?
             }
         };
         body.close().await;

@@ -35,6 +35,10 @@ pub struct RequestCtx {
     /// Request fields the translation for the last attempt left out (as in
     /// `x-bitrouter-dropped-params`), for the log line. Empty for same-protocol requests.
     pub dropped: Vec<String>,
+    /// Guardrail rules that matched, as `rule=action` (for `x-bitrouter-guardrails` and the log
+    /// line); downgoing matches of a stream arrive through `guard_seen`.
+    pub guardrails: Vec<String>,
+    pub guard_seen: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     /// Who is calling. Empty until virtual keys exist; filled at admission.
     pub identity: Option<Identity>,
     /// Tokens the request used. Empty until usage accounting exists; filled from the response.
@@ -59,6 +63,8 @@ impl RequestCtx {
             upstream_ttfb: None,
             error: None,
             dropped: Vec::new(),
+            guardrails: Vec::new(),
+            guard_seen: None,
             identity: None,
             usage: None,
             _inflight: InflightGuard::new(state),

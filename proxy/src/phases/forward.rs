@@ -23,6 +23,7 @@ use super::route::Plan;
 use super::{ErrorSummary, RequestCtx, Routed};
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
+use crate::guardrails::{record, scan_body, Direction};
 use crate::state::AppState;
 use crate::upstream::headers;
 use bitrouter_config::{RetryPolicy, Target};
@@ -40,6 +41,50 @@ enum Failed {
 enum Next {
     Account,
     Target,
+}
+
+/// Applies the upgoing guardrails of `target`'s route to the body it is about to receive: a
+/// redaction changes only the matched strings; a `block` match ends the request with a 400 in
+/// the client's protocol before anything reaches the provider.
+fn guard_upgoing(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    requested: &str,
+    target: &Target,
+    attempt: &mut super::route::Attempt<'_>,
+) -> Result<(), ProxyError> {
+    let Some(set) = ctx.snapshot.guardrails.clone() else {
+        return Ok(());
+    };
+    let Some(guard) = set.guard(
+        Direction::Up,
+        &target.provider.id,
+        requested,
+        &target.service_id,
+    ) else {
+        return Ok(());
+    };
+    let scanned = scan_body(&guard, &attempt.body)
+        .map_err(|e| ProxyError::Internal(format!("guardrails: {e}")))?;
+    let mut items = std::mem::take(&mut ctx.guardrails);
+    record(
+        &state.metrics.guardrail_matches,
+        Direction::Up,
+        &scanned.hits,
+        &mut items,
+    );
+    ctx.guardrails = items;
+    if let Some(rule) = scanned.blocked {
+        log::warn!("guardrail `{rule}` blocked a request (upgoing); nothing was sent upstream");
+        return Err(ProxyError::GuardrailBlocked {
+            rule,
+            upgoing: true,
+        });
+    }
+    if let Some(body) = scanned.body {
+        attempt.body = bytes::Bytes::from(body);
+    }
+    Ok(())
 }
 
 /// Sends the request through the balancer's order of targets and accounts until one answers.
@@ -61,7 +106,7 @@ pub async fn forward(
     let mut refused: Vec<(String, CanonicalError)> = Vec::new();
     'targets: for ti in balancer.order(resolution, Instant::now()) {
         let target: &Target = &resolution.targets[ti];
-        let attempt = match plan.attempt(target) {
+        let mut attempt = match plan.attempt(target) {
             Ok(a) => a,
             Err(ProxyError::Translate(e)) if e.status < 500 => {
                 refused.push((format!("{}/{}", target.provider.id, target.service_id), e));
@@ -69,6 +114,7 @@ pub async fn forward(
             }
             Err(e) => return Err(e),
         };
+        guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
         for ai in balancer.accounts(&target.provider, Instant::now()) {
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
             if ctx.attempts >= max_attempts || (out_of_time && last.is_some()) {

@@ -45,7 +45,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         return;
     }
     log::info!(
-        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}",
+        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}",
         req.method,
         req.uri.path(),
         ctx.model.as_deref().unwrap_or("-"),
@@ -63,9 +63,28 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         } else {
             format!(" dropped={}", ctx.dropped.join(","))
         },
+        guardrails_field(ctx),
         ctx.error
             .as_ref()
             .map(|e| format!(" error=\"{}\"", e.message))
             .unwrap_or_default(),
     );
+}
+
+/// ` guardrails=rule=action,...` when a guardrail matched (upgoing, and downgoing including a
+/// stream's); never the matched text.
+fn guardrails_field(ctx: &RequestCtx) -> String {
+    let mut items = ctx.guardrails.clone();
+    if let Some(seen) = &ctx.guard_seen {
+        for item in seen.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !items.contains(item) {
+                items.push(item.clone());
+            }
+        }
+    }
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" guardrails={}", items.join(","))
+    }
 }

@@ -4,9 +4,11 @@
 
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
+use crate::guardrails::DownGuard;
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::{broken, UpstreamBody};
 use bitrouter_filters::sse::SseFramer;
+use bytes::Bytes;
 
 /// How a relay that committed a response ended.
 #[derive(Debug)]
@@ -23,6 +25,7 @@ pub async fn relay(
     dn: &mut Downstream<'_>,
     body: &mut UpstreamBody<'_>,
     decision: &Decision<'_>,
+    down: Option<&DownGuard>,
 ) -> Result<Relayed, ProxyError> {
     let header = body.header()?;
     let sse = header
@@ -30,6 +33,29 @@ pub async fn relay(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    if let (Some(down), false, true) = (down, sse, header.status.is_success()) {
+        // A downgoing guardrail applies: the answer is read whole and scanned before the
+        // client sees any of it (streams go through the guard's stream hook instead).
+        let header = header.clone();
+        let raw = body
+            .read_all(dn.session(), super::translate::MAX_UPSTREAM_BODY)
+            .await?;
+        let (redacted, items) = down.scan(&raw)?;
+        let mut all = decision.guardrails.to_vec();
+        for item in items {
+            if !all.contains(&item) {
+                all.push(item);
+            }
+        }
+        let decision = Decision {
+            guardrails: &all,
+            ..*decision
+        };
+        let resp = headers::downstream_response(&header, &decision)?;
+        let out = redacted.map(Bytes::from).unwrap_or(raw);
+        dn.whole(resp, out).await?;
+        return Ok(Relayed::Complete);
+    }
     let resp = headers::downstream_response(header, decision)?;
     dn.head(resp).await?;
     // SSE goes out whole events at a time (cut by the framer: any line-end style, bounded

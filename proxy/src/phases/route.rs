@@ -93,7 +93,7 @@ pub fn plan(
         resolution,
         gemini_sse,
         count_tokens,
-        hooked: !ctx.snapshot.stream_hooks.is_empty(),
+        hooked: !ctx.snapshot.stream_hooks.is_empty() || ctx.snapshot.guards_down(),
         body,
         model_span,
         canonical: OnceLock::new(),

@@ -18,6 +18,7 @@ use super::relay::Relayed;
 use super::route::Translation;
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
+use crate::guardrails::DownGuard;
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::UpstreamBody;
 use bitrouter_config::Protocol;
@@ -27,7 +28,7 @@ use bitrouter_filters::translate;
 use bytes::Bytes;
 
 /// Largest upstream body read whole (JSON answers and error bodies).
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+pub(super) const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// Relays a translated response.
 pub async fn relay(
@@ -36,6 +37,7 @@ pub async fn relay(
     t: &Translation,
     decision: &Decision<'_>,
     hook: Option<Box<dyn StreamHook>>,
+    down: Option<&DownGuard>,
 ) -> Result<Relayed, ProxyError> {
     let up_header = body.header()?.clone();
     let status = up_header.status.as_u16();
@@ -60,8 +62,36 @@ pub async fn relay(
 
     let raw = body.read_all(dn.session(), MAX_UPSTREAM_BODY).await?;
     if !t.ctx.stream {
-        let encoded = translate::translate_response(t.upstream, t.client, &raw, &t.ctx)
+        let mut encoded = translate::translate_response(t.upstream, t.client, &raw, &t.ctx)
             .map_err(ProxyError::Translate)?;
+        if let Some(down) = down {
+            // What the client would receive, scanned before any of it is sent.
+            let (redacted, items) = down.scan(&encoded)?;
+            if let Some(r) = redacted {
+                encoded = r;
+            }
+            if !items.is_empty() {
+                let mut all = decision.guardrails.to_vec();
+                all.extend(
+                    items
+                        .into_iter()
+                        .filter(|i| !decision.guardrails.contains(i)),
+                );
+                let decision = Decision {
+                    guardrails: &all,
+                    ..*decision
+                };
+                let resp = headers::translated_response(
+                    200,
+                    &up_header,
+                    "application/json",
+                    &decision,
+                    &t.dropped,
+                )?;
+                dn.whole(resp, Bytes::from(encoded)).await?;
+                return Ok(Relayed::Complete);
+            }
+        }
         dn.whole(head(200, "application/json")?, Bytes::from(encoded))
             .await?;
         return Ok(Relayed::Complete);

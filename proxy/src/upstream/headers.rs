@@ -181,6 +181,7 @@ pub fn auth_header(auth: AuthStyle, key: &Secret) -> Option<(&'static str, Strin
 }
 
 /// Where a request went, reported to the client in `x-bitrouter-*` headers.
+#[derive(Clone, Copy)]
 pub struct Decision<'a> {
     pub provider: &'a str,
     /// The upstream model id.
@@ -190,6 +191,8 @@ pub struct Decision<'a> {
     pub attempts: usize,
     /// A `count_tokens` answer from the provider itself (said in `x-bitrouter-token-count`).
     pub counted: bool,
+    /// Guardrail rules that touched this request or response (`rule=action`).
+    pub guardrails: &'a [String],
 }
 
 /// The `x-bitrouter-*` response headers, as ready-made names.
@@ -200,6 +203,8 @@ pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-bitrouter-attempts
 pub const X_DROPPED: HeaderName = HeaderName::from_static("x-bitrouter-dropped-params");
 /// Where a `count_tokens` answer came from: `provider` or `estimated`.
 pub const X_TOKEN_COUNT: HeaderName = HeaderName::from_static("x-bitrouter-token-count");
+/// The guardrail rules that matched, `rule=action,...` (never the matched text).
+pub const X_GUARDRAILS: HeaderName = HeaderName::from_static("x-bitrouter-guardrails");
 
 impl Decision<'_> {
     fn apply(&self, headers: &mut HeaderMap) {
@@ -215,6 +220,11 @@ impl Decision<'_> {
         headers.insert(X_ATTEMPTS, HeaderValue::from(self.attempts));
         if self.counted {
             headers.insert(X_TOKEN_COUNT, HeaderValue::from_static("provider"));
+        }
+        if !self.guardrails.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&self.guardrails.join(",")) {
+                headers.insert(X_GUARDRAILS, v);
+            }
         }
     }
 }
