@@ -107,6 +107,20 @@ impl GuardSet {
         Ok(set)
     }
 
+    /// The guard of every rule acting in `dir`, scopes ignored (`bitrouter guardrails test`).
+    pub fn all(&self, dir: Direction) -> Option<Arc<Guard>> {
+        let mask = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| Self::action(r, dir).is_some())
+            .fold(0u128, |m, (i, _)| m | (1u128 << i));
+        if mask == 0 {
+            return None;
+        }
+        self.compile(dir, mask).ok().flatten()
+    }
+
     /// Whether any rule acts in `dir`.
     pub fn has(&self, dir: Direction) -> bool {
         self.rules.iter().any(|r| Self::action(r, dir).is_some())

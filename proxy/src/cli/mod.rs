@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod daemon;
+mod guardrails;
 mod init;
 mod models;
 mod route;
@@ -106,11 +107,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Guardrail commands.
+    Guardrails {
+        #[command(subcommand)]
+        command: GuardrailsCommand,
+    },
     /// List every routable model.
     Models {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardrailsCommand {
+    /// Show what each configured rule would do to TEXT, in each direction (exit 1 when a rule
+    /// would block it). Nothing is sent anywhere.
+    Test {
+        /// The text to check.
+        text: String,
+        /// Apply the rules' scoping as for a request routed to this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Apply the rules' scoping as for a request for this model.
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 
@@ -159,6 +181,14 @@ pub fn main() -> i32 {
         } => config_cmd::schema(),
         Command::Route { model, json } => route::run(config, &model, json),
         Command::Models { json } => models::run(config, json),
+        Command::Guardrails {
+            command:
+                GuardrailsCommand::Test {
+                    text,
+                    provider,
+                    model,
+                },
+        } => guardrails::test(config, &text, provider.as_deref(), model.as_deref()),
     };
     // The caller exits with `std::process::exit`, which would not wait for queued log lines.
     crate::logger::flush(crate::server::LOG_FLUSH_LIMIT);
