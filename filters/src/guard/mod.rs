@@ -256,16 +256,20 @@ impl Guard {
             return;
         }
         let len = hay.len();
-        // Starts at or before `decided` have their matches (or their absence) fixed.
+        // Starts at or before `decided` have their matches (or their absence) fixed. Fewer
+        // than `window` bytes held: not even the first one is decided yet (also inside a PEM
+        // body, where an END line may be starting).
         let decided = if last {
             len
         } else {
             match len.checked_sub(self.window) {
                 Some(d) => d,
-                None if state.pem.is_none() => return,
-                None => 0,
+                None => return,
             }
         };
+        let is_decided = |start: usize| start <= decided;
+        // No match starts before `decided`: the text up to there can be released.
+        let release_to = |pos: usize| floor_char(hay, decided.max(pos));
         let candidates: Vec<usize> = if state.pem.is_some() || state.pos < len {
             self.set
                 .matches_at(hay, state.pos.min(len))
@@ -284,7 +288,7 @@ impl Guard {
                 };
                 let warn = self.rules[rule].action == Action::Warn;
                 match end_re.find_at(hay, state.pos) {
-                    Some(m) if last || m.start() <= decided => {
+                    Some(m) if is_decided(m.start()) => {
                         if warn {
                             sink.copy(m.end());
                         } else {
@@ -295,7 +299,7 @@ impl Guard {
                         continue;
                     }
                     _ => {
-                        let to = floor_char(hay, decided.max(state.pos));
+                        let to = release_to(state.pos);
                         if warn {
                             sink.copy(to);
                         } else {
@@ -331,7 +335,7 @@ impl Guard {
                 }
             }
             match best {
-                Some((s, e, rule)) if s <= decided => {
+                Some((s, e, rule)) if is_decided(s) => {
                     sink.copy(s);
                     let action = self.rules[rule].action;
                     hits.push(Hit { rule, action });
@@ -351,11 +355,7 @@ impl Guard {
                     }
                 }
                 _ => {
-                    let to = if last {
-                        len
-                    } else {
-                        floor_char(hay, decided.max(pos))
-                    };
+                    let to = release_to(pos);
                     sink.copy(to);
                     state.pos = to;
                     return;

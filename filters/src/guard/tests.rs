@@ -596,3 +596,28 @@ fn utf8_around_matches() {
         assert_stream_equals_check(&g, text, &split_at(text, &[cut]));
     }
 }
+
+#[test]
+fn guard_is_shareable() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Guard>();
+}
+
+#[test]
+fn custom_rule_split_across_deltas() {
+    let g = Guard::new(vec![rule(
+        "ticket",
+        Pattern::Regex("TICKET-[0-9]{4,8}".into()),
+        Action::Redact,
+    )])
+    .unwrap();
+    let text = "see TICKET-123456 and TICKET-12 now";
+    assert_eq!(
+        g.check(text).text,
+        "see [REDACTED:ticket] and TICKET-12 now"
+    );
+    for cut in 0..=text.len() {
+        assert_stream_equals_check(&g, text, &split_at(text, &[cut]));
+    }
+    assert_stream_equals_check(&g, text, &split_at(text, &[5, 9, 11, 14]));
+}
