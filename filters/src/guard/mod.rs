@@ -28,6 +28,11 @@
 //! than the window. The concatenated output of a stream split anywhere equals
 //! `check(whole).text`, with the same hits in the same order and the same block.
 //!
+//! The window depends on the rules: with every built-in it is 285 bytes (the longest is
+//! `pii_emails`, 281: a 64-byte local part and a bounded domain), without `pii_emails` 222
+//! (`credentials`). Built-in patterns bound every repetition for that reason (an API key tail
+//! is at most 200 chars, a GitHub PAT 120, a password value 128).
+//!
 //! A custom regex whose matches can be longer than [`MAX_WINDOW`] (e.g. `.*`) works on whole
 //! texts, but in streams a match is only guaranteed to be found the same way if it is at most
 //! `MAX_WINDOW` bytes long.
@@ -201,7 +206,8 @@ impl Guard {
 
     /// The stream hold-back bound in bytes: the longest match of any rule (except a PEM block's
     /// body, custom regexes capped at [`MAX_WINDOW`]) plus 4 bytes of lookahead. A stream holds
-    /// back at most this much normal text (plus the rest of one UTF-8 char).
+    /// back at most this much normal text (plus the rest of one UTF-8 char). 285 with every
+    /// built-in.
     pub fn window(&self) -> usize {
         self.window
     }
@@ -256,16 +262,20 @@ impl Guard {
             return;
         }
         let len = hay.len();
-        // Starts at or before `decided` have their matches (or their absence) fixed.
+        // Starts at or before `decided` have their matches (or their absence) fixed. Fewer
+        // than `window` bytes held: not even the first one is decided yet (also inside a PEM
+        // body, where an END line may be starting).
         let decided = if last {
             len
         } else {
             match len.checked_sub(self.window) {
                 Some(d) => d,
-                None if state.pem.is_none() => return,
-                None => 0,
+                None => return,
             }
         };
+        let is_decided = |start: usize| start <= decided;
+        // No match starts before `decided`: the text up to there can be released.
+        let release_to = |pos: usize| floor_char(hay, decided.max(pos));
         let candidates: Vec<usize> = if state.pem.is_some() || state.pos < len {
             self.set
                 .matches_at(hay, state.pos.min(len))
@@ -284,7 +294,7 @@ impl Guard {
                 };
                 let warn = self.rules[rule].action == Action::Warn;
                 match end_re.find_at(hay, state.pos) {
-                    Some(m) if last || m.start() <= decided => {
+                    Some(m) if is_decided(m.start()) => {
                         if warn {
                             sink.copy(m.end());
                         } else {
@@ -295,7 +305,7 @@ impl Guard {
                         continue;
                     }
                     _ => {
-                        let to = floor_char(hay, decided.max(state.pos));
+                        let to = release_to(state.pos);
                         if warn {
                             sink.copy(to);
                         } else {
@@ -331,7 +341,7 @@ impl Guard {
                 }
             }
             match best {
-                Some((s, e, rule)) if s <= decided => {
+                Some((s, e, rule)) if is_decided(s) => {
                     sink.copy(s);
                     let action = self.rules[rule].action;
                     hits.push(Hit { rule, action });
@@ -351,11 +361,7 @@ impl Guard {
                     }
                 }
                 _ => {
-                    let to = if last {
-                        len
-                    } else {
-                        floor_char(hay, decided.max(pos))
-                    };
+                    let to = release_to(pos);
                     sink.copy(to);
                     state.pos = to;
                     return;
@@ -460,7 +466,9 @@ impl GuardStream<std::sync::Arc<Guard>> {
 }
 
 impl<G: std::ops::Deref<Target = Guard>> GuardStream<G> {
-    /// Appends `delta` and returns the text now safe to release (and the hits acted on).
+    /// Appends `delta` and returns the text now safe to release (and the hits acted on, in
+    /// order). Once blocked, returns nothing more (with `blocked` still set): the proxy ends
+    /// the stream there.
     pub fn push(&mut self, delta: &str) -> Checked<'static> {
         if self.state.blocked.is_none() {
             self.buf.push_str(delta);

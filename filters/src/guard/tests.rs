@@ -77,6 +77,9 @@ fn builtins_all_compile_and_window_is_small() {
     assert_eq!(g.rules().len(), BUILTINS.len());
     // The documented bound: the email rule (281 bytes) plus 4 bytes of lookahead.
     assert_eq!(g.window(), 285);
+    let mut rules = all_builtins(Action::Redact);
+    rules.retain(|r| r.id != "pii_emails");
+    assert_eq!(Guard::new(rules).unwrap().window(), 222);
 }
 
 #[test]
@@ -595,4 +598,29 @@ fn utf8_around_matches() {
     for cut in (0..text.len()).filter(|&c| text.is_char_boundary(c)) {
         assert_stream_equals_check(&g, text, &split_at(text, &[cut]));
     }
+}
+
+#[test]
+fn guard_is_shareable() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Guard>();
+}
+
+#[test]
+fn custom_rule_split_across_deltas() {
+    let g = Guard::new(vec![rule(
+        "ticket",
+        Pattern::Regex("TICKET-[0-9]{4,8}".into()),
+        Action::Redact,
+    )])
+    .unwrap();
+    let text = "see TICKET-123456 and TICKET-12 now";
+    assert_eq!(
+        g.check(text).text,
+        "see [REDACTED:ticket] and TICKET-12 now"
+    );
+    for cut in 0..=text.len() {
+        assert_stream_equals_check(&g, text, &split_at(text, &[cut]));
+    }
+    assert_stream_equals_check(&g, text, &split_at(text, &[5, 9, 11, 14]));
 }
