@@ -257,6 +257,17 @@ providers:
     models:
       - id: gpt-4o-mini-stream
 """)
+    # The same router with every built-in guardrail on in both directions (redact; the
+    # commands warn): the "guardrails on" rows, compared with the pass-through without them.
+    actions = "".join(
+        f"    {rule}: {'warn' if rule == 'suspicious_commands' else 'redact'}\n"
+        for rule in ("api_keys", "private_keys", "credentials", "pii_emails", "pii_phone_numbers",
+                     "ip_addresses", "suspicious_commands", "credit_cards", "iban")
+    )
+    with open(os.path.join(d, "bitrouter.yaml")) as f:
+        base = f.read()
+    with open(os.path.join(d, "bitrouter-guard.yaml"), "w") as f:
+        f.write(base + "\nguardrails:\n  upgoing:\n" + actions + "  downgoing:\n" + actions)
     bodies = {
         "chat.json": request_body("gpt-4o-mini"),
         "cross.json": request_body("claude-sonnet-4-5"),
@@ -595,8 +606,8 @@ def check_body(kind, path):
 # --------------------------------------------------------------------------------------------
 # Report
 
-JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross"]
-STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream"]
+JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross", "bitrouter-guard"]
+STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream", "bitrouter-guard-stream"]
 BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
 # Pingora itself, for reading the bitrouter rows (proxy/examples/pingora_floor.rs): what a fixed
 # answer costs in Pingora's server, and what Pingora's stock proxy loop costs per request.
@@ -613,6 +624,8 @@ COMPARATOR = {
     "direct-stream": "nginx-stream",
     "nginx-stream": "nginx-stream",
     "bitrouter-stream": "nginx-stream",
+    "bitrouter-guard": "nginx",
+    "bitrouter-guard-stream": "nginx-stream",
     "nginx-big": "nginx-big",
     "bitrouter-big": "nginx-big",
 }
@@ -1059,6 +1072,12 @@ def targets(figs, ratios, res, swap=None):
     x = g(soak, "growth_kb")
     shown = "–" if x is None else f"{x / 1024:+.1f} MiB over {soak['duration_s']:.0f} s"
     T.append(row("RSS growth during the soak (last third vs first third)", x, shown, "none (≤ 2 MiB)", x is not None and x <= 2048))
+    for on, off, what in (("bitrouter-guard", "bitrouter-pass", "pass-through"),
+                          ("bitrouter-guard-stream", "bitrouter-stream", "SSE")):
+        a, b = f(on, "rps_c64"), f(off, "rps_c64")
+        x = a / b if a and b else None
+        T.append(row(f"{what} throughput with every built-in guardrail on vs off", x,
+                     "–" if x is None else f"{x:.2f}×", "≥ 0.80×", x is not None and x >= 0.8))
     if swap:
         x = swap.get("failed_requests")
         T.append(row(f"failed requests across {swap['reloads']} reloads and {swap['restarts']} restarts", x,
@@ -1254,6 +1273,8 @@ LABELS = {
     "direct-stream": "direct to upstream (floor)",
     "nginx-stream": "nginx reverse proxy (baseline)",
     "bitrouter-stream": "bitrouter, OpenAI → OpenAI SSE",
+    "bitrouter-guard": "bitrouter pass-through, every built-in guardrail on (both directions)",
+    "bitrouter-guard-stream": "bitrouter SSE, every built-in guardrail on (both directions)",
     "pingora-static": "reference: Pingora, fixed answer from `request_filter` (no upstream)",
     "pingora-proxy": "reference: Pingora's stock proxy loop and pool",
     "nginx-big": "nginx reverse proxy",
