@@ -99,8 +99,18 @@ impl<'s> Downstream<'s> {
     }
 
     /// Writes the head of a response whose body follows in [`Self::chunk`]s.
-    pub async fn head(&mut self, resp: ResponseHeader) -> Result<(), ProxyError> {
+    pub async fn head(&mut self, mut resp: ResponseHeader) -> Result<(), ProxyError> {
         self.status = resp.status.as_u16();
+        // A body of unknown length (a translated or guarded stream, a relayed one whose
+        // upstream sent no length) goes chunked on HTTP/1.1: without it Pingora frames the
+        // body by closing the connection, so every stream cost the client a new connection
+        // (and load generators counted each close as a read error).
+        if self.session.req_header().version == http::Version::HTTP_11
+            && !resp.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+        {
+            let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        }
         self.stage = Stage::Body;
         self.session
             .write_response_header(Box::new(resp), false)
