@@ -18,7 +18,7 @@ use super::relay::Relayed;
 use super::route::Translation;
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
-use crate::guardrails::DownGuard;
+use crate::guardrails::{DownGuard, GuardHook};
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::UpstreamBody;
 use bitrouter_config::Protocol;
@@ -101,7 +101,18 @@ pub async fn relay(
         protocol::decode_response(t.upstream, &raw, &t.ctx).map_err(ProxyError::Translate)?;
     let mut encoder = StreamEncoder::new(t.client, &t.ctx);
     let mut out = Vec::new();
-    for event in translate::response_to_events(&response) {
+    let mut events = translate::response_to_events(&response);
+    if let Some(down) = down {
+        // The same downgoing guard as a real stream gets.
+        let mut guard = GuardHook::new(down.guard.clone(), down.counter.clone(), down.seen.clone());
+        let mut guarded = Vec::with_capacity(events.len());
+        for event in events {
+            guard.on_event(event, &mut guarded);
+        }
+        guard.on_finish(&mut guarded);
+        events = guarded;
+    }
+    for event in events {
         encoder.encode(&event, &mut out);
     }
     dn.whole(head(200, stream_content_type(t))?, Bytes::from(out))
