@@ -1084,6 +1084,17 @@ def targets(figs, ratios, res, swap=None):
     x = g(soak, "growth_kb")
     shown = "–" if x is None else f"{x / 1024:+.1f} MiB over {soak['duration_s']:.0f} s"
     T.append(row("RSS growth during the soak (last third vs first third)", x, shown, "none (≤ 2 MiB)", x is not None and x <= 2048))
+    # The same comparison in instructions per request (exact; throughput on a shared VM is not):
+    # >= 0.8x the throughput is <= 1.25x the work per request on a saturated core.
+    for on, off, what in (("bitrouter-guard", "bitrouter-pass", "pass-through"),
+                          ("bitrouter-guard-stream", "bitrouter-stream", "SSE")):
+        a, b = f(on, "instr_per_req"), f(off, "instr_per_req")
+        x = a / b if a and b else None
+        pass_through = what == "pass-through"
+        T.append(row(f"{what} instructions per request, every built-in guardrail on vs off", x,
+                     "–" if x is None else f"{fmt_n(a)} vs {fmt_n(b)} ({x:.2f}×)",
+                     "≤ 1.25×" if pass_through else "reported",
+                     (x is not None and x <= 1.25) if pass_through else None))
     # The target is the pass-through row; the SSE row is reported (no target): with
     # guardrails on, a same-protocol stream is decoded, scanned per part and re-encoded.
     for on, off, what, limit in (("bitrouter-guard", "bitrouter-pass", "pass-through", 0.8),

@@ -77,14 +77,25 @@ pub fn rewrite_strings(
                 }
                 i += 1;
                 let raw = &body[start..i];
-                let text: String = serde_json::from_slice(raw)
-                    .map_err(|e| format!("bad string at byte {start}: {e}"))?;
+                // Most strings have no escapes: borrow them instead of decoding a copy.
+                let inner = &raw[1..raw.len() - 1];
+                let text: std::borrow::Cow<'_, str> = if inner.contains(&b'\\') {
+                    std::borrow::Cow::Owned(
+                        serde_json::from_slice::<String>(raw)
+                            .map_err(|e| format!("bad string at byte {start}: {e}"))?,
+                    )
+                } else {
+                    std::borrow::Cow::Borrowed(
+                        std::str::from_utf8(inner)
+                            .map_err(|e| format!("bad string at byte {start}: {e}"))?,
+                    )
+                };
                 let key = match stack.last_mut() {
                     Some(Ctx::Object {
                         expect_key: true,
                         key,
                     }) => {
-                        *key = Some(text);
+                        *key = Some(text.into_owned());
                         continue;
                     }
                     Some(Ctx::Object { key, .. }) | Some(Ctx::Array { key }) => key.as_deref(),

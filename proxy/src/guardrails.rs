@@ -172,8 +172,11 @@ impl GuardSet {
         service_id: &str,
     ) -> Option<Arc<Guard>> {
         let mut mask = 0u128;
+        let qualified = format!("{provider}/{service_id}");
         for (i, rule) in self.rules.iter().enumerate() {
-            if Self::action(rule, dir).is_some() && applies(rule, provider, requested, service_id) {
+            if Self::action(rule, dir).is_some()
+                && applies(rule, provider, [requested, service_id, &qualified])
+            {
                 mask |= 1u128 << i;
             }
         }
@@ -192,12 +195,9 @@ impl GuardSet {
 }
 
 /// Whether `rule` applies to a request for `requested` / `service_id` on `provider`.
-fn applies(rule: &GuardrailRule, provider: &str, requested: &str, service_id: &str) -> bool {
-    let qualified = format!("{provider}/{service_id}");
-    let model_in = |list: &[String]| {
-        list.iter()
-            .any(|g| glob(g, requested) || glob(g, service_id) || glob(g, &qualified))
-    };
+/// (`names`: the model asked for, the upstream model id, `provider/model`.)
+fn applies(rule: &GuardrailRule, provider: &str, names: [&str; 3]) -> bool {
+    let model_in = |list: &[String]| list.iter().any(|g| names.iter().any(|n| glob(g, n)));
     let provider_in = |list: &[String]| list.iter().any(|p| p == provider);
     (rule.models.is_empty() || model_in(&rule.models))
         && (rule.providers.is_empty() || provider_in(&rule.providers))
