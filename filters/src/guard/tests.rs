@@ -447,7 +447,7 @@ fn streamed(g: &Guard, parts: &[&str]) -> (String, Vec<Hit>, Option<usize>) {
         text.push_str(&c.text);
         hits.extend(c.hits);
         blocked = blocked.or(c.blocked);
-        assert!(s.buf.len() - s.state.pos <= g.window() + 3 || s.state.pem.is_some());
+        assert!(s.buf.len() - s.state.pos <= 2 * g.window() + 3 || s.state.pem.is_some());
     }
     let c = s.finish();
     if blocked.is_some() {
