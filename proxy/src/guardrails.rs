@@ -311,24 +311,24 @@ pub struct DownGuard {
 
 impl DownGuard {
     /// Scans a whole (not streamed) answer the client is about to receive: the body to send
-    /// instead when something was redacted, the `rule=action` items for the response header;
-    /// a `block` match is an error in the client's protocol instead of the answer.
+    /// instead when something was redacted, and `reported` (the items already in the response
+    /// header, upgoing ones) with this answer's `rule=action` items added; a `block` match is
+    /// an error in the client's protocol instead of the answer.
     pub fn scan(
         &self,
         body: &[u8],
+        reported: &[String],
     ) -> Result<(Option<Vec<u8>>, Vec<String>), crate::error::ProxyError> {
         let scanned = scan_body(&self.guard, body)
             .map_err(|e| crate::error::ProxyError::Internal(format!("guardrails: {e}")))?;
         let mut items = Vec::new();
         record(&self.counter, Direction::Down, &scanned.hits, &mut items);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            for item in &items {
-                if !seen.contains(item) {
-                    seen.push(item.clone());
-                }
-            }
-        }
+        merge_items(
+            &mut self.seen.lock().unwrap_or_else(|e| e.into_inner()),
+            &items,
+        );
+        let mut all = reported.to_vec();
+        merge_items(&mut all, &items);
         if let Some(rule) = scanned.blocked {
             log::warn!("guardrail `{rule}` blocked an answer (downgoing)");
             return Err(crate::error::ProxyError::GuardrailBlocked {
@@ -336,7 +336,16 @@ impl DownGuard {
                 upgoing: false,
             });
         }
-        Ok((scanned.body, items))
+        Ok((scanned.body, all))
+    }
+}
+
+/// Adds to `into` the items of `items` it does not hold yet, in order.
+pub fn merge_items(into: &mut Vec<String>, items: &[String]) {
+    for item in items {
+        if !into.contains(item) {
+            into.push(item.clone());
+        }
     }
 }
 

@@ -49,9 +49,9 @@ pub fn reload(
     let before_providers: BTreeSet<String> =
         old.config.providers.iter().map(|p| p.id.clone()).collect();
     let before_models: BTreeSet<String> = old.table.models().iter().map(|m| m.id.clone()).collect();
+    let level_changed = old.config.server.log_level != config.server.log_level;
     drop(old);
 
-    let level_changed = daemon.state.snapshot().config.server.log_level != config.server.log_level;
     let level = config.server.log_level.clone();
     let after_providers: Vec<String> = config.providers.iter().map(|p| p.id.clone()).collect();
     for w in &config.warnings {

@@ -76,11 +76,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
 fn guardrails_field(ctx: &RequestCtx) -> String {
     let mut items = ctx.guardrails.clone();
     if let Some(seen) = &ctx.guard_seen {
-        for item in seen.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !items.contains(item) {
-                items.push(item.clone());
-            }
-        }
+        crate::guardrails::merge_items(&mut items, &seen.lock().unwrap_or_else(|e| e.into_inner()));
     }
     if items.is_empty() {
         String::new()

@@ -40,13 +40,7 @@ pub async fn relay(
         let raw = body
             .read_all(dn.session(), super::translate::MAX_UPSTREAM_BODY)
             .await?;
-        let (redacted, items) = down.scan(&raw)?;
-        let mut all = decision.guardrails.to_vec();
-        for item in items {
-            if !all.contains(&item) {
-                all.push(item);
-            }
-        }
+        let (redacted, all) = down.scan(&raw, decision.guardrails)?;
         let decision = Decision {
             guardrails: &all,
             ..*decision

@@ -64,36 +64,28 @@ pub async fn relay(
     if !t.ctx.stream {
         let mut encoded = translate::translate_response(t.upstream, t.client, &raw, &t.ctx)
             .map_err(ProxyError::Translate)?;
-        if let Some(down) = down {
-            // What the client would receive, scanned before any of it is sent.
-            let (redacted, items) = down.scan(&encoded)?;
-            if let Some(r) = redacted {
-                encoded = r;
-            }
-            if !items.is_empty() {
-                let mut all = decision.guardrails.to_vec();
-                all.extend(
-                    items
-                        .into_iter()
-                        .filter(|i| !decision.guardrails.contains(i)),
-                );
-                let decision = Decision {
-                    guardrails: &all,
-                    ..*decision
-                };
-                let resp = headers::translated_response(
-                    200,
-                    &up_header,
-                    "application/json",
-                    &decision,
-                    &t.dropped,
-                )?;
-                dn.whole(resp, Bytes::from(encoded)).await?;
-                return Ok(Relayed::Complete);
-            }
+        let Some(down) = down else {
+            dn.whole(head(200, "application/json")?, Bytes::from(encoded))
+                .await?;
+            return Ok(Relayed::Complete);
+        };
+        // What the client would receive, scanned before any of it is sent.
+        let (redacted, all) = down.scan(&encoded, decision.guardrails)?;
+        if let Some(r) = redacted {
+            encoded = r;
         }
-        dn.whole(head(200, "application/json")?, Bytes::from(encoded))
-            .await?;
+        let decision = Decision {
+            guardrails: &all,
+            ..*decision
+        };
+        let resp = headers::translated_response(
+            200,
+            &up_header,
+            "application/json",
+            &decision,
+            &t.dropped,
+        )?;
+        dn.whole(resp, Bytes::from(encoded)).await?;
         return Ok(Relayed::Complete);
     }
     // The client asked for a stream but the upstream answered in one piece.
