@@ -17,16 +17,22 @@ pub fn rewrite_strings(
     body: &[u8],
     mut f: impl FnMut(Option<&str>, &str) -> Option<String>,
 ) -> Result<Option<Vec<u8>>, String> {
-    enum Ctx {
+    use std::borrow::Cow;
+    // Keys borrow from the document (escaped ones, rare, are decoded copies): the walk
+    // allocates nothing for a document nothing is replaced in.
+    enum Ctx<'a> {
         Object {
             expect_key: bool,
-            key: Option<String>,
+            key: Option<Cow<'a, str>>,
         },
         Array {
-            key: Option<String>,
+            key: Option<Cow<'a, str>>,
         },
     }
-    let mut stack: Vec<Ctx> = Vec::new();
+    // JSON is UTF-8 as a whole: validated once here, so each string is a `&str` slice
+    // between two quotes (ASCII, hence char boundaries) instead of a validation per string.
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut stack: Vec<Ctx<'_>> = Vec::new();
     let mut out: Option<Vec<u8>> = None;
     // Bytes of `body` before this index are already in `out` (when `out` exists).
     let mut copied = 0usize;
@@ -66,42 +72,45 @@ pub fn rewrite_strings(
             b'"' => {
                 let start = i;
                 i += 1;
-                while i < n && body[i] != b'"' {
-                    if body[i] == b'\\' {
-                        i += 1;
+                let mut escaped = false;
+                // To the closing quote, jumping from one quote or backslash to the next.
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &body[i..]) {
+                        Some(at) if body[i + at] == b'\\' => {
+                            escaped = true;
+                            i += at + 2;
+                            if i > n {
+                                return Err("unterminated string".into());
+                            }
+                        }
+                        Some(at) => {
+                            i += at;
+                            break;
+                        }
+                        None => return Err("unterminated string".into()),
                     }
-                    i += 1;
-                }
-                if i >= n {
-                    return Err("unterminated string".into());
                 }
                 i += 1;
-                let raw = &body[start..i];
-                // Most strings have no escapes: borrow them instead of decoding a copy.
-                let inner = &raw[1..raw.len() - 1];
-                let text: std::borrow::Cow<'_, str> = if inner.contains(&b'\\') {
-                    std::borrow::Cow::Owned(
-                        serde_json::from_slice::<String>(raw)
+                let value: Cow<'_, str> = if escaped {
+                    Cow::Owned(
+                        serde_json::from_slice::<String>(&body[start..i])
                             .map_err(|e| format!("bad string at byte {start}: {e}"))?,
                     )
                 } else {
-                    std::borrow::Cow::Borrowed(
-                        std::str::from_utf8(inner)
-                            .map_err(|e| format!("bad string at byte {start}: {e}"))?,
-                    )
+                    Cow::Borrowed(text.get(start + 1..i - 1).unwrap_or_default())
                 };
                 let key = match stack.last_mut() {
                     Some(Ctx::Object {
                         expect_key: true,
                         key,
                     }) => {
-                        *key = Some(text.into_owned());
+                        *key = Some(value);
                         continue;
                     }
                     Some(Ctx::Object { key, .. }) | Some(Ctx::Array { key }) => key.as_deref(),
                     None => None,
                 };
-                if let Some(new) = f(key, &text) {
+                if let Some(new) = f(key, &value) {
                     let buf = out.get_or_insert_with(|| Vec::with_capacity(n + 64));
                     buf.extend_from_slice(&body[copied..start]);
                     let escaped = serde_json::to_string(&new)

@@ -81,6 +81,10 @@ type GuardCache = HashMap<(Direction, u128), Option<Arc<Guard>>>;
 pub struct GuardSet {
     rules: Vec<GuardrailRule>,
     cache: Mutex<GuardCache>,
+    /// When no rule is scoped (the usual configuration), each direction's guard is the same
+    /// for every request: kept here (up, down) so a request takes it without a name to
+    /// format, a lock or a lookup.
+    unscoped: Option<[Option<Arc<Guard>>; 2]>,
 }
 
 impl GuardSet {
@@ -92,33 +96,46 @@ impl GuardSet {
                 "guardrails: at most {MAX_RULES} rules (built-in and custom) are supported"
             ));
         }
-        let set = GuardSet {
+        let mut set = GuardSet {
             rules: config.rules.clone(),
             cache: Mutex::new(HashMap::new()),
+            unscoped: None,
         };
-        for dir in [Direction::Up, Direction::Down] {
-            let all: u128 = if set.rules.is_empty() {
-                0
-            } else {
-                u128::MAX >> (MAX_RULES - set.rules.len())
-            };
-            set.compile(dir, all)?;
+        let mut full = [None, None];
+        for (slot, dir) in full.iter_mut().zip([Direction::Up, Direction::Down]) {
+            *slot = set.all(dir);
+            if set.has(dir) && slot.is_none() {
+                set.compile(dir, set.mask(dir))?;
+            }
+        }
+        let scoped = set.rules.iter().any(|r| {
+            !(r.models.is_empty()
+                && r.providers.is_empty()
+                && r.exempt_models.is_empty()
+                && r.exempt_providers.is_empty())
+        });
+        if !scoped {
+            set.unscoped = Some(full);
         }
         Ok(set)
     }
 
     /// The guard of every rule acting in `dir`, scopes ignored (`bitrouter guardrails test`).
     pub fn all(&self, dir: Direction) -> Option<Arc<Guard>> {
-        let mask = self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| Self::action(r, dir).is_some())
-            .fold(0u128, |m, (i, _)| m | (1u128 << i));
+        let mask = self.mask(dir);
         if mask == 0 {
             return None;
         }
         self.compile(dir, mask).ok().flatten()
+    }
+
+    /// The rules acting in `dir`, as a bit mask.
+    fn mask(&self, dir: Direction) -> u128 {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| Self::action(r, dir).is_some())
+            .fold(0u128, |m, (i, _)| m | (1u128 << i))
     }
 
     /// Whether any rule acts in `dir`.
@@ -171,6 +188,13 @@ impl GuardSet {
         requested: &str,
         service_id: &str,
     ) -> Option<Arc<Guard>> {
+        if let Some(full) = &self.unscoped {
+            return full[match dir {
+                Direction::Up => 0,
+                Direction::Down => 1,
+            }]
+            .clone();
+        }
         let mut mask = 0u128;
         let qualified = format!("{provider}/{service_id}");
         for (i, rule) in self.rules.iter().enumerate() {

@@ -131,6 +131,9 @@ pub struct Guard {
     compiled: Vec<Compiled>,
     set: RegexSet,
     window: usize,
+    /// The shortest match of any rule, in bytes: a shorter text cannot match (most JSON
+    /// strings of a request, roles, ids, enum values, are skipped on their length alone).
+    shortest: usize,
 }
 
 impl std::fmt::Debug for Guard {
@@ -142,13 +145,14 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-/// The longest match of a regex in bytes (`None`: unbounded) and whether it can match empty.
-fn bounds(source: &str) -> Result<(Option<usize>, bool), String> {
+/// The longest match of a regex in bytes (`None`: unbounded) and its shortest (0: it can
+/// match the empty string).
+fn bounds(source: &str) -> Result<(Option<usize>, usize), String> {
     let hir = regex_syntax::Parser::new()
         .parse(source)
         .map_err(|e| e.to_string())?;
     let props = hir.properties();
-    Ok((props.maximum_len(), props.minimum_len() == Some(0)))
+    Ok((props.maximum_len(), props.minimum_len().unwrap_or(0)))
 }
 
 impl Guard {
@@ -158,6 +162,7 @@ impl Guard {
         let mut compiled = Vec::with_capacity(rules.len());
         let mut sources = Vec::with_capacity(rules.len());
         let mut longest = 0usize;
+        let mut shortest = usize::MAX;
         for rule in &rules {
             let name = &rule.id;
             let (source, kind) = match &rule.pattern {
@@ -180,10 +185,11 @@ impl Guard {
                 Pattern::Regex(src) => (src.clone(), Kind::Plain(None)),
             };
             let regex = Regex::new(&source).map_err(|e| format!("rule {name}: {e}"))?;
-            let (max, empty) = bounds(&source).map_err(|e| format!("rule {name}: {e}"))?;
-            if empty {
+            let (max, min) = bounds(&source).map_err(|e| format!("rule {name}: {e}"))?;
+            if min == 0 {
                 return Err(format!("rule {name}: the regex can match the empty string"));
             }
+            shortest = shortest.min(min);
             longest = longest.max(max.unwrap_or(MAX_WINDOW).min(MAX_WINDOW));
             sources.push(source);
             compiled.push(Compiled {
@@ -198,6 +204,7 @@ impl Guard {
             compiled,
             set,
             window: longest + LOOKAHEAD,
+            shortest,
         })
     }
 
@@ -215,6 +222,13 @@ impl Guard {
 
     /// Checks a whole text.
     pub fn check<'a>(&self, text: &'a str) -> Checked<'a> {
+        if text.len() < self.shortest {
+            return Checked {
+                text: Cow::Borrowed(text),
+                hits: Vec::new(),
+                blocked: None,
+            };
+        }
         let mut state = State::default();
         let mut sink = Sink::new(text, 0);
         let mut hits = Vec::new();
@@ -277,14 +291,16 @@ impl Guard {
         let is_decided = |start: usize| start <= decided;
         // No match starts before `decided`: the text up to there can be released.
         let release_to = |pos: usize| floor_char(hay, decided.max(pos));
-        let candidates: Vec<usize> = if state.pem.is_some() || state.pos < len {
-            self.set
-                .matches_at(hay, state.pos.min(len))
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // `is_match_at` stops at the first match and runs the DFA's fast loop: on clean text
+        // (the common case) it is the only pass. Only when something matches does the slower
+        // overlapping search say which rules did.
+        let from = state.pos.min(len);
+        let candidates: Vec<usize> =
+            if (state.pem.is_some() || state.pos < len) && self.set.is_match_at(hay, from) {
+                self.set.matches_at(hay, from).into_iter().collect()
+            } else {
+                Vec::new()
+            };
         // Cached next match per candidate rule: valid while its start >= pos.
         let mut next: Vec<Option<Option<(usize, usize)>>> = vec![None; candidates.len()];
         loop {
