@@ -534,3 +534,37 @@ fn translated_whole_response_exposes_usage() {
     .unwrap();
     assert_eq!(usage, None);
 }
+
+/// Malformed input never panics, however it is split (the tap reads untrusted upstream bytes).
+#[test]
+fn tap_survives_garbage() {
+    let inputs: [&[u8]; 7] = [
+        b"[{]}}]]{{\"usage\":{\"\\",
+        b"[\"\\\"{\",{\"usageMetadata\":{\"promptTokenCount\":\"x\"}},]",
+        b"data: {\"usage\":{\r\r\r\n\n\rdata\rdata:\n\n",
+        b"\r\n\r\n\r\r\n",
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-1}}\n\n",
+        b"[[[[[[[[[[{{{{{{",
+        b"\xff\xfe data: \"usage\": {\n\n",
+    ];
+    for input in inputs {
+        for p in Protocol::ALL {
+            for cut in 0..=input.len() {
+                let (a, b) = input.split_at(cut);
+                let _ = tap_stream(p, &[a, b]);
+                let mut tap = UsageTap::new(p);
+                tap.body(input);
+            }
+        }
+        for cut in 0..=input.len() {
+            let (a, b) = input.split_at(cut);
+            let mut strip = UsageChunkStrip::new();
+            let mut out = Vec::new();
+            out.extend_from_slice(&strip.feed(Bytes::copy_from_slice(a)).unwrap());
+            out.extend_from_slice(&strip.feed(Bytes::copy_from_slice(b)).unwrap());
+            out.extend_from_slice(&strip.finish());
+            // Nothing here is a valid usage-only chunk: every byte passes.
+            assert_eq!(out, input, "cut at {cut}");
+        }
+    }
+}
