@@ -13,5 +13,6 @@ pub mod sse;
 pub mod stream;
 pub mod tokens;
 pub mod translate;
+pub mod usage;
 
 pub use bitrouter_config::Protocol;

@@ -13,7 +13,7 @@
 //! for a same-protocol stream at all: it passes the upstream's bytes through, cut at event
 //! boundaries by [`crate::sse::SseFramer`].)
 
-use crate::canonical::{CanonicalError, ErrorKind, ResponseContext, StreamEvent};
+use crate::canonical::{CanonicalError, ErrorKind, ResponseContext, StreamEvent, Usage};
 use crate::protocol::{StreamDecoder, StreamEncoder};
 use crate::sse::{SseEvent, SseParser};
 use bitrouter_config::Protocol;
@@ -61,6 +61,8 @@ pub struct StreamTranslator {
     hooked: Vec<StreamEvent>,
     /// The stream has ended (normally or with an error); further input is ignored.
     ended: bool,
+    /// Every usage report the decoder produced, merged (before any hook).
+    usage: Option<Usage>,
 }
 
 impl StreamTranslator {
@@ -74,6 +76,7 @@ impl StreamTranslator {
             hook: None,
             hooked: Vec::new(),
             ended: false,
+            usage: None,
         }
     }
 
@@ -136,6 +139,15 @@ impl StreamTranslator {
         }
     }
 
+    /// The upstream's usage so far: every canonical usage report its decoder produced (the
+    /// `Start` event's and each `Usage` event's), merged with [`Usage::merge`], as the upstream
+    /// reported it — before any hook, and whether or not the client's protocol carries usage.
+    /// `None` when the upstream reported none (yet): after a cut stream, what came before the
+    /// cut.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     /// Whether the client's stream is complete.
     pub fn is_ended(&self) -> bool {
         self.ended
@@ -159,6 +171,17 @@ impl StreamTranslator {
     /// Sends `canonical` through the hook (if any) and encodes the result. Hands the vector
     /// back to `self.canonical` for reuse.
     fn process(&mut self, mut canonical: Vec<StreamEvent>, out: &mut Vec<u8>) {
+        for event in &canonical {
+            let reported = match event {
+                StreamEvent::Usage(u) => u,
+                StreamEvent::Start { usage: Some(u), .. } => u,
+                _ => continue,
+            };
+            match &mut self.usage {
+                Some(have) => have.merge(reported),
+                None => self.usage = Some(*reported),
+            }
+        }
         match &mut self.hook {
             None => self.emit(&canonical, out),
             Some(hook) => {

@@ -28,6 +28,21 @@ pub fn translate_response(
     Ok(protocol::encode_response(client, &response, ctx))
 }
 
+/// [`translate_response`], also returning the upstream's usage (the decoded response's
+/// [`ChatResponse::usage`], in the canonical convention) for accounting, from the one decode.
+/// `None` when the body reported none: the decoders leave `ChatResponse::usage` all zero then,
+/// and a ledger must not record that as a real zero.
+pub fn translate_response_with_usage(
+    upstream: Protocol,
+    client: Protocol,
+    body: &[u8],
+    ctx: &ResponseContext,
+) -> Result<(Vec<u8>, Option<crate::canonical::Usage>), CanonicalError> {
+    let response = protocol::decode_response(upstream, body, ctx)?;
+    let usage = (response.usage != crate::canonical::Usage::default()).then_some(response.usage);
+    Ok((protocol::encode_response(client, &response, ctx), usage))
+}
+
 /// Translates an upstream error (status >= 400, any body) into the client's format and the
 /// status to answer with.
 pub fn translate_error(

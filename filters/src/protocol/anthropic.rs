@@ -31,6 +31,10 @@ pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};
 
+/// For the usage tap ([`crate::usage`]), which reads usage without decoding whole events.
+pub(crate) use response::decode_usage;
+pub(crate) use stream::merge_raw;
+
 use crate::canonical::{CanonicalError, ErrorKind};
 use serde_json::json;
 use wire::{AnthropicError, AnthropicErrorBody};

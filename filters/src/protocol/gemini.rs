@@ -35,6 +35,10 @@ pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};
 
+/// For the usage tap ([`crate::usage`]), which reads usage without decoding whole events.
+pub(crate) use response::usage_from;
+pub(crate) use wire::GeminiUsage;
+
 use crate::canonical::{CanonicalError, ErrorKind};
 use crate::protocol::openai_error::fallback_message;
 use serde_json::{json, Value};

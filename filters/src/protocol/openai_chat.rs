@@ -21,3 +21,6 @@ pub use super::openai_error::{decode_error, encode_error};
 pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};
+
+/// For the usage tap ([`crate::usage`]), which reads usage without decoding whole events.
+pub(crate) use response::decode_usage;

@@ -49,6 +49,9 @@ pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};
 
+/// For the usage tap ([`crate::usage`]), which reads usage without decoding whole events.
+pub(crate) use response::usage_from_wire;
+
 /// Marks an `encrypted_content` that carries another protocol's thinking signature (never a
 /// real OpenAI value: those are base64 and contain no `:`).
 pub const SIGNATURE_PREFIX: &str = "bitrouter.signature:";

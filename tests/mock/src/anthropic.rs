@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::protocol::{anthropic_error, header, Reply, EVENT_STREAM};
-use crate::reply::{generate, join_texts, pieces, split_chars, Output, Prompt, ToolDecl};
+use crate::reply::{generate, join_texts, pieces, split_chars, Output, Prompt, Tokens, ToolDecl};
 use crate::sse;
 use crate::util::new_id;
 
@@ -129,13 +129,15 @@ pub(crate) fn handle(req: &Value, reply_override: Option<&str>) -> Reply {
     let prompt = prompt(req);
     let output = generate(&prompt, reply_override);
     let id = new_id("msg_01", 22);
-    let input_tokens = prompt.input_tokens();
-    let output_tokens = output.output_tokens();
+    // Anthropic's convention: `input_tokens` excludes cache reads and writes; thinking is part
+    // of `output_tokens` (there is no separate reasoning count).
+    let tokens = Tokens::of(&prompt, &output);
+    let output_tokens = tokens.output;
     let usage = |output_tokens: u64| {
         json!({
-            "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "input_tokens": tokens.input,
+            "cache_creation_input_tokens": tokens.cache_write,
+            "cache_read_input_tokens": tokens.cache_read,
             "output_tokens": output_tokens
         })
     };

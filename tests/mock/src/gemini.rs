@@ -6,7 +6,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::protocol::{google_error, Reply, GOOGLE_EVENT_STREAM, GOOGLE_JSON};
-use crate::reply::{generate, join_texts, pieces, tool_result_text, Output, Prompt, ToolDecl};
+use crate::reply::{
+    generate, join_texts, pieces, tool_result_text, Output, Prompt, Tokens, ToolDecl,
+};
 use crate::sse;
 use crate::util::new_id;
 
@@ -145,14 +147,24 @@ pub(crate) fn handle(
     let prompt = prompt(req);
     let output = generate(&prompt, reply_override);
     let id = new_id("", 22);
-    let input = prompt.input_tokens();
-    let output_tokens = output.output_tokens();
-    let final_usage = json!({
+    // Gemini's convention: `promptTokenCount` includes cached tokens; `candidatesTokenCount`
+    // excludes thoughts (`thoughtsTokenCount`). No cache-write field: `cache_write` is not
+    // reported.
+    let tokens = Tokens::of(&prompt, &output);
+    let input = tokens.input + tokens.cache_read;
+    let mut final_usage = json!({
         "promptTokenCount": input,
-        "candidatesTokenCount": output_tokens,
-        "totalTokenCount": input + output_tokens
+        "candidatesTokenCount": tokens.output - tokens.reasoning,
+        "totalTokenCount": input + tokens.output
     });
-    let partial_usage = json!({"promptTokenCount": input, "totalTokenCount": input});
+    let mut partial_usage = json!({"promptTokenCount": input, "totalTokenCount": input});
+    if tokens.cache_read > 0 {
+        final_usage["cachedContentTokenCount"] = json!(tokens.cache_read);
+        partial_usage["cachedContentTokenCount"] = json!(tokens.cache_read);
+    }
+    if tokens.reasoning > 0 {
+        final_usage["thoughtsTokenCount"] = json!(tokens.reasoning);
+    }
     let responses: Vec<Value> = match &output {
         Output::ToolCalls(calls) => {
             // Gemini delivers function calls whole, even when streaming.

@@ -25,7 +25,22 @@
 //! - the `model` of the response is the request's model (Gemini: the path's), echoed exactly.
 //!
 //! Token usage is estimated as whitespace-separated words (input: all message text; output:
-//! the reply's words), at least 1.
+//! the reply's words), at least 1. A `[[usage in=N cache_read=N cache_write=N out=N
+//! reasoning=N]]` marker in the last user message (any subset of the fields, any order) makes
+//! every protocol report exactly those numbers, whole and streamed, each in its provider's
+//! convention. `in` is UNCACHED input and `out` is ALL output, reasoning included; a field left
+//! out keeps the estimate (`in`; `out` = the reply's words + `reasoning`) or 0 (the others).
+//! The marker stays part of the prompt, so the reply echoes it like any other text.
+//!
+//! | protocol  | input reported                                   | output reported |
+//! |-----------|--------------------------------------------------|-----------------|
+//! | Chat      | `prompt_tokens` = in + cache_read, `prompt_tokens_details.cached_tokens` = cache_read; **cache_write is not reported** (no such field) | `completion_tokens` = out, `completion_tokens_details.reasoning_tokens` |
+//! | Responses | `input_tokens` = in + cache_read + cache_write, `input_tokens_details.cached_tokens`, `.cache_write_tokens` (when > 0) | `output_tokens` = out, `output_tokens_details.reasoning_tokens` |
+//! | Anthropic | `input_tokens` = in, `cache_read_input_tokens`, `cache_creation_input_tokens` (streams: in `message_start`) | `output_tokens` = out (streams: in `message_delta`; no reasoning count) |
+//! | Gemini    | `promptTokenCount` = in + cache_read, `cachedContentTokenCount` (when > 0); **cache_write is not reported** | `candidatesTokenCount` = out − reasoning, `thoughtsTokenCount` (when > 0) |
+//!
+//! Chat streams carry usage only when the request asks (`stream_options.include_usage`), on a
+//! last chunk with `"choices": []`, as the real API does.
 //!
 //! Auth is checked like the providers do (see [`MockUpstream::set_expected_key`]): OpenAI routes
 //! need `Authorization: Bearer` (or Azure's `api-key`), Anthropic `x-api-key` plus an

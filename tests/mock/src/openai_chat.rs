@@ -4,7 +4,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::protocol::{openai_error, Reply, EVENT_STREAM};
-use crate::reply::{generate, join_texts, pieces, split_chars, Output, Prompt, ToolCall, ToolDecl};
+use crate::reply::{
+    generate, join_texts, pieces, split_chars, Output, Prompt, Tokens, ToolCall, ToolDecl,
+};
 use crate::sse;
 use crate::util::{new_id, unix_now};
 
@@ -90,16 +92,18 @@ fn decl(function: &Value) -> ToolDecl {
     }
 }
 
+/// OpenAI's convention: `prompt_tokens` includes cached tokens, `completion_tokens` includes
+/// reasoning. Chat has no cache-write field: `cache_write` is not reported.
 fn usage(prompt: &Prompt, output: &Output) -> Value {
-    let input = prompt.input_tokens();
-    let output = output.output_tokens();
+    let t = Tokens::of(prompt, output);
+    let input = t.input + t.cache_read;
     json!({
         "prompt_tokens": input,
-        "completion_tokens": output,
-        "total_tokens": input + output,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens": t.output,
+        "total_tokens": input + t.output,
+        "prompt_tokens_details": {"cached_tokens": t.cache_read, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": t.reasoning,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::openai_chat::content_text;
 use crate::protocol::{openai_error, Reply, EVENT_STREAM};
-use crate::reply::{generate, pieces, split_chars, Output, Prompt, ToolCall, ToolDecl};
+use crate::reply::{generate, pieces, split_chars, Output, Prompt, Tokens, ToolCall, ToolDecl};
 use crate::sse;
 use crate::util::{new_id, unix_now};
 
@@ -97,15 +97,22 @@ pub(crate) fn prompt(req: &Value) -> Prompt {
     prompt
 }
 
+/// OpenAI's convention: `input_tokens` includes cached tokens (and cache writes, reported in
+/// `input_tokens_details.cache_write_tokens` when there are any, as newer API versions do);
+/// `output_tokens` includes reasoning.
 fn usage(prompt: &Prompt, output: &Output) -> Value {
-    let input = prompt.input_tokens();
-    let output = output.output_tokens();
+    let t = Tokens::of(prompt, output);
+    let input = t.input + t.cache_read + t.cache_write;
+    let mut details = json!({"cached_tokens": t.cache_read});
+    if t.cache_write > 0 {
+        details["cache_write_tokens"] = json!(t.cache_write);
+    }
     json!({
         "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input + output
+        "input_tokens_details": details,
+        "output_tokens": t.output,
+        "output_tokens_details": {"reasoning_tokens": t.reasoning},
+        "total_tokens": input + t.output
     })
 }
 

@@ -11,6 +11,10 @@
 //!   synthesized from the tool's declared JSON schema (`"mock"` for strings, `1` for numbers,
 //!   `true` for booleans, first enum value, ...), or `{}` when the tool is not declared;
 //! - [`crate::Action::Reply`] overrides everything with its text.
+//!
+//! The token usage each protocol reports comes from [`Tokens::of`]: the word-count estimate, or
+//! the numbers of a `[[usage in=N cache_read=N cache_write=N out=N reasoning=N]]` marker in the
+//! last user message (see the crate docs).
 
 use serde_json::{Map, Value};
 
@@ -93,6 +97,61 @@ impl Output {
                 .sum(),
         };
         n.max(1) as u64
+    }
+}
+
+/// The usage the mock reports, in four non-overlapping buckets; each protocol module writes it
+/// in its provider's convention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tokens {
+    /// Uncached input.
+    pub(crate) input: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_write: u64,
+    /// All output, reasoning included.
+    pub(crate) output: u64,
+    /// Reasoning tokens (part of `output`).
+    pub(crate) reasoning: u64,
+}
+
+const USAGE_MARKER: &str = "[[usage";
+
+impl Tokens {
+    /// The estimate (input and output words), overridden field by field by a
+    /// `[[usage in=N cache_read=N cache_write=N out=N reasoning=N]]` marker in the last user
+    /// message. Without `out`, output is the estimate plus `reasoning`; `out` smaller than
+    /// `reasoning` is raised to it (reasoning is part of output). Unknown keys and values
+    /// that are not numbers are ignored.
+    pub(crate) fn of(prompt: &Prompt, output: &Output) -> Tokens {
+        let mut tokens = Tokens {
+            input: prompt.input_tokens(),
+            ..Tokens::default()
+        };
+        let mut out = None;
+        if let Some(start) = prompt.last_user_text.find(USAGE_MARKER) {
+            let body = &prompt.last_user_text[start + USAGE_MARKER.len()..];
+            let body = body.find("]]").map_or("", |end| &body[..end]);
+            for field in body.split_whitespace() {
+                let Some((key, value)) = field.split_once('=') else {
+                    continue;
+                };
+                let Ok(n) = value.parse::<u64>() else {
+                    continue;
+                };
+                match key {
+                    "in" => tokens.input = n,
+                    "cache_read" => tokens.cache_read = n,
+                    "cache_write" => tokens.cache_write = n,
+                    "out" => out = Some(n),
+                    "reasoning" => tokens.reasoning = n,
+                    _ => {}
+                }
+            }
+        }
+        tokens.output = out
+            .unwrap_or_else(|| output.output_tokens() + tokens.reasoning)
+            .max(tokens.reasoning);
+        tokens
     }
 }
 
@@ -340,6 +399,34 @@ mod tests {
             panic!("expected tool calls");
         };
         assert_eq!(calls[0].arguments, json!({}));
+    }
+
+    #[test]
+    fn usage_marker_fields() {
+        let out = Output::Text("a b c".into());
+        let p = prompt("x [[usage reasoning=5 bogus=1 cache_write=x in=9]]");
+        assert_eq!(
+            Tokens::of(&p, &out),
+            Tokens {
+                input: 9,
+                cache_read: 0,
+                cache_write: 0,
+                // The reply's 3 words plus the reasoning.
+                output: 8,
+                reasoning: 5,
+            }
+        );
+        let p = prompt("[[usage out=2 reasoning=5]]");
+        assert_eq!(Tokens::of(&p, &out).output, 5);
+        let p = prompt("no marker here");
+        assert_eq!(
+            Tokens::of(&p, &out),
+            Tokens {
+                input: p.input_tokens(),
+                output: 3,
+                ..Tokens::default()
+            }
+        );
     }
 
     #[test]

@@ -512,7 +512,7 @@ impl Unwrapper {
 /// Merges a later raw usage report: every field it carries replaces the earlier one
 /// (`message_delta` counts are cumulative), except that a zero never erases a count already
 /// known (some Anthropic-compatible servers send `"input_tokens": 0` in `message_delta`).
-fn merge_raw(into: &mut AnthropicUsage, later: &AnthropicUsage) {
+pub(crate) fn merge_raw(into: &mut AnthropicUsage, later: &AnthropicUsage) {
     fn merge(into: &mut Option<u64>, later: Option<u64>) {
         match (later, *into) {
             (None, _) => {}

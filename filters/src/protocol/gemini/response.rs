@@ -68,12 +68,16 @@ pub(super) fn finish_from_stop(stop: &StopReason) -> String {
     }
 }
 
-/// Gemini usage -> canonical: `promptTokenCount` already includes cached tokens; output is
+/// Gemini usage -> canonical: `promptTokenCount` already includes cached tokens but not the
+/// tool-use prompt tokens (`toolUsePromptTokenCount`, billed as input: added); output is
 /// candidates plus thoughts (Gemini counts them separately).
-pub(super) fn usage_from(u: &GeminiUsage) -> Usage {
+pub(crate) fn usage_from(u: &GeminiUsage) -> Usage {
     let thoughts = u.thoughts_token_count;
     Usage {
-        input: u.prompt_token_count.unwrap_or(0),
+        input: u
+            .prompt_token_count
+            .unwrap_or(0)
+            .saturating_add(u.tool_use_prompt_token_count.unwrap_or(0)),
         output: u
             .candidates_token_count
             .unwrap_or(0)
@@ -93,6 +97,7 @@ pub(super) fn usage_to(u: &Usage) -> GeminiUsage {
         total_token_count: Some(u.input.saturating_add(u.output)),
         thoughts_token_count: (reasoning > 0).then_some(reasoning),
         cached_content_token_count: u.cached_input.filter(|c| *c > 0),
+        tool_use_prompt_token_count: None,
     }
 }
 
@@ -310,6 +315,7 @@ mod tests {
             total_token_count: Some(150),
             thoughts_token_count: Some(30),
             cached_content_token_count: Some(60),
+            tool_use_prompt_token_count: None,
         };
         let u = usage_from(&g);
         assert_eq!(
@@ -323,5 +329,17 @@ mod tests {
             }
         );
         assert_eq!(usage_to(&u), g);
+    }
+
+    /// Tool-use prompt tokens (grounding) are input Gemini reports outside `promptTokenCount`.
+    #[test]
+    fn tool_use_prompt_tokens_are_input() {
+        let g = GeminiUsage {
+            prompt_token_count: Some(100),
+            candidates_token_count: Some(20),
+            tool_use_prompt_token_count: Some(7),
+            ..GeminiUsage::default()
+        };
+        assert_eq!(usage_from(&g).input, 107);
     }
 }

@@ -499,4 +499,12 @@ pub struct GeminiUsage {
         alias = "cached_content_token_count"
     )]
     pub cached_content_token_count: Option<u64>,
+    /// Input tokens of tool-use prompts (e.g. search grounding results): billed as input but
+    /// not part of `promptTokenCount`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "tool_use_prompt_token_count"
+    )]
+    pub tool_use_prompt_token_count: Option<u64>,
 }

@@ -127,7 +127,7 @@ pub(super) fn encode_finish(stop: &StopReason, has_tool_calls: bool) -> &'static
     }
 }
 
-pub(super) fn decode_usage(u: &OpenAIChatUsage) -> Usage {
+pub(crate) fn decode_usage(u: &OpenAIChatUsage) -> Usage {
     Usage {
         input: u.prompt_tokens.unwrap_or(0),
         output: u.completion_tokens.unwrap_or(0),

@@ -268,6 +268,10 @@ impl StreamDecoder {
             }
             "response.failed" => {
                 self.start(ev.response.as_ref(), out);
+                // A failed response may still have consumed (and billed) tokens.
+                if let Some(usage) = ev.response.as_ref().and_then(|r| r.usage.as_ref()) {
+                    out.push(StreamEvent::Usage(usage_from_wire(usage)));
+                }
                 let error = ev.response.as_ref().and_then(|r| r.error.as_ref());
                 self.fail(failed_error(error), out);
             }
