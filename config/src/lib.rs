@@ -8,6 +8,7 @@
 pub mod capabilities;
 pub mod env;
 pub mod policy;
+pub mod pricing;
 pub mod registry;
 pub mod routing;
 pub mod schema;
@@ -28,6 +29,7 @@ pub use policy::{
     Account, AccountStrategy, HealthCheck, HealthCheckKind, HealthPolicy, Preset, RetryPolicy,
     SortBy, Timeouts, Variant, MAX_DURATION_SECS,
 };
+pub use pricing::{Bucket, CostError, PriceBook, PriceTier, Prices, Tokens};
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;
 pub use resolved::*;

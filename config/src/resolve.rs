@@ -3,6 +3,7 @@
 //! one field (unknown endpoint providers, name clashes, globs, addresses).
 
 use crate::parse::{backticked, describe, Parsed};
+use crate::pricing::{self, Prices, PricingPath, PricingSection};
 use crate::registry::{self, RegistryEntry};
 use crate::schema::{
     AccountSection, AccountStrategyName, ApiProtocol, ConfigFile, HealthCheckKindName,
@@ -501,7 +502,11 @@ fn configured_provider(
         health_check(cx, hc, base_path)
     });
 
-    let (listed, capability_overrides) = listed_models(cx, s);
+    let Listed {
+        ids: listed,
+        capability_overrides,
+        pricing,
+    } = listed_models(cx, s);
     let (models, model_patterns) = match (listed.is_empty(), entry) {
         (false, _) => (listed, Vec::new()),
         (true, Some(e)) => (strings(e.models), strings(e.model_patterns)),
@@ -550,6 +555,7 @@ fn configured_provider(
         models,
         model_patterns,
         capability_overrides,
+        pricing,
         ca_file,
         headers,
         forward_headers,
@@ -756,14 +762,18 @@ fn protocol_rules(
     ProtocolRules { rules }
 }
 
-/// The ids of `models:`, each once, and the capability corrections of the entries that set
-/// any (the first entry of an id wins, as for routing).
-fn listed_models(
-    cx: &mut Ctx<'_>,
-    s: &ProviderSection,
-) -> (Vec<String>, IndexMap<String, CapabilityOverrides>) {
+/// What a provider's `models:` list gives: the ids, each once, and the capability corrections
+/// and prices of the entries that set any (the first entry of an id wins, as for routing).
+struct Listed {
+    ids: Vec<String>,
+    capability_overrides: IndexMap<String, CapabilityOverrides>,
+    pricing: IndexMap<String, Prices>,
+}
+
+fn listed_models(cx: &mut Ctx<'_>, s: &ProviderSection) -> Listed {
     let mut listed: Vec<String> = Vec::new();
     let mut overrides = IndexMap::new();
+    let mut pricing = IndexMap::new();
     for (i, entry) in s.models.iter().flatten().enumerate() {
         let id = entry.id();
         let at = [Seg::key("models"), Seg::Index(i)];
@@ -782,8 +792,17 @@ fn listed_models(
                 accepts_reasoning_effort: d.accepts_reasoning_effort,
                 thinking: d.thinking_control,
             };
-            if !over.is_empty() && !listed.iter().any(|m| m == id) {
+            let first = !listed.iter().any(|m| m == id);
+            if !over.is_empty() && first {
                 overrides.entry(id.to_string()).or_insert(over);
+            }
+            if let Some(section) = &d.pricing {
+                check_pricing(cx, &at, section);
+                if first {
+                    pricing
+                        .entry(id.to_string())
+                        .or_insert_with(|| Prices::from_section(section));
+                }
             }
         }
         if id.trim().is_empty() {
@@ -803,7 +822,26 @@ fn listed_models(
             listed.push(id.to_string());
         }
     }
-    (listed, overrides)
+    Listed {
+        ids: listed,
+        capability_overrides: overrides,
+        pricing,
+    }
+}
+
+/// The problems of one entry's `pricing:`, each at its value.
+fn check_pricing(cx: &mut Ctx<'_>, entry: &[Seg], section: &PricingSection) {
+    for (path, message) in pricing::check(section) {
+        let mut key = [entry, &[Seg::key("pricing")]].concat();
+        match path {
+            PricingPath::Rate(name) => key.push(Seg::key(name)),
+            PricingPath::Tier(i, name) => {
+                key.extend([Seg::key("context_tiers"), Seg::Index(i), Seg::key(name)])
+            }
+        }
+        let what = describe(&cx.sub(&key));
+        cx.problem_at_value(&key, format!("{what} {message}"));
+    }
 }
 
 /// Registry headers, then the file's (which replace a registry header of the same name).
@@ -998,6 +1036,7 @@ pub(crate) fn builtin_provider(
             &IndexMap::new(),
         ),
         capability_overrides: IndexMap::new(),
+        pricing: IndexMap::new(),
         ca_file: None,
         headers: entry
             .headers
@@ -1035,6 +1074,7 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
         model_patterns: Vec::new(),
         capability_overrides: IndexMap::new(),
         listed_capabilities: IndexMap::new(),
+        pricing: IndexMap::new(),
         ca_file: None,
         headers,
         forward_headers: Vec::new(),

@@ -271,6 +271,10 @@ pub struct Provider {
     /// load ([`listed_capabilities`]): the request path then pays a hash lookup instead of
     /// matching the table's globs (unlisted ids still go through the table).
     pub listed_capabilities: IndexMap<String, ModelCapabilities>,
+    /// The `pricing:` of the `models:` entries that have one, by model id (the first entry of
+    /// an id wins). The built-in price table is not copied here: [`crate::PriceBook`] layers
+    /// the two.
+    pub pricing: IndexMap<String, crate::pricing::Prices>,
     /// PEM file of CA certificates trusted for this provider instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Extra headers sent upstream on every request (e.g. `anthropic-version`); they replace a
@@ -324,6 +328,7 @@ impl fmt::Debug for Provider {
             .field("models", &self.models)
             .field("model_patterns", &self.model_patterns)
             .field("capability_overrides", &self.capability_overrides)
+            .field("pricing", &self.pricing)
             .field("ca_file", &self.ca_file)
             .field("header_names", &header_names)
             .field("forward_headers", &self.forward_headers)

@@ -480,7 +480,7 @@ impl ProtocolChoice {
 }
 
 /// A model a provider serves: `- id: gpt-4o`, or the shorthand `- gpt-4o`.
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum ModelEntry {
     /// Shorthand: just the id.
@@ -502,8 +502,9 @@ impl ModelEntry {
 /// A model entry with metadata. `id` affects routing; `max_output_tokens`, `max_tokens_param`,
 /// `accepts_sampling`, `accepts_reasoning_effort` and `thinking_control` correct what the
 /// built-in capability table assumes about the model (each absent key keeps the table's
-/// value; a model the table does not know is sent everything, with `max_tokens`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+/// value; a model the table does not know is sent everything, with `max_tokens`). `pricing`
+/// gives the model's prices, used for the cost of each request.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDetails {
     /// The model id as the provider knows it (`gpt-4o`, `llama3.1:8b`).
@@ -542,6 +543,11 @@ pub struct ModelDetails {
     /// later, `budget` otherwise.
     #[serde(default)]
     pub thinking_control: Option<ThinkingControl>,
+    /// Prices of the model in micro-USD per token (= USD per million tokens), used for the
+    /// cost of each request. Replaces the built-in price table's entry for this model; an
+    /// absent rate is unknown, `0` is free.
+    #[serde(default)]
+    pub pricing: Option<crate::pricing::PricingSection>,
 }
 
 /// A virtual model.

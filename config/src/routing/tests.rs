@@ -310,6 +310,7 @@ fn provider(api_base: &str) -> Provider {
         model_patterns: vec![],
         capability_overrides: IndexMap::new(),
         listed_capabilities: IndexMap::new(),
+        pricing: IndexMap::new(),
         ca_file: None,
         headers: vec![],
         forward_headers: vec![],
