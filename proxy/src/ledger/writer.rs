@@ -7,7 +7,7 @@
 
 use super::{LedgerError, LedgerRow, LedgerUrl, Store};
 use bitrouter_config::schema::DatabaseSection;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ struct Stats {
     written: AtomicU64,
     /// Rows refused because the queue was full.
     dropped: AtomicU64,
+    /// Every handle is gone: the writer stops retrying once what it holds cannot be written.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -73,6 +75,12 @@ struct Inner {
     tx: SyncSender<LedgerRow>,
     stats: Arc<Stats>,
     url: LedgerUrl,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stats.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The ledger's writing handle. Cheap to clone (an `Arc`); every clone feeds the same queue and
@@ -92,6 +100,33 @@ impl Ledger {
     pub fn open(url: &LedgerUrl, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         let store = Store::open(url, true)?;
         Ok(Ledger::spawn(url, options, Some(store)))
+    }
+
+    /// The ledger `config` asks for (`database:`), opened the way the router should at
+    /// start-up: `Ok(None)` when `database.enabled` is false; `Err` only for a configuration
+    /// error (a URL that cannot name a database, a schema from a newer bitrouter), which should
+    /// stop the start; a database that cannot be opened now (PostgreSQL down, a locked file) is
+    /// logged as a warning and the writer keeps trying in the background. Blocking (up to the
+    /// PostgreSQL connect timeout): call it before serving, not on a runtime thread.
+    pub fn from_config(
+        config: &bitrouter_config::Config,
+        env: &dyn bitrouter_config::EnvSource,
+    ) -> Result<Option<Ledger>, LedgerError> {
+        let Some(url) = LedgerUrl::from_config(config, env)? else {
+            return Ok(None);
+        };
+        let options = LedgerOptions::from_config(&config.database);
+        match Ledger::open(&url, options.clone()) {
+            Ok(ledger) => Ok(Some(ledger)),
+            Err(e) if e.is_config() => Err(e),
+            Err(e) => {
+                log::warn!(
+                    "ledger: {e}; requests are served and their rows wait in memory (up to {}) until the database can be written",
+                    options.queue_capacity
+                );
+                Ok(Some(Ledger::start(&url, options)))
+            }
+        }
     }
 
     /// Starts the writer without waiting for the database: it connects (and migrates) in the
@@ -253,6 +288,15 @@ impl Writer {
                         self.last_error_log = None;
                     }
                 }
+                Err(e) if self.stats.closed.load(Ordering::Relaxed) => {
+                    // Nobody can flush any more (the router is exiting, or replaced this
+                    // ledger): say what is lost rather than retry forever.
+                    let waiting = batch.len() as u64 + self.rx.try_iter().count() as u64;
+                    log::error!(
+                        "ledger: {waiting} row(s) not written: {e}; the ledger was closed while the database was unavailable"
+                    );
+                    break;
+                }
                 Err(e) => {
                     // Reconnect on the next attempt: a broken connection is not reused, and a
                     // SQLite lock or full disk costs only a reopen.
@@ -348,6 +392,66 @@ mod tests {
         let mut reader = LedgerReader::open(&url).unwrap();
         assert_eq!(reader.recent(1000).unwrap().len(), 100);
         assert_eq!(reader.recent(1).unwrap()[0], row(99));
+    }
+
+    #[test]
+    fn from_config_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = bitrouter_config::MapEnv::new([("OPENAI_API_KEY", "k")]);
+        let file = dir.path().join("bitrouter.yaml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            bitrouter_config::load(Some(&file), &env).unwrap()
+        };
+        let ledger = Ledger::from_config(&load("providers: {openai: {}}\n"), &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ledger.url(),
+            &LedgerUrl::Sqlite(dir.path().join("bitrouter.db"))
+        );
+        assert!(dir.path().join("bitrouter.db").exists());
+        let off = load("database: {enabled: false}\n");
+        assert!(Ledger::from_config(&off, &env).unwrap().is_none());
+        // A database that is down is not fatal: the writer keeps trying. Its error never shows
+        // the password.
+        let down =
+            load("database: {url: 'postgres://bob:hunter2@127.0.0.1:1/x?connect_timeout=2'}\n");
+        let e = Ledger::open(
+            &LedgerUrl::from_config(&down, &env).unwrap().unwrap(),
+            LedgerOptions::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(!e.is_config(), "{e}");
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let ledger = Ledger::from_config(&down, &env).unwrap().unwrap();
+        ledger.record(row(1));
+        assert_eq!((ledger.written(), ledger.queued()), (0, 1));
+    }
+
+    /// A closed ledger whose database stays down: the writer gives up (and says so) instead of
+    /// retrying forever.
+    #[test]
+    fn writer_stops_when_closed_and_the_database_is_down() {
+        let url = LedgerUrl::parse(
+            "postgres://u@127.0.0.1:1/x?connect_timeout=1",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let ledger = Ledger::start(&url, LedgerOptions::default());
+        ledger.record(row(1));
+        let stats = Arc::clone(&ledger.inner.stats);
+        let weak = Arc::downgrade(&stats);
+        drop(stats);
+        drop(ledger);
+        // The writer thread holds the last strong reference to the stats until it exits.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while weak.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "the writer is still retrying");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
