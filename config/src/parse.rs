@@ -8,8 +8,8 @@
 
 use crate::env::{self, ExpandError};
 use crate::schema::{
-    ConfigFile, GuardrailsPluginSection, GuardrailsSection, PresetSection, ProviderSection,
-    ServerSection, UpstreamSection, VariantSection, VirtualModelSection, SECTIONS,
+    ConfigFile, DatabaseSection, GuardrailsPluginSection, GuardrailsSection, PresetSection,
+    ProviderSection, ServerSection, UpstreamSection, VariantSection, VirtualModelSection, SECTIONS,
 };
 use crate::spans::{DisplayPath, Pos, Seg};
 use crate::validate::Diagnostics;
@@ -126,6 +126,17 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
                     }
                 }
             }
+            "database" => {
+                parsed.file.database = decode::<DatabaseSection>(value, &path, env, diag);
+                if let Some(url) = parsed.file.database.as_ref().and_then(|d| d.url.as_ref()) {
+                    if !is_database_url(url) {
+                        diag.at_value(
+                            &[Seg::key("database"), Seg::key("url")],
+                            "`database.url` must start with `sqlite://` (a file), `postgres://` or `postgresql://`",
+                        );
+                    }
+                }
+            }
             "guardrails" => {
                 parsed.file.guardrails = decode::<GuardrailsSection>(value, &path, env, diag);
             }
@@ -191,10 +202,16 @@ fn not_implemented_slot<'a>(file: &'a mut ConfigFile, name: &str) -> Option<&'a 
         "mcp_servers" => &mut file.mcp_servers,
         "agents" => &mut file.agents,
         "server_tools" => &mut file.server_tools,
-        "database" => &mut file.database,
         "inherit_defaults" => &mut file.inherit_defaults,
         _ => return None,
     })
+}
+
+/// Whether `url` names a database the ledger can use (the proxy parses it further).
+fn is_database_url(url: &str) -> bool {
+    ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
 }
 
 /// A YAML syntax error, placed where serde_yaml (or, for duplicate keys, the span index) says.

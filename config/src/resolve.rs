@@ -122,6 +122,7 @@ pub(crate) fn resolve(
         presets,
         variants,
         guardrails,
+        database: file.database.clone().unwrap_or_default(),
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Config {
     /// applied. `None` when neither is present or `guardrails.enabled` is false, so the proxy
     /// can skip scanning altogether.
     pub guardrails: Option<Guardrails>,
+    /// `database:` as written (`${VAR}`s resolved); the proxy's ledger resolves the URL against
+    /// [`Config::source`] (a relative SQLite path is relative to the config file's folder).
+    pub database: crate::schema::DatabaseSection,
     pub source: ConfigSource,
     /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
     pub warnings: Vec<String>,

@@ -38,12 +38,11 @@ pub const SECTIONS: [&str; 14] = [
 ];
 
 /// Sections that are accepted (so existing files keep loading) but have no effect yet.
-pub const NOT_IMPLEMENTED_SECTIONS: [&str; 7] = [
+pub const NOT_IMPLEMENTED_SECTIONS: [&str; 6] = [
     "mcp",
     "mcp_servers",
     "agents",
     "server_tools",
-    "database",
     "plugins",
     "inherit_defaults",
 ];
@@ -107,10 +106,10 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
     pub server_tools: Option<serde_yaml::Value>,
-    /// Database for virtual keys and usage. Accepted but not implemented yet: it has no effect.
+    /// The database that keeps the request ledger (usage and cost of every request, read by
+    /// `bitrouter spend`): SQLite by default, PostgreSQL for several routers sharing one ledger.
     #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub database: Option<serde_yaml::Value>,
+    pub database: Option<DatabaseSection>,
     /// Plugins, keyed by name. `bitrouter-guardrails` adds custom guardrail patterns; other
     /// plugins are accepted but not implemented yet: they have no effect.
     // The loader takes `bitrouter-guardrails` out of this value (into the guardrail rules); what
@@ -188,6 +187,37 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_shutdown_grace_secs() -> u64 {
     5
+}
+
+/// The `database:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// Connection URL (`${VAR}` placeholders allowed, e.g. for a password). Default
+    /// `sqlite://./bitrouter.db`: a relative SQLite path is relative to the folder of this file
+    /// (with no file, to the user data directory, `$XDG_DATA_HOME/bitrouter`);
+    /// `sqlite:///var/lib/bitrouter/ledger.db` is absolute. `postgres://user:password@host:5432/db`
+    /// (or `postgresql://`) selects PostgreSQL. Migrations run when the router starts.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Keep a ledger at all. `false` opens no database: nothing is recorded and
+    /// `bitrouter spend` has nothing to read.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Ledger rows held in memory while the database is slow or unreachable (default 65536).
+    /// Beyond it new rows are dropped, counted and logged; requests are never delayed.
+    #[serde(default)]
+    pub queue_capacity: Option<NonZeroUsize>,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: None,
+            enabled: true,
+            queue_capacity: None,
+        }
+    }
 }
 
 /// The `upstream:` section: how upstream calls are bounded and when an endpoint is avoided.

@@ -208,5 +208,6 @@ pub(crate) fn zero_config(env: &dyn EnvSource) -> Config {
         presets: indexmap::IndexMap::new(),
         variants: indexmap::IndexMap::new(),
         guardrails: None,
+        database: crate::schema::DatabaseSection::default(),
     }
 }

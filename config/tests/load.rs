@@ -357,9 +357,9 @@ fn missing_file_is_one_problem_without_position() {
 
 #[test]
 fn not_implemented_sections_warn_once_each() {
-    let text = "mcp:\n  servers: [a]\nagents: {x: 1}\ndatabase: sqlite://x\npresets:\nvariants:\nupstream:\n";
+    let text = "mcp:\n  servers: [a]\nagents: {x: 1}\ndatabase: {url: 'sqlite://x'}\npresets:\nvariants:\nupstream:\n";
     let config = ok(text, &env(&[("OPENAI_API_KEY", "k")]));
-    for s in ["presets", "variants", "upstream"] {
+    for s in ["presets", "variants", "upstream", "database"] {
         assert!(
             !config
                 .warnings
@@ -369,7 +369,7 @@ fn not_implemented_sections_warn_once_each() {
             config.warnings
         );
     }
-    for s in ["mcp", "agents", "database"] {
+    for s in ["mcp", "agents"] {
         let n = config
             .warnings
             .iter()
@@ -1829,4 +1829,28 @@ models:
         30 * 24 * 3600,
         "documented in docs/reliability.md"
     );
+}
+
+#[test]
+fn database_section() {
+    let e = env(&[("OPENAI_API_KEY", "k"), ("PGPASS", "s3cret")]);
+    let config = ok("providers:\n  openai: {}\n", &e);
+    assert_eq!(config.database.url, None);
+    assert!(config.database.enabled);
+    let config = ok(
+        "database:\n  url: postgres://u:${PGPASS}@db:5432/ledger\n  queue_capacity: 10\n",
+        &e,
+    );
+    assert_eq!(
+        config.database.url.as_deref(),
+        Some("postgres://u:s3cret@db:5432/ledger")
+    );
+    assert_eq!(config.database.queue_capacity.map(|n| n.get()), Some(10));
+    assert!(!ok("database: {enabled: false}\n", &e).database.enabled);
+    let p = problems("database:\n  url: mysql://x\n", &e);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (2, 8), "{p:?}");
+    assert!(p[0].2.contains("sqlite://"), "{p:?}");
+    let p = problems("database:\n  uri: sqlite://x\n", &e);
+    assert!(p[0].2.contains("unknown field `uri`"), "{p:?}");
 }

@@ -7,6 +7,7 @@ mod init;
 mod models;
 mod route;
 mod serve;
+mod spend;
 
 use bitrouter_config::{Config, ConfigError, ProcessEnv};
 use clap::{Parser, Subcommand};
@@ -59,7 +60,8 @@ pub enum Command {
         socket: Option<PathBuf>,
     },
     /// Is the router running? pid, address, config, uptime, providers, models, requests.
-    /// Exit code 0 when running, 3 when not.
+    /// Exit code 0 when running, 3 when not. With --requests: the last requests from the
+    /// ledger instead (read from the database; the router need not run).
     Status {
         /// Control socket of the router (default: from the config).
         #[arg(long, value_name = "PATH")]
@@ -67,6 +69,41 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// List the last requests from the ledger: time, status, tokens, cost, duration,
+        /// model -> provider.
+        #[arg(long)]
+        requests: bool,
+        /// How many requests --requests lists.
+        #[arg(
+            short = 'n',
+            value_name = "N",
+            default_value_t = 20,
+            requires = "requests"
+        )]
+        n: usize,
+        /// Ledger database URL for --requests (default: database.url from the config).
+        #[arg(long, value_name = "URL", requires = "requests")]
+        db: Option<String>,
+    },
+    /// Usage and cost from the ledger: requests, tokens (uncached input, cache read, cache
+    /// write, output, of which reasoning) and USD per model, provider, key, user or day, with a
+    /// total. Reads the database directly; the router need not run.
+    Spend {
+        /// Start of the period: a duration back from now (24h, 7d, 30m) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN", default_value = "24h")]
+        since: String,
+        /// End of the period (excluded), same forms; default now.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// What to group by (days are UTC).
+        #[arg(long, value_enum, default_value = "model")]
+        by: crate::ledger::Grouping,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Ledger database URL (default: database.url from the config).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
     },
     /// Re-read bitrouter.yaml (and the provider keys in this shell's environment) and swap it
     /// in without dropping a request; an invalid file is rejected and the running config stays.
@@ -167,7 +204,21 @@ pub fn main() -> i32 {
         ),
         Command::Start { log } => daemon::start(config, log.as_deref()),
         Command::Stop { socket } => daemon::stop(config, socket.as_deref()),
-        Command::Status { socket, json } => daemon::status(config, socket.as_deref(), json),
+        Command::Status {
+            json,
+            requests: true,
+            n,
+            db,
+            ..
+        } => spend::requests(config, db.as_deref(), n, json),
+        Command::Status { socket, json, .. } => daemon::status(config, socket.as_deref(), json),
+        Command::Spend {
+            since,
+            until,
+            by,
+            json,
+            db,
+        } => spend::spend(config, db.as_deref(), &since, until.as_deref(), by, json),
         Command::Reload { socket } => daemon::reload(config, socket.as_deref()),
         Command::Restart { socket, log } => {
             daemon::restart(config, socket.as_deref(), log.as_deref())

@@ -1,0 +1,260 @@
+//! The ledger in a SQLite file (rusqlite, SQLite compiled in): WAL mode, synchronous=NORMAL,
+//! one transaction per batch through a cached prepared statement.
+
+use super::query::{recent_sql, spend_sql, Dialect, Grouping, SpendRow};
+use super::row::{intern, to_i64, to_u64, LedgerRow, COLUMNS, INBOUND_PROTOCOLS, USAGE_ORIGINS};
+use super::LedgerError;
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The migrations, one per schema version (index + 1). Append, never edit: a database records
+/// the versions it has applied in `schema_version`.
+const MIGRATIONS: [&str; 1] = ["
+CREATE TABLE requests (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    key_id TEXT,
+    user_id TEXT,
+    inbound TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT,
+    upstream_model TEXT,
+    account TEXT,
+    attempts INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    usage_origin TEXT NOT NULL,
+    cost_micro_usd REAL,
+    cost_unknown_reason TEXT,
+    ttfb_ms INTEGER,
+    duration_ms INTEGER NOT NULL,
+    error_kind TEXT
+);
+CREATE INDEX requests_time ON requests (time_ms);
+CREATE INDEX requests_model_time ON requests (model, time_ms);
+CREATE INDEX requests_provider_time ON requests (provider, time_ms);
+CREATE INDEX requests_key_time ON requests (key_id, time_ms);
+CREATE INDEX requests_user_time ON requests (user_id, time_ms);
+"];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another connection's lock before failing (the writer then
+/// retries the batch).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(crate) struct Sqlite {
+    conn: Connection,
+    path: PathBuf,
+    /// The INSERT of one row (prepared once, through the connection's statement cache).
+    insert_sql: String,
+}
+
+fn err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Sqlite {
+    /// Opens (creating the file and its folder when `create`) and migrates.
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Sqlite, LedgerError> {
+        let e = err(path);
+        if create {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+        } else if !path.exists() {
+            return Err(LedgerError::Missing(path.to_path_buf()));
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(&e)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&e)?;
+        // WAL: readers (`bitrouter spend`) never block the writer; NORMAL: a commit is not
+        // fsynced until the checkpoint (a power cut may lose the last batches, never corrupt).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&e)?;
+        let placeholders = (1..=super::row::COLUMN_COUNT)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut db = Sqlite {
+            conn,
+            path: path.to_path_buf(),
+            insert_sql: format!("INSERT INTO requests ({COLUMNS}) VALUES ({placeholders})"),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let e = err(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_ms INTEGER NOT NULL
+            )",
+        )
+        .map_err(&e)?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        if current > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                found: current,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let now = super::query::unix_ms(std::time::SystemTime::now());
+        for (version, sql) in (1..)
+            .zip(MIGRATIONS.iter())
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            tx.execute_batch(sql).map_err(&e)?;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)",
+                params![version, now],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Writes `rows` in one transaction.
+    pub(crate) fn insert(&mut self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+        let e = err(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut st = tx.prepare_cached(&self.insert_sql).map_err(&e)?;
+            for r in rows {
+                st.execute(params![
+                    r.time_ms,
+                    r.request_id,
+                    r.key_id,
+                    r.user_id,
+                    r.inbound,
+                    r.model,
+                    r.provider,
+                    r.upstream_model,
+                    r.account,
+                    r.attempts,
+                    r.status,
+                    r.stream,
+                    to_i64(r.input_tokens),
+                    to_i64(r.cache_read_tokens),
+                    to_i64(r.cache_write_tokens),
+                    to_i64(r.output_tokens),
+                    to_i64(r.reasoning_tokens),
+                    r.usage_origin,
+                    r.cost_micro_usd,
+                    r.cost_unknown_reason,
+                    r.ttfb_ms.map(to_i64),
+                    to_i64(r.duration_ms),
+                    r.error_kind,
+                ])
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    pub(crate) fn spend(
+        &mut self,
+        since_ms: i64,
+        until_ms: i64,
+        by: Grouping,
+    ) -> Result<Vec<SpendRow>, LedgerError> {
+        let e = err(&self.path);
+        let mut st = self
+            .conn
+            .prepare(&spend_sql(by, Dialect::Sqlite))
+            .map_err(&e)?;
+        let rows = st
+            .query_map(params![since_ms, until_ms], |r| {
+                Ok(SpendRow {
+                    group: r.get(0)?,
+                    requests: to_u64(r.get(1)?),
+                    input_tokens: to_u64(r.get(2)?),
+                    cache_read_tokens: to_u64(r.get(3)?),
+                    cache_write_tokens: to_u64(r.get(4)?),
+                    output_tokens: to_u64(r.get(5)?),
+                    reasoning_tokens: to_u64(r.get(6)?),
+                    cost_micro_usd: r.get(7)?,
+                    unknown_cost_requests: to_u64(r.get(8)?),
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<Result<_, _>>().map_err(&e)
+    }
+
+    pub(crate) fn recent(&mut self, n: usize) -> Result<Vec<LedgerRow>, LedgerError> {
+        let e = err(&self.path);
+        let mut st = self
+            .conn
+            .prepare(&recent_sql(Dialect::Sqlite))
+            .map_err(&e)?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = st
+            .query_map(params![n], |r| {
+                Ok(LedgerRow {
+                    time_ms: r.get(0)?,
+                    request_id: r.get(1)?,
+                    key_id: r.get(2)?,
+                    user_id: r.get(3)?,
+                    inbound: intern(&r.get::<_, String>(4)?, &INBOUND_PROTOCOLS),
+                    model: r.get(5)?,
+                    provider: r.get(6)?,
+                    upstream_model: r.get(7)?,
+                    account: r.get(8)?,
+                    attempts: r.get(9)?,
+                    status: r.get(10)?,
+                    stream: r.get(11)?,
+                    input_tokens: to_u64(r.get(12)?),
+                    cache_read_tokens: to_u64(r.get(13)?),
+                    cache_write_tokens: to_u64(r.get(14)?),
+                    output_tokens: to_u64(r.get(15)?),
+                    reasoning_tokens: to_u64(r.get(16)?),
+                    usage_origin: intern(&r.get::<_, String>(17)?, &USAGE_ORIGINS),
+                    cost_micro_usd: r.get(18)?,
+                    cost_unknown_reason: r.get(19)?,
+                    ttfb_ms: r.get::<_, Option<i64>>(20)?.map(to_u64),
+                    duration_ms: to_u64(r.get(21)?),
+                    error_kind: r.get(22)?,
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<Result<_, _>>().map_err(&e)
+    }
+
+    /// The applied schema version (for tests and diagnostics).
+    pub(crate) fn version(&mut self) -> Result<i64, LedgerError> {
+        self.conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(err(&self.path))
+    }
+}
