@@ -268,6 +268,10 @@ providers:
         base = f.read()
     with open(os.path.join(d, "bitrouter-guard.yaml"), "w") as f:
         f.write(base + "\nguardrails:\n  upgoing:\n" + actions + "  downgoing:\n" + actions)
+    # The same router without the request ledger (on by default: SQLite beside the config):
+    # the "ledger off" row the pass-through is compared with.
+    with open(os.path.join(d, "bitrouter-noledger.yaml"), "w") as f:
+        f.write(base + "\ndatabase:\n  enabled: false\n")
     bodies = {
         "chat.json": request_body("gpt-4o-mini"),
         "cross.json": request_body("claude-sonnet-4-5"),
@@ -618,7 +622,8 @@ def check_body(kind, path):
 # --------------------------------------------------------------------------------------------
 # Report
 
-JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross", "bitrouter-guard"]
+JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross", "bitrouter-guard",
+                  "bitrouter-noledger"]
 STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream", "bitrouter-guard-stream"]
 BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
 # Pingora itself, for reading the bitrouter rows (proxy/examples/pingora_floor.rs): what a fixed
@@ -637,6 +642,7 @@ COMPARATOR = {
     "nginx-stream": "nginx-stream",
     "bitrouter-stream": "nginx-stream",
     "bitrouter-guard": "nginx",
+    "bitrouter-noledger": "nginx",
     "bitrouter-guard-stream": "nginx-stream",
     "nginx-big": "nginx-big",
     "bitrouter-big": "nginx-big",
@@ -1095,6 +1101,17 @@ def targets(figs, ratios, res, swap=None):
                      "–" if x is None else f"{fmt_n(a)} vs {fmt_n(b)} ({x:.2f}×)",
                      "≤ 1.25×" if pass_through else "reported",
                      (x is not None and x <= 1.25) if pass_through else None))
+    # The ledger (usage read from every answer, a row queued per request; on by default) against
+    # the same router without it: >= 0.9x the throughput is <= 1.11x the work per request.
+    a, b = f("bitrouter-pass", "instr_per_req"), f("bitrouter-noledger", "instr_per_req")
+    x = a / b if a and b else None
+    T.append(row("pass-through instructions per request, ledger on (SQLite, the default) vs off", x,
+                 "–" if x is None else f"{fmt_n(a)} vs {fmt_n(b)} ({x:.2f}×)", "≤ 1.11×",
+                 x is not None and x <= 1 / 0.9))
+    a, b = f("bitrouter-pass", "rps_c64"), f("bitrouter-noledger", "rps_c64")
+    x = a / b if a and b else None
+    T.append(row("pass-through throughput, ledger on vs off", x,
+                 "–" if x is None else f"{x:.2f}×", "≥ 0.90×", x is not None and x >= 0.9))
     # The target is the pass-through row; the SSE row is reported (no target): with
     # guardrails on, a same-protocol stream is decoded, scanned per part and re-encoded.
     for on, off, what, limit in (("bitrouter-guard", "bitrouter-pass", "pass-through", 0.8),
@@ -1301,6 +1318,7 @@ LABELS = {
     "bitrouter-stream": "bitrouter, OpenAI → OpenAI SSE",
     "bitrouter-guard": "bitrouter pass-through, every built-in guardrail on (both directions)",
     "bitrouter-guard-stream": "bitrouter SSE, every built-in guardrail on (both directions)",
+    "bitrouter-noledger": "bitrouter pass-through without the ledger (`database.enabled: false`)",
     "pingora-static": "reference: Pingora, fixed answer from `request_filter` (no upstream)",
     "pingora-proxy": "reference: Pingora's stock proxy loop and pool",
     "nginx-big": "nginx reverse proxy",

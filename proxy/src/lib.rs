@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod ledger;
 pub mod linger;
 pub mod logger;
+pub mod metering;
 pub mod metrics;
 pub mod phases;
 pub mod render;

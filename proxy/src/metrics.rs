@@ -6,7 +6,8 @@
 
 use bitrouter_config::Config;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashSet;
 
@@ -59,6 +60,13 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Guardrail matches by rule, direction (upgoing/downgoing) and action. Never the text.
     pub guardrail_matches: IntCounterVec,
+    /// Tokens by provider, model and bucket (`input` uncached, `cache_read`, `cache_write`,
+    /// `output`, and `reasoning`, a part of `output`).
+    pub tokens: IntCounterVec,
+    /// Cost in micro-USD of the requests whose cost is known, by provider and model.
+    pub cost: CounterVec,
+    /// Ledger rows dropped because the queue was full (the database slow or down).
+    pub ledger_dropped: IntGauge,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -112,6 +120,27 @@ impl Metrics {
             ),
             &["rule", "direction", "action"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_tokens_total",
+                "Tokens the upstreams reported (or bitrouter estimated), by bucket",
+            ),
+            &["provider", "model", "bucket"],
+        )?;
+        let cost = CounterVec::new(
+            Opts::new(
+                "bitrouter_cost_micro_usd_total",
+                "Cost of requests with a known price, in micro-USD (USD per million tokens x tokens)",
+            ),
+            &["provider", "model"],
+        )?;
+        let ledger_dropped = IntGauge::new(
+            "bitrouter_ledger_dropped_rows",
+            "Ledger rows dropped since start because the write queue was full",
+        )?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(cost.clone()))?;
+        registry.register(Box::new(ledger_dropped.clone()))?;
         registry.register(Box::new(guardrail_matches.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -133,6 +162,9 @@ impl Metrics {
             bytes_out,
             retries,
             guardrail_matches,
+            tokens,
+            cost,
+            ledger_dropped,
         })
     }
 

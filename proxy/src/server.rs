@@ -128,6 +128,15 @@ pub fn run(
         shutdown_signal: signals,
     });
     control::cleanup();
+    if let Some(ledger) = state.ledger() {
+        // The rows of the last requests (the writer batches): written before the process ends.
+        if !ledger.flush_blocking(std::time::Duration::from_secs(5)) {
+            log::warn!(
+                "ledger: {} rows were still queued at exit (the database did not take them in 5 s)",
+                ledger.queued()
+            );
+        }
+    }
     crate::logger::flush(LOG_FLUSH_LIMIT);
     std::process::exit(0);
 }

@@ -16,12 +16,14 @@
 use crate::balance::Balancer;
 use crate::guardrails::{Direction, GuardSet};
 use crate::hooks::StreamHooks;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::upstream::UpstreamClient;
 use arc_swap::ArcSwap;
-use bitrouter_config::{Config, RoutingTable};
+use bitrouter_config::{Config, PriceBook, RoutingTable};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Instant;
 use tokio::sync::watch;
 
@@ -37,6 +39,8 @@ pub struct Snapshot {
     pub generation: u64,
     /// The compiled guardrails, when the configuration has any.
     pub guardrails: Option<Arc<GuardSet>>,
+    /// Prices per provider and upstream model: the config's `pricing`, then the built-in table.
+    pub prices: PriceBook,
 }
 
 impl Snapshot {
@@ -49,7 +53,9 @@ impl Snapshot {
             Some(g) => Some(Arc::new(GuardSet::new(g)?)),
             None => None,
         };
+        let prices = PriceBook::from_config(&config);
         Ok(Snapshot {
+            prices,
             config,
             table,
             model_labels,
@@ -82,6 +88,13 @@ pub struct AppState {
     served: AtomicU64,
     /// When the process started serving.
     pub started: Instant,
+    /// The request ledger (set once at start-up unless `database.enabled: false`). Survives
+    /// reloads: changing `database.url` needs a restart.
+    ledger: OnceLock<Ledger>,
+    /// Numbers request ids (see [`AppState::request_id`]).
+    requests: AtomicU64,
+    /// Unix ms when the process started, hex: the stem of this process's request ids.
+    id_stem: String,
 }
 
 impl AppState {
@@ -101,7 +114,30 @@ impl AppState {
             inflight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             started: Instant::now(),
+            ledger: OnceLock::new(),
+            requests: AtomicU64::new(0),
+            id_stem: format!(
+                "{:x}{:x}",
+                crate::ledger::unix_ms(std::time::SystemTime::now()),
+                std::process::id()
+            ),
         }))
+    }
+
+    /// Attaches the ledger (once; later calls are ignored).
+    pub fn set_ledger(&self, ledger: Ledger) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.get()
+    }
+
+    /// A new request id, unique across processes and restarts: the process's start time and
+    /// pid, then a counter (`req_18f3a…-1f`).
+    pub fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("req_{}-{n:x}", self.id_stem)
     }
 
     /// The current snapshot. A request takes it once and keeps it.

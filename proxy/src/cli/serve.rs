@@ -63,6 +63,15 @@ pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
         &env,
     );
     let started_server = config.server.clone();
+    // The ledger: a bad `database.url` stops the start like any config error; a database that
+    // is down is a warning and the writer keeps retrying (requests are never delayed by it).
+    let ledger = match crate::ledger::Ledger::from_config(&config, &env) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let state = match AppState::new(config) {
         Ok(s) => s,
         Err(e) => {
@@ -70,6 +79,13 @@ pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
             return 2;
         }
     };
+    match ledger {
+        Some(ledger) => {
+            log::info!("ledger: {}", ledger.url());
+            state.set_ledger(ledger);
+        }
+        None => log::info!("ledger: off (database.enabled: false)"),
+    }
     let snapshot = state.snapshot();
     announce(&snapshot.config, &snapshot.table);
     drop(snapshot);

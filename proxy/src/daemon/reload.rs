@@ -44,8 +44,15 @@ pub fn reload(
     if let Some(listen) = &daemon.listen_override {
         config.server.listen = listen.clone();
     }
+    // The ledger's database is opened once, at start: a new `database` section is checked
+    // here (a bad URL rejects the reload) and applied by a restart.
+    let ledger_url = crate::ledger::LedgerUrl::from_config(&config, &env)
+        .map_err(|e| Rejected(format!("invalid configuration\n  {e}")))?;
     let old = daemon.state.snapshot();
-    let restart_to_apply = restart_only_changes(&daemon.started_server, &config.server);
+    let mut restart_to_apply = restart_only_changes(&daemon.started_server, &config.server);
+    if ledger_url.as_ref() != daemon.state.ledger().map(|l| l.url()) {
+        restart_to_apply.push("database".to_string());
+    }
     let before_providers: BTreeSet<String> =
         old.config.providers.iter().map(|p| p.id.clone()).collect();
     let before_models: BTreeSet<String> = old.table.models().iter().map(|m| m.id.clone()).collect();

@@ -233,8 +233,13 @@ impl Call<'_> {
                 .get_or_insert_with(|| Arc::new(Mutex::new(Vec::new())))
                 .clone(),
         });
+        // Usage as the answer passes, priced by this route's entry in the snapshot's table.
+        let snapshot = ctx.snapshot.clone();
+        let prices = snapshot.prices.lookup(&provider.id, &target.service_id);
+        let mut meter = crate::metering::Meter::new(self.attempt.protocol, ctx.stream, prices);
+        meter.strip = self.attempt.strip_usage;
         let relayed = match &self.attempt.translation {
-            None => relay::relay(dn, &mut body, &decision, down.as_ref()).await?,
+            None => relay::relay(dn, &mut body, &decision, down.as_ref(), &mut meter).await,
             Some(t) => {
                 let hooks = &ctx.snapshot.stream_hooks;
                 let mut hook = if t.ctx.stream && !hooks.is_empty() {
@@ -258,9 +263,16 @@ impl Call<'_> {
                         None => guard_hook,
                     });
                 }
-                translate::relay(dn, &mut body, t, &decision, hook, down.as_ref()).await?
+                translate::relay(dn, &mut body, t, &decision, hook, down.as_ref(), &mut meter).await
             }
         };
+        // Kept even when the relay failed (the client left, the upstream broke): a cut stream
+        // is recorded with what was reported before the cut.
+        if meter.usage.is_some() {
+            ctx.usage = meter.usage;
+        }
+        ctx.usage_complete = matches!(relayed, Ok(Relayed::Complete));
+        let relayed = relayed?;
         body.close().await;
         Ok(match relayed {
             Relayed::Complete => Outcome::Served { ttfb },

@@ -41,8 +41,10 @@ pub struct RequestCtx {
     pub guard_seen: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     /// Who is calling. Empty until virtual keys exist; filled at admission.
     pub identity: Option<Identity>,
-    /// Tokens the request used. Empty until usage accounting exists; filled from the response.
+    /// Tokens the upstream reported for the answer the client got (see [`crate::metering`]).
     pub usage: Option<Usage>,
+    /// The answer reached the client whole (its usage report is final).
+    pub usage_complete: bool,
     _inflight: InflightGuard,
 }
 
@@ -67,6 +69,7 @@ impl RequestCtx {
             guard_seen: None,
             identity: None,
             usage: None,
+            usage_complete: false,
             _inflight: InflightGuard::new(state),
         }
     }

@@ -1,8 +1,12 @@
 //! The `logging` phase: one line per request and the request metrics.
 
 use super::RequestCtx;
+use crate::ledger::LedgerRow;
+use crate::metering::{self, Recorded};
 use crate::state::AppState;
 use crate::surface::Surface;
+use bitrouter_config::{CostError, Protocol};
+use bitrouter_filters::canonical::ErrorKind;
 use pingora_error::Error;
 use pingora_proxy::Session;
 
@@ -44,8 +48,10 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
     if matches!(ctx.surface, Surface::Health | Surface::Metrics) && ctx.error.is_none() {
         return;
     }
+    let id = state.request_id();
+    let spent = account(state, ctx, &id, elapsed, provider, model_label);
     log::info!(
-        "{} {} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}",
+        "{} {} id={id} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
         req.method,
         req.uri.path(),
         ctx.model.as_deref().unwrap_or("-"),
@@ -64,6 +70,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
             format!(" dropped={}", ctx.dropped.join(","))
         },
         guardrails_field(ctx),
+        spent,
         ctx.error
             .as_ref()
             .map(|e| format!(" error=\"{}\"", e.message))
@@ -82,5 +89,136 @@ fn guardrails_field(ctx: &RequestCtx) -> String {
         String::new()
     } else {
         format!(" guardrails={}", items.join(","))
+    }
+}
+
+/// Usage and cost of an LLM request (not a token count, a model list or a health check): the
+/// token and cost metrics, a row on the ledger's queue, and the log line's
+/// ` tokens=in/cache_read/cache_write/out cost=…` (empty for other requests).
+fn account(
+    state: &AppState,
+    ctx: &RequestCtx,
+    id: &str,
+    elapsed: std::time::Duration,
+    provider: &str,
+    model_label: &str,
+) -> String {
+    let Some(inbound) = ctx.inbound else {
+        return String::new();
+    };
+    if matches!(ctx.surface, Surface::CountTokens) || ctx.model.is_none() {
+        return String::new();
+    }
+    let answered = (200..300).contains(&ctx.status);
+    let Recorded { buckets, origin } =
+        metering::settle(ctx.usage, answered, ctx.usage_complete, ctx.bytes_in);
+    let cost: Result<f64, &'static str> = if !answered && ctx.usage.is_none() {
+        // Nothing was answered: providers do not bill an error.
+        Ok(0.0)
+    } else {
+        match &ctx.route {
+            Some(r) => ctx
+                .snapshot
+                .prices
+                .cost_micro_usd(&r.provider.id, &r.service_id, &metering::tokens(&buckets))
+                .map_err(|e: CostError| e.reason()),
+            None => Err("no_route"),
+        }
+    };
+    let m = &state.metrics;
+    if ctx.route.is_some() {
+        for (bucket, n) in [
+            ("input", buckets.input),
+            ("cache_read", buckets.cache_read),
+            ("cache_write", buckets.cache_write),
+            ("output", buckets.output),
+            ("reasoning", buckets.reasoning),
+        ] {
+            if n > 0 {
+                m.tokens
+                    .with_label_values(&[provider, model_label, bucket])
+                    .inc_by(n);
+            }
+        }
+        if let Ok(c) = cost {
+            if c > 0.0 {
+                m.cost.with_label_values(&[provider, model_label]).inc_by(c);
+            }
+        }
+    }
+    if let Some(ledger) = state.ledger() {
+        let started = std::time::SystemTime::now()
+            .checked_sub(elapsed)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        ledger.record(LedgerRow {
+            time_ms: crate::ledger::unix_ms(started),
+            request_id: id.to_string(),
+            key_id: None,
+            user_id: None,
+            inbound: ledger_protocol(inbound),
+            model: ctx.model.clone().unwrap_or_default(),
+            provider: ctx.route.as_ref().map(|r| r.provider.id.clone()),
+            upstream_model: ctx.route.as_ref().map(|r| r.service_id.clone()),
+            account: ctx.route.as_ref().map(|r| r.account_label().to_string()),
+            attempts: u32::try_from(ctx.attempts).unwrap_or(u32::MAX),
+            status: ctx.status,
+            stream: ctx.stream,
+            input_tokens: buckets.input,
+            cache_read_tokens: buckets.cache_read,
+            cache_write_tokens: buckets.cache_write,
+            output_tokens: buckets.output,
+            reasoning_tokens: buckets.reasoning,
+            usage_origin: origin.as_str(),
+            cost_micro_usd: cost.ok(),
+            cost_unknown_reason: cost.err().map(str::to_string),
+            ttfb_ms: ctx
+                .upstream_ttfb
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            error_kind: ctx
+                .error
+                .as_ref()
+                .map(|e| e.code.unwrap_or(kind_name(e.kind)).to_string()),
+        });
+        m.ledger_dropped
+            .set(i64::try_from(ledger.dropped()).unwrap_or(i64::MAX));
+    }
+    format!(
+        " tokens={}/{}/{}/{} usage={} cost={}",
+        buckets.input,
+        buckets.cache_read,
+        buckets.cache_write,
+        buckets.output,
+        origin.as_str(),
+        match cost {
+            Ok(c) => metering::format_cost(c),
+            Err(reason) => format!("unknown({reason})"),
+        }
+    )
+}
+
+/// The ledger's name of a client protocol.
+fn ledger_protocol(p: Protocol) -> &'static str {
+    match p {
+        Protocol::ChatCompletions => "openai_chat",
+        Protocol::Responses => "openai_responses",
+        Protocol::Messages => "anthropic",
+        Protocol::GenerateContent => "gemini",
+    }
+}
+
+/// A short, stable name for an error class (the ledger's `error_kind`).
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => "invalid_request",
+        ErrorKind::Authentication => "authentication",
+        ErrorKind::PermissionDenied => "permission_denied",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::RateLimited => "rate_limited",
+        ErrorKind::Internal => "internal",
+        ErrorKind::BadGateway => "bad_gateway",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Timeout => "timeout",
     }
 }

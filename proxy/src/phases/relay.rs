@@ -5,9 +5,10 @@
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
 use crate::guardrails::DownGuard;
+use crate::metering::{Meter, StreamTap};
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::{broken, UpstreamBody};
-use bitrouter_filters::sse::SseFramer;
+use bitrouter_filters::usage::UsageTap;
 use bytes::Bytes;
 
 /// How a relay that committed a response ended.
@@ -26,6 +27,7 @@ pub async fn relay(
     body: &mut UpstreamBody<'_>,
     decision: &Decision<'_>,
     down: Option<&DownGuard>,
+    meter: &mut Meter<'_>,
 ) -> Result<Relayed, ProxyError> {
     let header = body.header()?;
     let sse = header
@@ -33,40 +35,62 @@ pub async fn relay(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    if let (Some(down), false, true) = (down, sse, header.status.is_success()) {
-        // A downgoing guardrail applies: the answer is read whole and scanned before the
-        // client sees any of it (streams go through the guard's stream hook instead).
+    if !sse && !meter.stream && header.status.is_success() {
+        // A whole answer: read whole (LLM servers send a non-streamed answer at once), so its
+        // usage and cost are known before the head goes out, and a downgoing guardrail can
+        // scan it before the client sees any of it (streams go through the guard's hook).
         let header = header.clone();
         let raw = body
             .read_all(dn.session(), super::translate::MAX_UPSTREAM_BODY)
             .await?;
-        let (redacted, all) = down.scan(&raw, decision.guardrails)?;
+        let mut tap = UsageTap::new(meter.protocol);
+        tap.body(&raw);
+        meter.usage = tap.usage();
+        let (out, all) = match down {
+            Some(down) => {
+                let (redacted, all) = down.scan(&raw, decision.guardrails)?;
+                (redacted.map(Bytes::from).unwrap_or(raw), Some(all))
+            }
+            None => (raw, None),
+        };
         let decision = Decision {
-            guardrails: &all,
+            guardrails: all.as_deref().unwrap_or(decision.guardrails),
             ..*decision
         };
-        let resp = headers::downstream_response(&header, &decision)?;
-        let out = redacted.map(Bytes::from).unwrap_or(raw);
+        let mut resp = headers::downstream_response(&header, &decision)?;
+        meter.annotate(&mut resp);
         dn.whole(resp, out).await?;
         return Ok(Relayed::Complete);
     }
     let resp = headers::downstream_response(header, decision)?;
+    let success = header.status.is_success();
     dn.head(resp).await?;
     // SSE goes out whole events at a time (cut by the framer: any line-end style, bounded
-    // carry-over), so a break mid-stream can still end with a well-formed error event.
-    let mut framer = SseFramer::default();
+    // carry-over), so a break mid-stream can still end with a well-formed error event. The
+    // tap reads usage from what passes (an error answer reports none: not watched).
+    let mut tap = success.then(|| StreamTap::new(meter, sse));
+    let mut framer = bitrouter_filters::sse::SseFramer::default();
     let mut outcome = Relayed::Complete;
     loop {
         let read = body.next(dn.session()).await;
         // The head is out, so the connection is no longer needed once read to its end.
         body.release_if_done().await;
-        let next = match read {
-            Ok(Some(chunk)) if sse => match framer.feed(chunk) {
+        let next = match (read, &mut tap) {
+            (Ok(Some(chunk)), Some(tap)) => {
+                let fed = tap.feed(chunk);
+                meter.usage = tap.usage();
+                match fed {
+                    Ok(Some(events)) => Ok(Some(events)),
+                    Ok(None) => continue,
+                    Err(e) => Err(broken(body.provider, &e)),
+                }
+            }
+            (Ok(Some(chunk)), None) if sse => match framer.feed(chunk) {
                 Ok(Some(events)) => Ok(Some(events)),
                 Ok(None) => continue,
                 Err(e) => Err(broken(body.provider, &e.to_string())),
             },
-            other => other,
+            (other, _) => other,
         };
         let chunk = match next {
             Ok(Some(chunk)) => chunk,
@@ -82,7 +106,15 @@ pub async fn relay(
         };
         dn.chunk(chunk).await?;
     }
-    if let Some(rest) = framer.finish() {
+    let rest = match &mut tap {
+        Some(tap) => {
+            let rest = tap.finish();
+            meter.usage = tap.usage();
+            rest
+        }
+        None => framer.finish(),
+    };
+    if let Some(rest) = rest {
         if matches!(outcome, Relayed::Complete) {
             // The upstream ended without a final blank line: pass its last bytes on as they are.
             dn.chunk(rest).await?;

@@ -48,6 +48,9 @@ pub struct Attempt<'a> {
     pub translation: Option<Translation>,
     /// A `count_tokens` call (the provider counts).
     pub count_tokens: bool,
+    /// An OpenAI chat stream passed through whose usage chunk bitrouter asked for (the client
+    /// did not): the relay removes it.
+    pub strip_usage: bool,
 }
 
 /// What the response side of a cross-protocol attempt needs.
@@ -144,14 +147,17 @@ impl Plan {
         // A token count passes through as sent: an overlay's sampling parameters do not change
         // the count, and the counting endpoint refuses generation-only fields.
         if same && !hooked_stream && (self.resolution.overlay.is_none() || self.count_tokens) {
+            let body = self.passthrough_body(&target.service_id);
+            let (body, strip_usage) = self.ask_usage(protocol, body);
             return Ok(Attempt {
                 target,
                 client: self.inbound,
                 protocol,
                 path,
-                body: self.passthrough_body(&target.service_id),
+                body,
                 translation: None,
                 count_tokens: self.count_tokens,
+                strip_usage,
             });
         }
         let canonical = self.canonical()?;
@@ -162,7 +168,10 @@ impl Plan {
         }
         let (body, structured_output_tool, encode_dropped) =
             if same && self.resolution.overlay.is_none() {
-                (self.passthrough_body(&target.service_id), None, Vec::new())
+                // Hooked: the stream is decoded and re-encoded, and the chat encoder leaves out
+                // a usage chunk the client did not ask for.
+                let body = self.ask_usage(protocol, self.passthrough_body(&target.service_id));
+                (body.0, None, Vec::new())
             } else {
                 let options = EncodeOptions {
                     capabilities: target.provider.capabilities(&target.service_id),
@@ -177,7 +186,8 @@ impl Plan {
             };
         if same && !hooked_stream {
             // Same protocol with a preset or variant applied: the request was re-encoded with
-            // the overlay, the response passes through.
+            // the overlay (the chat encoder asks a stream for usage), the response passes
+            // through.
             return Ok(Attempt {
                 target,
                 client: self.inbound,
@@ -186,6 +196,9 @@ impl Plan {
                 body,
                 translation: None,
                 count_tokens: false,
+                strip_usage: self.stream
+                    && protocol == Protocol::ChatCompletions
+                    && !canonical.include_usage,
             });
         }
         let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
@@ -214,7 +227,21 @@ impl Plan {
                 dropped,
             }),
             count_tokens: false,
+            strip_usage: false,
         })
+    }
+
+    /// An OpenAI chat stream that did not ask for usage asks for it (the ledger needs the
+    /// provider's count); `true` when the body was changed, so the relay removes the usage
+    /// chunk the client did not ask for.
+    fn ask_usage(&self, protocol: Protocol, body: Bytes) -> (Bytes, bool) {
+        if !self.stream || self.count_tokens || protocol != Protocol::ChatCompletions {
+            return (body, false);
+        }
+        match bitrouter_filters::usage::ask_stream_usage(&body) {
+            Some(changed) => (Bytes::from(changed), true),
+            None => (body, false),
+        }
     }
 
     /// The client's body with only `model` replaced by the target's service id.
@@ -323,7 +350,23 @@ mod tests {
             .attempt(&p.resolution.targets[0])
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(a.translation.is_none(), "no hook: zero-copy pass-through");
-        assert_eq!(a.body, p.body, "the very bytes the client sent");
+        // The bytes the client sent, but for the usage the ledger needs (the client did not
+        // ask for it: the relay removes the usage chunk again).
+        let asked = format!(
+            "{{\"stream_options\":{{\"include_usage\":true}},{}",
+            String::from_utf8_lossy(&p.body[1..])
+        );
+        assert_eq!(String::from_utf8_lossy(&a.body), asked);
+        assert!(a.strip_usage);
+        let p = plan(false, false);
+        let a = p
+            .attempt(&p.resolution.targets[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.body, p.body,
+            "not streamed: the very bytes the client sent"
+        );
+        assert!(!a.strip_usage);
 
         let p = plan(true, true);
         let a = p

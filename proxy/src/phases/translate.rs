@@ -19,6 +19,7 @@ use super::route::Translation;
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
 use crate::guardrails::{DownGuard, GuardHook};
+use crate::metering::Meter;
 use crate::upstream::headers::{self, Decision};
 use crate::upstream::transport::UpstreamBody;
 use bitrouter_config::Protocol;
@@ -38,6 +39,7 @@ pub async fn relay(
     decision: &Decision<'_>,
     hook: Option<Box<dyn StreamHook>>,
     down: Option<&DownGuard>,
+    meter: &mut Meter<'_>,
 ) -> Result<Relayed, ProxyError> {
     let up_header = body.header()?.clone();
     let status = up_header.status.as_u16();
@@ -57,16 +59,19 @@ pub async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if t.ctx.stream && is_sse {
-        return relay_stream(dn, body, t, head(200, stream_content_type(t))?, hook).await;
+        return relay_stream(dn, body, t, head(200, stream_content_type(t))?, hook, meter).await;
     }
 
     let raw = body.read_all(dn.session(), MAX_UPSTREAM_BODY).await?;
     if !t.ctx.stream {
-        let mut encoded = translate::translate_response(t.upstream, t.client, &raw, &t.ctx)
-            .map_err(ProxyError::Translate)?;
+        let (mut encoded, usage) =
+            translate::translate_response_with_usage(t.upstream, t.client, &raw, &t.ctx)
+                .map_err(ProxyError::Translate)?;
+        meter.usage = usage;
         let Some(down) = down else {
-            dn.whole(head(200, "application/json")?, Bytes::from(encoded))
-                .await?;
+            let mut resp = head(200, "application/json")?;
+            meter.annotate(&mut resp);
+            dn.whole(resp, Bytes::from(encoded)).await?;
             return Ok(Relayed::Complete);
         };
         // What the client would receive, scanned before any of it is sent.
@@ -78,19 +83,22 @@ pub async fn relay(
             guardrails: &all,
             ..*decision
         };
-        let resp = headers::translated_response(
+        let mut resp = headers::translated_response(
             200,
             &up_header,
             "application/json",
             &decision,
             &t.dropped,
         )?;
+        meter.annotate(&mut resp);
         dn.whole(resp, Bytes::from(encoded)).await?;
         return Ok(Relayed::Complete);
     }
     // The client asked for a stream but the upstream answered in one piece.
     let response =
         protocol::decode_response(t.upstream, &raw, &t.ctx).map_err(ProxyError::Translate)?;
+    // A body without a usage report decodes to zeros: not a report.
+    meter.usage = Some(response.usage).filter(|u| *u != Default::default());
     let mut encoder = StreamEncoder::new(t.client, &t.ctx);
     let mut out = Vec::new();
     let mut events = translate::response_to_events(&response);
@@ -146,6 +154,7 @@ async fn relay_stream(
     t: &Translation,
     resp: pingora_http::ResponseHeader,
     hook: Option<Box<dyn StreamHook>>,
+    meter: &mut Meter<'_>,
 ) -> Result<Relayed, ProxyError> {
     dn.head(resp).await?;
     let mut translator = StreamTranslator::new(t.upstream, t.client, &t.ctx);
@@ -158,8 +167,14 @@ async fn relay_stream(
         let read = body.next(dn.session()).await;
         body.release_if_done().await;
         match read {
-            Ok(Some(chunk)) => translator.feed(&chunk, &mut out),
-            Ok(None) => translator.finish(&mut out),
+            Ok(Some(chunk)) => {
+                translator.feed(&chunk, &mut out);
+                meter.usage = translator.usage();
+            }
+            Ok(None) => {
+                translator.finish(&mut out);
+                meter.usage = translator.usage();
+            }
             Err(ProxyError::ClientGone) => return Err(ProxyError::ClientGone),
             Err(e) => {
                 // The upstream broke mid-stream: end the client's stream with an error event in
