@@ -40,10 +40,6 @@ CREATE TABLE requests (
     error_kind TEXT
 );
 CREATE INDEX requests_time ON requests (time_ms);
-CREATE INDEX requests_model_time ON requests (model, time_ms);
-CREATE INDEX requests_provider_time ON requests (provider, time_ms);
-CREATE INDEX requests_key_time ON requests (key_id, time_ms);
-CREATE INDEX requests_user_time ON requests (user_id, time_ms);
 "];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
