@@ -262,7 +262,9 @@ fn wait_until_serving(paths: &Paths, spawned: &mut (Child, LogAt)) -> Result<Sta
             return Err(if exit.code() == Some(2) { 2 } else { 1 });
         }
         if let Ok(s) = status_of(paths) {
-            if s.pid == child.id() {
+            // The control socket answers before Pingora has bound the listener (the port was
+            // checked free just before): "started" means a client can connect now.
+            if s.pid == child.id() && accepts(&s.listen) {
                 return Ok(s);
             }
         }
@@ -277,6 +279,18 @@ fn wait_until_serving(paths: &Paths, spawned: &mut (Child, LogAt)) -> Result<Sta
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether something accepts TCP connections at `listen` (`host:port`).
+fn accepts(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
 }
 
 /// What was appended to the log after `log.1` (at most the last 8 KiB).

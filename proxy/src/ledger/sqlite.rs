@@ -148,32 +148,39 @@ impl Sqlite {
         {
             let mut st = tx.prepare_cached(&self.insert_sql).map_err(&e)?;
             for r in rows {
-                st.execute(params![
-                    r.time_ms,
-                    r.request_id,
-                    r.key_id,
-                    r.user_id,
-                    r.inbound,
-                    r.model,
-                    r.provider,
-                    r.upstream_model,
-                    r.account,
-                    r.attempts,
-                    r.status,
-                    r.stream,
-                    to_i64(r.input_tokens),
-                    to_i64(r.cache_read_tokens),
-                    to_i64(r.cache_write_tokens),
-                    to_i64(r.output_tokens),
-                    to_i64(r.reasoning_tokens),
-                    r.usage_origin,
-                    r.cost_micro_usd,
-                    r.cost_unknown_reason,
-                    r.ttfb_ms.map(to_i64),
-                    to_i64(r.duration_ms),
-                    r.error_kind,
-                ])
-                .map_err(&e)?;
+                // Bound one by one (static dispatch, no parameter slice): the writer's cost
+                // per row is what the ledger costs the router.
+                macro_rules! bind {
+                    ($($i:literal => $v:expr),* $(,)?) => {
+                        $(st.raw_bind_parameter($i, $v).map_err(&e)?;)*
+                    };
+                }
+                bind!(
+                    1 => r.time_ms,
+                    2 => r.request_id.as_str(),
+                    3 => r.key_id.as_deref(),
+                    4 => r.user_id.as_deref(),
+                    5 => r.inbound,
+                    6 => r.model.as_str(),
+                    7 => r.provider.as_deref(),
+                    8 => r.upstream_model.as_deref(),
+                    9 => r.account.as_deref(),
+                    10 => r.attempts,
+                    11 => r.status,
+                    12 => r.stream,
+                    13 => to_i64(r.input_tokens),
+                    14 => to_i64(r.cache_read_tokens),
+                    15 => to_i64(r.cache_write_tokens),
+                    16 => to_i64(r.output_tokens),
+                    17 => to_i64(r.reasoning_tokens),
+                    18 => r.usage_origin,
+                    19 => r.cost_micro_usd,
+                    20 => r.cost_unknown_reason.as_deref(),
+                    21 => r.ttfb_ms.map(to_i64),
+                    22 => to_i64(r.duration_ms),
+                    23 => r.error_kind.as_deref(),
+                );
+                st.raw_execute().map_err(&e)?;
             }
         }
         tx.commit().map_err(&e)
