@@ -122,8 +122,7 @@ fn usage_finder() -> &'static Finder<'static> {
 /// Whether `json` has a member named `usage…` whose value is an object. A quoted word inside a
 /// JSON string is escaped (`\"usage\"`), so it does not match a name; a false positive would
 /// only cost a parse.
-#[cfg(test)]
-pub(super) fn has_usage_object(json: &[u8]) -> bool {
+pub fn has_usage_object(json: &[u8]) -> bool {
     usage_object(json).is_some()
 }
 

@@ -568,3 +568,20 @@ fn tap_survives_garbage() {
         }
     }
 }
+
+#[test]
+fn asking_a_known_stream_for_usage_skips_the_parse_but_not_the_result() {
+    for body in [
+        r#"{"model":"m","stream":true,"messages":[]}"#,
+        r#"  {"stream":true,"stream_options":null,"model":"m"}"#,
+        r#"{"stream":true,"stream_options":{"include_usage":false},"model":"m"}"#,
+        r#"{"stream":true,"stream_options":{"include_usage":true}}"#,
+    ] {
+        assert_eq!(
+            super::ask_stream_usage_of_stream(body.as_bytes()),
+            super::ask_stream_usage(body.as_bytes()),
+            "{body}"
+        );
+    }
+    assert_eq!(super::ask_stream_usage_of_stream(b"[1]"), None);
+}

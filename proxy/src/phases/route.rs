@@ -238,7 +238,7 @@ impl Plan {
         if !self.stream || self.count_tokens || protocol != Protocol::ChatCompletions {
             return (body, false);
         }
-        match bitrouter_filters::usage::ask_stream_usage(&body) {
+        match bitrouter_filters::usage::ask_stream_usage_of_stream(&body) {
             Some(changed) => (Bytes::from(changed), true),
             None => (body, false),
         }
