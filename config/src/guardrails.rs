@@ -618,27 +618,20 @@ fn unknown_action(name: &str) -> String {
     format!("unknown guardrail action `{name}`, expected one of `warn`, `redact`, `block`")
 }
 
-/// `upgoing` / `downgoing`: built-in id -> action; problems reported, good entries kept.
-fn builtin_map(
+/// `pattern id -> action` maps: good entries kept, problems reported. `unknown(id)` is the
+/// message for an id the map may not name (`None`: the id is fine).
+fn action_map(
     map: Option<&IndexMap<String, String>>,
     key: &str,
     root: &[Seg],
-    customs: &HashSet<&str>,
     diag: &mut Diagnostics,
+    unknown: impl Fn(&str) -> Option<String>,
 ) -> IndexMap<String, GuardrailAction> {
     let mut out = IndexMap::new();
     for (id, name) in map.into_iter().flatten() {
         let at = [root, &[Seg::key(key), Seg::key(id)]].concat();
-        if !GUARDRAIL_BUILTINS.contains(&id.as_str()) {
-            let hint = if customs.contains(id.as_str()) {
-                format!(": `{id}` is a custom pattern, give its action under `custom_{key}`")
-            } else {
-                format!(", expected one of {}", backticked(GUARDRAIL_BUILTINS))
-            };
-            diag.at_key(
-                &at,
-                format!("unknown built-in guardrail pattern `{id}` in `guardrails.{key}`{hint}"),
-            );
+        if let Some(message) = unknown(id) {
+            diag.at_key(&at, message);
             continue;
         }
         match action(name) {
@@ -649,6 +642,29 @@ fn builtin_map(
         }
     }
     out
+}
+
+/// `upgoing` / `downgoing`: built-in id -> action.
+fn builtin_map(
+    map: Option<&IndexMap<String, String>>,
+    key: &str,
+    root: &[Seg],
+    customs: &HashSet<&str>,
+    diag: &mut Diagnostics,
+) -> IndexMap<String, GuardrailAction> {
+    action_map(map, key, root, diag, |id| {
+        if GUARDRAIL_BUILTINS.contains(&id) {
+            return None;
+        }
+        let hint = if customs.contains(id) {
+            format!(": `{id}` is a custom pattern, give its action under `custom_{key}`")
+        } else {
+            format!(", expected one of {}", backticked(GUARDRAIL_BUILTINS))
+        };
+        Some(format!(
+            "unknown built-in guardrail pattern `{id}` in `guardrails.{key}`{hint}"
+        ))
+    })
 }
 
 /// Custom pattern names: `all` were written (references to a broken entry are not reported
@@ -666,30 +682,20 @@ fn custom_map(
     customs: &Names<'_>,
     diag: &mut Diagnostics,
 ) -> IndexMap<String, GuardrailAction> {
-    let mut out = IndexMap::new();
-    for (id, name) in map.into_iter().flatten() {
-        let at = [root, &[Seg::key(key), Seg::key(id)]].concat();
-        if !customs.all.contains(id.as_str()) || GUARDRAIL_BUILTINS.contains(&id.as_str()) {
-            let hint = if GUARDRAIL_BUILTINS.contains(&id.as_str()) {
-                let plain = key.trim_start_matches("custom_");
-                format!(": `{id}` is a built-in pattern, give its action under `{plain}`")
-            } else if customs.good.is_empty() {
-                ": no custom patterns are defined (add it under `custom_patterns`)".to_string()
-            } else {
-                format!(", expected one of {}", backticked(customs.good))
-            };
-            diag.at_key(
-                &at,
-                format!("unknown custom guardrail pattern `{id}` in `guardrails.{key}`{hint}"),
-            );
-            continue;
+    action_map(map, key, root, diag, |id| {
+        if customs.all.contains(id) && !GUARDRAIL_BUILTINS.contains(&id) {
+            return None;
         }
-        match action(name) {
-            Some(a) => {
-                out.insert(id.clone(), a);
-            }
-            None => diag.at_value(&at, unknown_action(name)),
-        }
-    }
-    out
+        let hint = if GUARDRAIL_BUILTINS.contains(&id) {
+            let plain = key.trim_start_matches("custom_");
+            format!(": `{id}` is a built-in pattern, give its action under `{plain}`")
+        } else if customs.good.is_empty() {
+            ": no custom patterns are defined (add it under `custom_patterns`)".to_string()
+        } else {
+            format!(", expected one of {}", backticked(customs.good))
+        };
+        Some(format!(
+            "unknown custom guardrail pattern `{id}` in `guardrails.{key}`{hint}"
+        ))
+    })
 }

@@ -298,14 +298,6 @@ pub fn scan_body(guard: &Guard, body: &[u8]) -> Result<Scanned, String> {
     })
 }
 
-pub fn action_label(action: Action) -> &'static str {
-    match action {
-        Action::Warn => "warn",
-        Action::Redact => "redact",
-        Action::Block => "block",
-    }
-}
-
 /// Records `hits` in the metrics and returns them as `rule=action` items (deduplicated, in
 /// order) for the response header and the log line. Never the matched text.
 pub fn record(
@@ -316,9 +308,9 @@ pub fn record(
 ) {
     for (rule, action) in hits {
         counter
-            .with_label_values(&[rule.as_str(), dir.label(), action_label(*action)])
+            .with_label_values(&[rule.as_str(), dir.label(), action.as_str()])
             .inc();
-        let item = format!("{rule}={}", action_label(*action));
+        let item = format!("{rule}={}", action.as_str());
         if !into.contains(&item) {
             into.push(item);
         }

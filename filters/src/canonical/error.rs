@@ -27,6 +27,22 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// A short, stable snake_case name (the ledger's `error_kind`, logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Internal => "internal",
+            ErrorKind::BadGateway => "bad_gateway",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+
     /// The HTTP status this kind is answered with unless an upstream status says otherwise.
     pub fn status(self) -> u16 {
         match self {

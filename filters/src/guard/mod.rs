@@ -69,6 +69,17 @@ pub enum Action {
     Block,
 }
 
+impl Action {
+    /// The action's name, as in the config, reports and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Warn => "warn",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
 /// What a rule looks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {

@@ -1,7 +1,7 @@
 //! `bitrouter guardrails test "<text>"`: what each configured guardrail would do to a text, in
 //! each direction, without sending anything anywhere.
 
-use crate::guardrails::{action_label, Direction, GuardSet};
+use crate::guardrails::{Direction, GuardSet};
 use std::path::Path;
 
 pub fn test(
@@ -50,7 +50,7 @@ pub fn test(
         let mut seen: Vec<String> = Vec::new();
         for hit in &checked.hits {
             if let Some(rule) = guard.rules().get(hit.rule) {
-                let item = format!("  {}: {}", rule.id, action_label(hit.action));
+                let item = format!("  {}: {}", rule.id, hit.action.as_str());
                 if !seen.contains(&item) {
                     println!("{item}");
                     seen.push(item);

@@ -19,7 +19,7 @@ mod url;
 mod writer;
 
 pub use query::{format_time, parse_time, unix_ms, Grouping, SpendReport, SpendRow};
-pub use row::{LedgerRow, INBOUND_PROTOCOLS, USAGE_ORIGINS};
+pub use row::{inbound_name, LedgerRow, INBOUND_PROTOCOLS, USAGE_ORIGINS};
 pub use url::{data_dir, LedgerUrl, DEFAULT_URL};
 pub use writer::{Ledger, LedgerOptions, DEFAULT_QUEUE_CAPACITY};
 

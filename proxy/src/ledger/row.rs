@@ -5,6 +5,17 @@ use serde::Serialize;
 /// The inbound protocols a row may name (`LedgerRow::inbound`).
 pub const INBOUND_PROTOCOLS: [&str; 4] = ["openai_chat", "openai_responses", "anthropic", "gemini"];
 
+/// The ledger's name of a client protocol (one of [`INBOUND_PROTOCOLS`]).
+pub fn inbound_name(p: bitrouter_config::Protocol) -> &'static str {
+    use bitrouter_config::Protocol;
+    match p {
+        Protocol::ChatCompletions => INBOUND_PROTOCOLS[0],
+        Protocol::Responses => INBOUND_PROTOCOLS[1],
+        Protocol::Messages => INBOUND_PROTOCOLS[2],
+        Protocol::GenerateContent => INBOUND_PROTOCOLS[3],
+    }
+}
+
 /// Where a row's token counts come from (`LedgerRow::usage_origin`).
 pub const USAGE_ORIGINS: [&str; 3] = ["provider_reported", "estimated", "unknown"];
 

@@ -5,8 +5,7 @@ use crate::ledger::LedgerRow;
 use crate::metering::{self, Recorded};
 use crate::state::AppState;
 use crate::surface::Surface;
-use bitrouter_config::{CostError, Protocol};
-use bitrouter_filters::canonical::ErrorKind;
+use bitrouter_config::CostError;
 use pingora_error::Error;
 use pingora_proxy::Session;
 
@@ -155,7 +154,7 @@ fn account(
             request_id: id.to_string(),
             key_id: None,
             user_id: None,
-            inbound: ledger_protocol(inbound),
+            inbound: crate::ledger::inbound_name(inbound),
             model: ctx.model.clone().unwrap_or_default(),
             provider: ctx.route.as_ref().map(|r| r.provider.id.clone()),
             upstream_model: ctx.route.as_ref().map(|r| r.service_id.clone()),
@@ -178,7 +177,7 @@ fn account(
             error_kind: ctx
                 .error
                 .as_ref()
-                .map(|e| e.code.unwrap_or(kind_name(e.kind)).to_string()),
+                .map(|e| e.code.unwrap_or(e.kind.name()).to_string()),
         });
         m.ledger_dropped
             .set(i64::try_from(ledger.dropped()).unwrap_or(i64::MAX));
@@ -195,30 +194,4 @@ fn account(
             Err(reason) => format!("unknown({reason})"),
         }
     )
-}
-
-/// The ledger's name of a client protocol.
-fn ledger_protocol(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => "openai_chat",
-        Protocol::Responses => "openai_responses",
-        Protocol::Messages => "anthropic",
-        Protocol::GenerateContent => "gemini",
-    }
-}
-
-/// A short, stable name for an error class (the ledger's `error_kind`).
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidRequest => "invalid_request",
-        ErrorKind::Authentication => "authentication",
-        ErrorKind::PermissionDenied => "permission_denied",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::RequestTooLarge => "request_too_large",
-        ErrorKind::RateLimited => "rate_limited",
-        ErrorKind::Internal => "internal",
-        ErrorKind::BadGateway => "bad_gateway",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Timeout => "timeout",
-    }
 }

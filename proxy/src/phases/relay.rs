@@ -67,30 +67,26 @@ pub async fn relay(
     dn.head(resp).await?;
     // SSE goes out whole events at a time (cut by the framer: any line-end style, bounded
     // carry-over), so a break mid-stream can still end with a well-formed error event. The
-    // tap reads usage from what passes (an error answer reports none: not watched).
-    let mut tap = success.then(|| StreamTap::new(meter, sse));
-    let mut framer = bitrouter_filters::sse::SseFramer::default();
+    // tap reads usage from what passes; an error answer's is not kept (it reports none).
+    let mut tap = StreamTap::new(meter, sse);
     let mut outcome = Relayed::Complete;
     loop {
         let read = body.next(dn.session()).await;
         // The head is out, so the connection is no longer needed once read to its end.
         body.release_if_done().await;
-        let next = match (read, &mut tap) {
-            (Ok(Some(chunk)), Some(tap)) => {
+        let next = match read {
+            Ok(Some(chunk)) => {
                 let fed = tap.feed(chunk);
-                meter.usage = tap.usage();
+                if success {
+                    meter.usage = tap.usage();
+                }
                 match fed {
                     Ok(Some(events)) => Ok(Some(events)),
                     Ok(None) => continue,
                     Err(e) => Err(broken(body.provider, &e)),
                 }
             }
-            (Ok(Some(chunk)), None) if sse => match framer.feed(chunk) {
-                Ok(Some(events)) => Ok(Some(events)),
-                Ok(None) => continue,
-                Err(e) => Err(broken(body.provider, &e.to_string())),
-            },
-            (other, _) => other,
+            other => other,
         };
         let chunk = match next {
             Ok(Some(chunk)) => chunk,
@@ -106,14 +102,10 @@ pub async fn relay(
         };
         dn.chunk(chunk).await?;
     }
-    let rest = match &mut tap {
-        Some(tap) => {
-            let rest = tap.finish();
-            meter.usage = tap.usage();
-            rest
-        }
-        None => framer.finish(),
-    };
+    let rest = tap.finish();
+    if success {
+        meter.usage = tap.usage();
+    }
     if let Some(rest) = rest {
         if matches!(outcome, Relayed::Complete) {
             // The upstream ended without a final blank line: pass its last bytes on as they are.
