@@ -269,8 +269,10 @@ impl Writer {
                 // Rows that arrive within LINGER join this batch: one transaction for many
                 // rows. At 4 concurrent requests a batch of 1-4 rows cost ~34,000 instructions
                 // a row (commit included); lingering makes the commit a small share.
+                // A lingering batch takes no more than the queue holds, so rows in memory stay
+                // within twice the configured bound (the batch and a full queue behind it).
                 let until = Instant::now() + LINGER;
-                while batch.len() < self.batch_rows {
+                while batch.len() < self.batch_rows.min(self.capacity) {
                     let left = until.saturating_duration_since(Instant::now());
                     match self.rx.recv_timeout(left) {
                         Ok(row) => batch.push(row),
