@@ -173,7 +173,7 @@ fn sqlite_migrations_are_idempotent() {
         let ledger = Ledger::open(&url, LedgerOptions::default()).unwrap();
         drop(ledger);
         let mut reader = LedgerReader::open(&url).unwrap();
-        assert_eq!(reader.schema_version().unwrap(), 1);
+        assert_eq!(reader.schema_version().unwrap(), 2);
     }
     // Reading never creates a database.
     let missing = LedgerUrl::Sqlite(dir.path().join("nope.db"));
@@ -201,7 +201,7 @@ fn postgres_migrations_rows_and_spend() {
     check_queries(&url);
     assert_eq!(
         LedgerReader::open(&url).unwrap().schema_version().unwrap(),
-        1
+        2
     );
 }
 

@@ -11,10 +11,10 @@
 //! Schema changes are migrations, one per version, applied when a database is opened (both
 //! drivers record the versions they applied in `schema_version`).
 
-mod postgres;
+pub(crate) mod postgres;
 mod query;
 mod row;
-mod sqlite;
+pub(crate) mod sqlite;
 mod url;
 mod writer;
 

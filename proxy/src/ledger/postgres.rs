@@ -12,7 +12,7 @@ use postgres::{Client, NoTls};
 use std::time::Duration;
 
 /// The migrations, one per schema version (index + 1), as for SQLite. Append, never edit.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = ["
 CREATE TABLE requests (
     id BIGSERIAL PRIMARY KEY,
     time_ms BIGINT NOT NULL,
@@ -40,6 +40,34 @@ CREATE TABLE requests (
     error_kind TEXT
 );
 CREATE INDEX requests_time ON requests (time_ms);
+", "
+CREATE TABLE virtual_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    label TEXT,
+    policies TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    revoked_ms BIGINT,
+    last_used_ms BIGINT
+);
+CREATE TABLE budget_leases (
+    key_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    granted_micro_usd DOUBLE PRECISION NOT NULL,
+    spent_micro_usd DOUBLE PRECISION NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (key_id, period, instance)
+);
+CREATE TABLE rate_counts (
+    key_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (key_id, instance)
+);
 "];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -79,7 +107,7 @@ const TYPES: [Type; super::row::COLUMN_COUNT] = [
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct Postgres {
-    client: Client,
+    pub(crate) client: Client,
     shown: String,
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The migrations, one per schema version (index + 1). Append, never edit: a database records
 /// the versions it has applied in `schema_version`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = ["
 CREATE TABLE requests (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
@@ -38,6 +38,34 @@ CREATE TABLE requests (
     error_kind TEXT
 );
 CREATE INDEX requests_time ON requests (time_ms);
+", "
+CREATE TABLE virtual_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    label TEXT,
+    policies TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    revoked_ms INTEGER,
+    last_used_ms INTEGER
+);
+CREATE TABLE budget_leases (
+    key_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    granted_micro_usd REAL NOT NULL,
+    spent_micro_usd REAL NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, period, instance)
+);
+CREATE TABLE rate_counts (
+    key_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, instance)
+);
 "];
 
 /// The schema version this build writes.
@@ -48,7 +76,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Sqlite {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     /// The INSERT of one row (prepared once, through the connection's statement cache).
     insert_sql: String,
