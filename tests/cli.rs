@@ -303,3 +303,135 @@ fn xdg_config_home_is_searched() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `policy create` writes a template next to the config that validates as written; a bad value
+/// in it fails `config validate` with the policy file's line and column; `policy list` shows
+/// the limits once they are valid.
+#[test]
+fn policy_create_validate_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bitrouter.yaml"),
+        "server:\n  skip_auth: true\n",
+    )
+    .unwrap();
+
+    let out = cli(&["policy", "create", "interns"], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.path().join("policies/interns.yaml");
+    assert_eq!(std::path::Path::new(stdout(&out).trim()), file);
+    let template = std::fs::read_to_string(&file).unwrap();
+    assert!(template.contains("# max_spend_micro_usd:"), "{template}");
+
+    // No overwrite without --force; no id that is not a plain token.
+    let again = cli(&["policy", "create", "interns"], &[], dir.path());
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    let forced = cli(&["policy", "create", "interns", "--force"], &[], dir.path());
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    for bad in ["../x", "a b", ""] {
+        let out = cli(&["policy", "create", bad], &[], dir.path());
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            stderr(&out).contains("invalid policy id"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    let v = cli(&["config", "validate"], &[], dir.path());
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    assert!(stdout(&v).contains("1 access policy"), "{}", stdout(&v));
+
+    // An invalid value: named with the policy file's line and column.
+    let line = template
+        .lines()
+        .position(|l| l == "# max_requests_per_minute: 60")
+        .expect("the template shows max_requests_per_minute")
+        + 1;
+    std::fs::write(
+        &file,
+        template.replace(
+            "# max_requests_per_minute: 60",
+            "max_requests_per_minute: 0",
+        ),
+    )
+    .unwrap();
+    let v = cli(&["config", "validate"], &[], dir.path());
+    assert!(!v.status.success());
+    let err = stderr(&v);
+    assert!(
+        err.contains(&format!(
+            "policies/interns.yaml:{line}:26: `max_requests_per_minute` must be at least 1"
+        )),
+        "{err}"
+    );
+    // A mistyped key is an error, not a silently missing budget.
+    std::fs::write(&file, "max_spend_usd: 5\n").unwrap();
+    let v = cli(&["config", "validate"], &[], dir.path());
+    assert!(!v.status.success());
+    assert!(
+        stderr(&v).contains("policies/interns.yaml:1:1: unknown key `max_spend_usd`"),
+        "{}",
+        stderr(&v)
+    );
+    let listed = cli(&["policy", "list"], &[], dir.path());
+    assert_eq!(listed.status.code(), Some(2), "{}", stderr(&listed));
+
+    std::fs::write(
+        &file,
+        template
+            .replace(
+                "# max_requests_per_minute: 60",
+                "max_requests_per_minute: 60",
+            )
+            .replace(
+                "# max_spend_micro_usd: 5000000",
+                "max_spend_micro_usd: 5000000",
+            ),
+    )
+    .unwrap();
+    let listed = cli(&["policy", "list"], &[], dir.path());
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let text = stdout(&listed);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("interns"))
+        .unwrap_or_else(|| panic!("no row for interns:\n{text}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["interns", "any", "$5.00", "60", "-", "any"],
+        "{text}"
+    );
+    let listed = cli(&["policy", "list", "--json"], &[], dir.path());
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "interns");
+    assert_eq!(rows[0]["max_requests_per_minute"], 60);
+    assert_eq!(rows[0]["max_spend_micro_usd"], 5_000_000.0);
+    assert!(rows[0]["allowed_models"].is_null());
+
+    // -c from elsewhere: the folder is next to that config file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bitrouter.yaml");
+    let out = cli(
+        &["policy", "create", "ci", "-c", config.to_str().unwrap()],
+        &[],
+        elsewhere.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("policies/ci.yaml").is_file());
+    let listed = cli(
+        &["policy", "list", "--json", "-c", config.to_str().unwrap()],
+        &[],
+        elsewhere.path(),
+    );
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+
+    // Without a config file there is nowhere to put a policy.
+    let out = cli(&["policy", "create", "x"], &[], elsewhere.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bitrouter init"), "{}", stderr(&out));
+    assert!(!elsewhere.path().join("policies").exists());
+}

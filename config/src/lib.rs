@@ -1,10 +1,11 @@
-//! `bitrouter.yaml`: schema, environment resolution, the built-in provider registry, validation
+//! `bitrouter.yaml` (and the access policies in `policies/` beside it): schema, environment resolution, the built-in provider registry, validation
 //! with line-precise errors, and the routing table that turns a request's `model` into upstream
 //! targets.
 //!
 //! Everything here is pure (no sockets, no process-global state): the environment is read through
 //! [`EnvSource`] so tests pass a map, and files are read only by [`load`].
 
+pub mod access;
 pub mod capabilities;
 pub mod env;
 pub mod policy;
@@ -23,6 +24,10 @@ mod resolve;
 mod resolved;
 mod spans;
 
+pub use access::{
+    policies_dir, valid_policy_id, AccessPolicies, AccessPolicy, EffectivePolicy, ModelDenied,
+    ToolDenied, POLICIES_DIR,
+};
 pub use capabilities::{CapabilityOverrides, MaxTokensParam, ModelCapabilities, ThinkingControl};
 pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
 pub use policy::{

@@ -215,7 +215,7 @@ fn is_database_url(url: &str) -> bool {
 }
 
 /// A YAML syntax error, placed where serde_yaml (or, for duplicate keys, the span index) says.
-fn syntax_error(e: &serde_yaml::Error, diag: &mut Diagnostics) {
+pub(crate) fn syntax_error(e: &serde_yaml::Error, diag: &mut Diagnostics) {
     let message = e.to_string();
     if message.contains("duplicate entry") && !diag.spans().duplicates.is_empty() {
         let duplicates = diag.spans().duplicates.clone();
@@ -433,7 +433,7 @@ fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
 }
 
 /// `unknown field `x`, expected ...` -> (`x`, `, expected ...`).
-fn unknown_field(message: &str) -> Option<(&str, &str)> {
+pub(crate) fn unknown_field(message: &str) -> Option<(&str, &str)> {
     let rest = message.strip_prefix("unknown field `")?;
     let end = rest.find('`')?;
     Some((&rest[..end], &rest[end + 1..]))
@@ -445,7 +445,7 @@ fn missing_field(message: &str) -> Option<&str> {
 }
 
 /// Says serde's type names the way a config author thinks of them.
-fn polish(message: &str) -> String {
+pub(crate) fn polish(message: &str) -> String {
     let mut out = message
         .replace("expected a nonzero usize", "expected a positive integer")
         .replace("invalid type: unit value", "invalid type: null")
@@ -491,7 +491,7 @@ pub(crate) fn describe(path: &[Seg]) -> String {
     }
 }
 
-fn key_string(key: &Value) -> Option<String> {
+pub(crate) fn key_string(key: &Value) -> Option<String> {
     match key {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -500,7 +500,7 @@ fn key_string(key: &Value) -> Option<String> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",

@@ -123,6 +123,7 @@ pub(crate) fn resolve(
         variants,
         guardrails,
         database: file.database.clone().unwrap_or_default(),
+        access: crate::AccessPolicies::default(),
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Config {
     /// `database:` as written (`${VAR}`s resolved); the proxy's ledger resolves the URL against
     /// [`Config::source`] (a relative SQLite path is relative to the config file's folder).
     pub database: crate::schema::DatabaseSection,
+    /// The access policies in `policies/` next to the config file (see [`crate::access`]),
+    /// read with it so `config validate` and a reload check them too. Empty for zero-config
+    /// and for [`load_str`].
+    pub access: crate::AccessPolicies,
     pub source: ConfigSource,
     /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
     pub warnings: Vec<String>,

@@ -147,13 +147,26 @@ pub(crate) fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Config, C
         }
     })?;
     let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    load_text(
+    let config = load_text(
         &text,
         &file,
         env,
         Some(base_dir.unwrap_or(Path::new("."))),
         ConfigSource::File(path.to_path_buf()),
-    )
+    );
+    // The policies are read even when the file has problems, so one run reports both.
+    let access = crate::AccessPolicies::load_dir(&crate::policies_dir(path));
+    match (config, access) {
+        (Ok(mut config), Ok(access)) => {
+            config.access = access;
+            Ok(config)
+        }
+        (Err(mut e), Err(more)) => {
+            e.problems.extend(more.problems);
+            Err(e)
+        }
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 pub(crate) fn load_str(
@@ -209,5 +222,6 @@ pub(crate) fn zero_config(env: &dyn EnvSource) -> Config {
         variants: indexmap::IndexMap::new(),
         guardrails: None,
         database: crate::schema::DatabaseSection::default(),
+        access: crate::AccessPolicies::default(),
     }
 }

@@ -13,8 +13,12 @@ pub fn validate(config_path: Option<&Path>) -> i32 {
                 bitrouter_config::ConfigSource::File(p) => p.display().to_string(),
                 bitrouter_config::ConfigSource::ZeroConfig => "zero-config (no file)".to_string(),
             };
+            let policies = match config.access.len() {
+                0 => String::new(),
+                n => format!(", {n} access polic{}", if n == 1 { "y" } else { "ies" }),
+            };
             println!(
-                "ok: {source}: {} provider(s), {} virtual model(s), {} routable model(s)",
+                "ok: {source}: {} provider(s), {} virtual model(s), {} routable model(s){policies}",
                 config.providers.len(),
                 config.models.len(),
                 table.models().len()

@@ -5,6 +5,7 @@ mod daemon;
 mod guardrails;
 mod init;
 mod models;
+mod policy;
 mod route;
 mod serve;
 mod spend;
@@ -155,6 +156,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Access policy commands: the files in policies/ next to bitrouter.yaml that limit what a
+    /// key may do (models, monthly spend, requests per minute, expiry, tools).
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +239,7 @@ pub fn main() -> i32 {
         } => config_cmd::schema(),
         Command::Route { model, json } => route::run(config, &model, json),
         Command::Models { json } => models::run(config, json),
+        Command::Policy { command } => policy::run(config, command),
         Command::Guardrails {
             command:
                 GuardrailsCommand::Test {
