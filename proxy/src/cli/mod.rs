@@ -4,6 +4,7 @@ mod config_cmd;
 mod daemon;
 mod guardrails;
 mod init;
+mod key;
 mod models;
 mod route;
 mod serve;
@@ -155,6 +156,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Virtual keys (`brvk_…`): sign one per agent, list them, revoke one. They live in the
+    /// ledger's database; the router need not run.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +239,7 @@ pub fn main() -> i32 {
         } => config_cmd::schema(),
         Command::Route { model, json } => route::run(config, &model, json),
         Command::Models { json } => models::run(config, json),
+        Command::Key { command } => key::run(config, command),
         Command::Guardrails {
             command:
                 GuardrailsCommand::Test {
