@@ -473,9 +473,11 @@ mod tests {
 
     #[test]
     fn not_loaded_until_the_database_is_read() {
-        // A PostgreSQL URL nothing listens on (port 1 on loopback refuses at once).
-        let url = LedgerUrl::Postgres("postgres://x@127.0.0.1:1/x?connect_timeout=1".into());
-        let cache = KeyCache::start(url);
+        // A database that cannot be opened: its folder would be a regular file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let cache = KeyCache::start(LedgerUrl::Sqlite(dir.path().join("file/keys.db")));
+        std::thread::sleep(Duration::from_millis(300));
         let (key, _) = mint();
         assert!(matches!(cache.lookup(&key), KeyLookup::NotLoaded));
         assert!(matches!(cache.lookup("sk-other"), KeyLookup::Unknown));
