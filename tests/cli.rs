@@ -434,4 +434,203 @@ fn policy_create_validate_and_list() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bitrouter init"), "{}", stderr(&out));
     assert!(!elsewhere.path().join("policies").exists());
+/// `bitrouter key`: sign prints the key once (JSON in a fixed shape), list never shows it nor
+/// its hash, revoke is idempotent, an unknown id is exit 1.
+#[test]
+fn key_sign_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let cfg = conf.join("bitrouter.yaml");
+    std::fs::write(&cfg, "database:\n  url: sqlite://./keys.db\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run = |args: &[&str]| cli(args, &[], dir.path());
+
+    // Reading a database that does not exist yet creates nothing.
+    let out = run(&["key", "list", "-c", cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!conf.join("keys.db").exists());
+
+    let out = run(&[
+        "key",
+        "sign",
+        "-c",
+        cfg,
+        "--user",
+        "ann",
+        "--policy",
+        "team-a",
+        "--policy",
+        "cap.1",
+        "--label",
+        "ci bot",
+        "--expires",
+        "30d",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let signed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let fields: Vec<&str> = signed
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = fields.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["expires_at", "id", "key", "label", "policies", "user"]
+    );
+    let key = signed["key"].as_str().unwrap().to_string();
+    let id = signed["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("brvk_") && key.len() == 48, "{key}");
+    assert!(id.starts_with("vk_") && id.len() == 19, "{id}");
+    assert_eq!(signed["user"], "ann");
+    assert_eq!(signed["policies"], serde_json::json!(["team-a", "cap.1"]));
+    assert_eq!(signed["label"], "ci bot");
+    assert!(signed["expires_at"].as_str().unwrap().ends_with('Z'));
+    // The key is printed once, on stdout only.
+    assert_eq!(stdout(&out).matches(&key).count(), 1);
+    assert!(!stderr(&out).contains(&key));
+    // `sign` created the database beside the config file.
+    assert!(conf.join("keys.db").exists());
+
+    // A second key, as text, through --db.
+    let db = format!("sqlite://{}", conf.join("keys.db").display());
+    let out = run(&["key", "sign", "--db", &db, "--user", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let bob_key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(bob_key.starts_with("brvk_"), "{text}");
+    assert!(text.contains("expires:  never"), "{text}");
+    assert!(stderr(&out).contains("not shown again"));
+
+    let out = run(&["key", "list", "-c", cfg, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(!listing.contains(&key) && !listing.contains(&bob_key));
+    assert!(!listing.contains("key_hash"));
+    let v: Value = serde_json::from_str(&listing).unwrap();
+    let keys = v.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["id"], id.as_str());
+    assert_eq!(keys[0]["user"], "ann");
+    assert_eq!(keys[0]["label"], "ci bot");
+    assert_eq!(keys[0]["policies"], serde_json::json!(["team-a", "cap.1"]));
+    assert_eq!(keys[0]["state"], "active");
+    assert_eq!(keys[0]["revoked_at"], Value::Null);
+    assert_eq!(keys[0]["expires_at"], signed["expires_at"]);
+    assert_eq!(keys[1]["user"], "bob");
+
+    let out = run(&["key", "revoke", "-c", cfg, &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), format!("revoked {id}"));
+    let out = run(&["key", "revoke", "-c", cfg, &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("already revoked"), "{}", stdout(&out));
+    let out = run(&["key", "revoke", "-c", cfg, "vk_0000000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no key with id `vk_0000000000000000`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["key", "list", "-c", cfg, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v[0]["state"], "revoked");
+    assert!(v[0]["revoked_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(v[1]["state"], "active");
+
+    // The table: a header and one line per key, never a key.
+    let out = run(&["key", "list", "-c", cfg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("ID "), "{table}");
+    assert!(lines[0].contains("LAST_USED"), "{table}");
+    assert!(
+        lines[1].starts_with(&id) && lines[1].contains("team-a,cap.1"),
+        "{table}"
+    );
+    assert!(!table.contains(&key) && !table.contains(&bob_key));
+}
+
+#[test]
+fn key_sign_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bitrouter.yaml");
+    std::fs::write(&cfg, "database:\n  url: sqlite://./keys.db\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run = |args: &[&str]| cli(args, &[], dir.path());
+
+    let out = run(&[
+        "key",
+        "sign",
+        "-c",
+        cfg,
+        "--user",
+        "ann",
+        "--expires",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in the future"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "key",
+        "sign",
+        "-c",
+        cfg,
+        "--user",
+        "ann",
+        "--expires",
+        "soon",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("RFC 3339"), "{}", stderr(&out));
+    let out = run(&["key", "sign", "-c", cfg, "--user", "ann", "--policy", "a,b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a policy id"), "{}", stderr(&out));
+    let out = run(&["key", "sign", "-c", cfg, "--user", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    // Nothing was signed, so nothing was created.
+    assert!(!dir.path().join("keys.db").exists());
+
+    // Keys live in the database: with it off, say so (unless --db names one).
+    std::fs::write(
+        dir.path().join("bitrouter.yaml"),
+        "database:\n  enabled: false\n",
+    )
+    .unwrap();
+    let out = run(&["key", "sign", "-c", cfg, "--user", "ann"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("virtual keys live in the database"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["key", "list", "-c", cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&[
+        "key",
+        "sign",
+        "--db",
+        "sqlite://./other.db",
+        "--user",
+        "ann",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("other.db").exists());
 }

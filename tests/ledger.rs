@@ -1,18 +1,20 @@
 //! The request ledger: migrations, the batch writer (outages, a full queue), the spend queries
 //! on SQLite and on a real PostgreSQL server, and the `spend` / `status --requests` verbs of the
-//! real binary.
+//! real binary; the virtual keys kept in the same database (the key store and the cache the
+//! request path reads).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/postgres.rs"]
 mod pg;
 
+use bitrouter_proxy::keys::{hash_hex, hash_key, KeyCache, KeyLookup, KeyState, KeyStore, Revoked};
 use bitrouter_proxy::ledger::{
     Grouping, Ledger, LedgerOptions, LedgerReader, LedgerRow, LedgerUrl, SpendRow,
 };
 use pg::PgCluster;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400_000;
 /// 2026-12-01T00:00:00Z.
@@ -423,4 +425,229 @@ fn cli_spend_and_status_requests() {
     let (code, _, err) = run(&["spend", "-c", cfg, "--since", "last tuesday"], dir.path());
     assert_eq!(code, 1);
     assert!(err.contains("RFC 3339"), "{err}");
+}
+
+/// Everything the key store must do, on either database: sign, list, revoke, the hashes the
+/// cache loads, last-used times that only move forward, and a fingerprint that changes with
+/// every sign and revocation (and not with last-used times). `dump` gives every stored text of
+/// the table, to prove the key itself is never stored.
+fn check_key_store(url: &LedgerUrl, dump: impl Fn() -> String) {
+    let mut store = KeyStore::open(url, true).unwrap();
+    let empty = store.fingerprint().unwrap();
+    assert_eq!(empty.keys, 0);
+    let (k1, r1) = store
+        .sign(
+            "ann",
+            &["team-a".into(), "cap.1".into()],
+            Some("ci bot"),
+            Some(DEC1 + DAY),
+            DEC1,
+        )
+        .unwrap();
+    let after_one = store.fingerprint().unwrap();
+    assert_ne!(after_one, empty);
+    let (k2, r2) = store.sign("bob", &[], None, None, DEC1 + 1).unwrap();
+    assert!(k1.starts_with("brvk_") && k2.starts_with("brvk_"));
+    assert_eq!(r1.policies, ["team-a", "cap.1"]);
+    assert_eq!(r1.label.as_deref(), Some("ci bot"));
+    assert_eq!((r1.created_ms, r1.expires_ms), (DEC1, Some(DEC1 + DAY)));
+    assert_eq!(store.list().unwrap(), [r1.clone(), r2.clone()]);
+
+    // Only the hash is stored.
+    let stored = dump();
+    assert!(!stored.contains(&k1) && !stored.contains(&k2), "{stored}");
+    assert!(stored.contains(&hash_hex(&hash_key(&k1))), "{stored}");
+
+    let all = store.all_with_hashes().unwrap();
+    assert_eq!(all.len(), 2);
+    let by_hash = |k: &str| {
+        all.iter()
+            .find(|(h, _)| *h == hash_key(k))
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    assert_eq!(by_hash(&k1), r1);
+    assert_eq!(by_hash(&k2), r2);
+
+    let before_revoke = store.fingerprint().unwrap();
+    assert_eq!(store.revoke(&r1.id, DEC1 + 10).unwrap(), Revoked::Done);
+    let revoked = store.fingerprint().unwrap();
+    assert_ne!(revoked, before_revoke);
+    assert_eq!(store.revoke(&r1.id, DEC1 + 20).unwrap(), Revoked::Already);
+    assert_eq!(
+        store.revoke("vk_0000000000000000", DEC1).unwrap(),
+        Revoked::Unknown
+    );
+    let listed = store.list().unwrap();
+    // The first revocation time stays.
+    assert_eq!(listed[0].revoked_ms, Some(DEC1 + 10));
+    assert_eq!(listed[0].state(DEC1 + 11), KeyState::Revoked);
+    assert_eq!(listed[1].revoked_ms, None);
+
+    // Last-used times: the later one wins, whatever the order; unknown ids are ignored.
+    store
+        .touch(&[(r2.id.clone(), DEC1 + 100), ("vk_unknown".into(), DEC1 + 5)])
+        .unwrap();
+    store.touch(&[(r2.id.clone(), DEC1 + 50)]).unwrap();
+    store.touch(&[]).unwrap();
+    let listed = store.list().unwrap();
+    assert_eq!(listed[1].last_used_ms, Some(DEC1 + 100));
+    assert_eq!(listed[0].last_used_ms, None);
+    assert_eq!(store.fingerprint().unwrap(), revoked);
+}
+
+#[test]
+fn sqlite_key_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    // Opening for reading does not create the database.
+    assert!(KeyStore::open(&url, false).is_err());
+    assert!(!dir.path().join("ledger.db").exists());
+    let db = dir.path().join("ledger.db");
+    check_key_store(&url, || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut st = conn
+            .prepare(
+                "SELECT id, key_hash, user_id, COALESCE(label, ''), policies FROM virtual_keys",
+            )
+            .unwrap();
+        let rows = st
+            .query_map([], |r| {
+                Ok((0..5)
+                    .map(|i| r.get::<_, String>(i))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(" "))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    });
+    // The key store and the ledger share the database.
+    assert_eq!(
+        LedgerReader::open(&url).unwrap().schema_version().unwrap(),
+        2
+    );
+}
+
+#[test]
+fn postgres_key_store() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = LedgerUrl::parse(&cluster.url(), Path::new("/")).unwrap();
+    let conn_url = cluster.url();
+    check_key_store(&url, || {
+        let mut client = postgres::Client::connect(&conn_url, postgres::NoTls).unwrap();
+        client
+            .query(
+                "SELECT id || ' ' || key_hash || ' ' || user_id || ' ' || COALESCE(label, '') || ' ' || policies FROM virtual_keys",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+}
+
+/// Polls `f` every 20 ms until it gives a value or `limit` passes.
+fn within<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn state_of(cache: &KeyCache, key: &str, now_ms: i64) -> Option<KeyState> {
+    match cache.lookup(key) {
+        KeyLookup::Found(k) => Some(k.state(now_ms)),
+        _ => None,
+    }
+}
+
+/// The request path's view of keys on a PostgreSQL several routers share: a key signed and a
+/// key revoked through another connection (another router's `bitrouter key`) take effect
+/// within 2 s; with the database down the keys read before stay in service, and once it is
+/// back changes flow again.
+#[test]
+fn postgres_key_cache_follows_other_connections() {
+    let Some(mut cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = LedgerUrl::parse(&cluster.url(), Path::new("/")).unwrap();
+    let mut admin = KeyStore::open(&url, true).unwrap();
+    let (early, early_rec) = admin.sign("ann", &[], None, None, DEC1).unwrap();
+    let cache = KeyCache::start(url.clone());
+    let now = DEC1 + 1000;
+    assert_eq!(
+        within(Duration::from_secs(10), || state_of(&cache, &early, now)),
+        Some(KeyState::Active)
+    );
+
+    // Signed and revoked through a second connection: seen within 2 s each.
+    let mut other = KeyStore::open(&url, false).unwrap();
+    let (late, _) = other.sign("bob", &[], None, None, DEC1 + 1).unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        within(Duration::from_secs(2), || state_of(&cache, &late, now)),
+        Some(KeyState::Active),
+        "a new key was not seen within 2 s"
+    );
+    let signed_after = t.elapsed();
+    assert_eq!(
+        other.revoke(&early_rec.id, DEC1 + 2).unwrap(),
+        Revoked::Done
+    );
+    let t = Instant::now();
+    assert_eq!(
+        within(Duration::from_secs(2), || state_of(&cache, &early, now)
+            .filter(|s| *s == KeyState::Revoked)),
+        Some(KeyState::Revoked),
+        "a revocation was not seen within 2 s"
+    );
+    eprintln!(
+        "new key seen after {signed_after:?}, revocation after {:?}",
+        t.elapsed()
+    );
+
+    // A use noted by the request path reaches the database (at stop, at the latest).
+    if let KeyLookup::Found(k) = cache.lookup(&late) {
+        k.note_used(DEC1 + 5000);
+    }
+
+    // The database goes away: the keys read before still answer.
+    cluster.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state_of(&cache, &late, now), Some(KeyState::Active));
+    assert_eq!(state_of(&cache, &early, now), Some(KeyState::Revoked));
+    cluster.restart();
+    let mut other = KeyStore::open(&url, false).unwrap();
+    let late_id = other
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.user == "bob")
+        .unwrap()
+        .id;
+    assert_eq!(other.revoke(&late_id, DEC1 + 3).unwrap(), Revoked::Done);
+    // Reconnect backoff (at most 5 s) plus a refresh.
+    assert_eq!(
+        within(Duration::from_secs(10), || state_of(&cache, &late, now)
+            .filter(|s| *s == KeyState::Revoked)),
+        Some(KeyState::Revoked)
+    );
+    cache.stop();
+    let bob = other
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == late_id)
+        .unwrap();
+    assert_eq!(bob.last_used_ms, Some(DEC1 + 5000));
 }

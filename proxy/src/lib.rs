@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod guardrails;
 pub mod hooks;
+pub mod keys;
 pub mod ledger;
 pub mod linger;
 pub mod logger;

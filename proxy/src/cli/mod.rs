@@ -4,6 +4,7 @@ mod config_cmd;
 mod daemon;
 mod guardrails;
 mod init;
+mod key;
 mod models;
 mod policy;
 mod route;
@@ -162,6 +163,12 @@ pub enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    /// Virtual keys (`brvk_…`): sign one per agent, list them, revoke one. They live in the
+    /// ledger's database; the router need not run.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +247,7 @@ pub fn main() -> i32 {
         Command::Route { model, json } => route::run(config, &model, json),
         Command::Models { json } => models::run(config, json),
         Command::Policy { command } => policy::run(config, command),
+        Command::Key { command } => key::run(config, command),
         Command::Guardrails {
             command:
                 GuardrailsCommand::Test {
