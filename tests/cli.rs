@@ -434,6 +434,8 @@ fn policy_create_validate_and_list() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bitrouter init"), "{}", stderr(&out));
     assert!(!elsewhere.path().join("policies").exists());
+}
+
 /// `bitrouter key`: sign prints the key once (JSON in a fixed shape), list never shows it nor
 /// its hash, revoke is idempotent, an unknown id is exit 1.
 #[test]
@@ -445,6 +447,20 @@ fn key_sign_list_revoke() {
     std::fs::write(&cfg, "database:\n  url: sqlite://./keys.db\n").unwrap();
     let cfg = cfg.to_str().unwrap();
     let run = |args: &[&str]| cli(args, &[], dir.path());
+    // A key may only name policies that exist.
+    let out = run(&[
+        "key", "sign", "-c", cfg, "--user", "ann", "--policy", "team-a",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bitrouter policy create team-a"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::create_dir(conf.join("policies")).unwrap();
+    for p in ["team-a", "cap.1"] {
+        std::fs::write(conf.join(format!("policies/{p}.yaml")), "description: x\n").unwrap();
+    }
 
     // Reading a database that does not exist yet creates nothing.
     let out = run(&["key", "list", "-c", cfg]);

@@ -25,6 +25,7 @@ fn start(mock: &MockUpstream) -> Router {
             ("BITROUTER_ACME_API_BASE", format!("{m}/acme/v1")),
         ],
         args: vec![],
+        files: Vec::new(),
     })
 }
 

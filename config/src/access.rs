@@ -598,6 +598,18 @@ impl EffectivePolicy {
 
     /// Whether every tool the request declares is allowed: each must match a pattern of some
     /// policy's `allowed_tools` (when no policy has that key, every tool is).
+    /// Whether any policy limits tools (else the request's tools need not be read).
+    pub fn restricts_tools(&self) -> bool {
+        self.tools_limited
+    }
+
+    /// Whether any policy has a model allow or deny list (else no model check is needed).
+    pub fn restricts_models(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.allowed_models.is_some() || !p.denied_models.is_empty())
+    }
+
     pub fn check_tools(&self, tool_names: &[&str]) -> Result<(), ToolDenied> {
         if !self.tools_limited {
             return Ok(());

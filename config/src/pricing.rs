@@ -160,6 +160,29 @@ impl CostError {
 }
 
 impl Prices {
+    /// The most `input_tokens` of prompt and `output_tokens` of completion can cost, whatever
+    /// the buckets and tier turn out to be: every input token at the dearest input-side rate
+    /// (uncached, cache read or cache write) of any tier, every output token at the dearest
+    /// output rate of any tier. `None` when the model has no input or no output rate, so no
+    /// bound exists (a budget cannot be kept on it). Budgets reserve this before a request goes
+    /// upstream.
+    pub fn worst_case_micro_usd(&self, input_tokens: u64, output_tokens: u64) -> Option<f64> {
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        let mut input = self.input?;
+        let mut output = self.output?;
+        input = max(Some(input), max(self.cache_read, self.cache_write)).unwrap_or(input);
+        for t in &self.tiers {
+            input =
+                max(Some(input), max(t.input, max(t.cache_read, t.cache_write))).unwrap_or(input);
+            output = max(Some(output), t.output).unwrap_or(output);
+        }
+        Some(input * input_tokens as f64 + output * output_tokens as f64)
+    }
+
     /// The cost of `t` in micro-USD. The tier is chosen by the total input; every bucket with
     /// tokens needs a rate (the tier's, else the base one), or the cost is unknown.
     pub fn cost_micro_usd(&self, t: &Tokens) -> Result<f64, CostError> {
@@ -485,6 +508,47 @@ fn builtin_for(provider: &str) -> Option<&'static HashMap<String, Prices>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worst_case_takes_the_dearest_rates_of_every_tier() {
+        let p = Prices {
+            input: Some(1.0),
+            cache_read: Some(0.1),
+            cache_write: Some(1.25),
+            output: Some(6.0),
+            tiers: vec![PriceTier {
+                above_input_tokens: 200_000,
+                input: Some(2.0),
+                output: Some(9.0),
+                ..PriceTier::default()
+            }],
+        };
+        assert_eq!(
+            p.worst_case_micro_usd(10, 100),
+            Some(2.0 * 10.0 + 9.0 * 100.0)
+        );
+        // Whatever the split, a real cost never exceeds the bound.
+        let real = p
+            .cost_micro_usd(&Tokens {
+                input: 4,
+                cache_read: 3,
+                cache_write: 3,
+                output: 100,
+            })
+            .unwrap();
+        assert!(real <= 2.0 * 10.0 + 9.0 * 100.0);
+        let no_output = Prices {
+            input: Some(1.0),
+            ..Prices::default()
+        };
+        assert_eq!(no_output.worst_case_micro_usd(1, 1), None);
+        let free = Prices {
+            input: Some(0.0),
+            output: Some(0.0),
+            ..Prices::default()
+        };
+        assert_eq!(free.worst_case_micro_usd(1_000, 1_000), Some(0.0));
+    }
 
     fn prices(input: f64, cache_read: f64, cache_write: f64, output: f64) -> Prices {
         Prices {

@@ -300,7 +300,7 @@ fn server(
     let api_key = gateway_key(env);
     if !s.skip_auth && api_key.is_none() {
         warnings.push(
-            "`server.skip_auth` is false but BITROUTER_API_KEY is not set: every request will be rejected"
+            "`server.skip_auth` is false but BITROUTER_API_KEY is not set: only virtual keys (brvk_, `bitrouter key sign`) will be accepted, and the admin routes (/metrics) by no one"
                 .to_string(),
         );
     }

@@ -51,7 +51,8 @@ pub async fn metrics(
 }
 
 /// `GET /v1/models`: every routable model in OpenAI's list format, virtual models included.
-/// Requires the gateway key when one is set (SDKs send it the same way as on LLM calls).
+/// Requires a credential when auth is on (SDKs send it the same way as on LLM calls); a
+/// virtual key sees only the models its policies allow.
 pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -62,6 +63,14 @@ pub async fn list_models(dn: &mut Downstream<'_>, ctx: &mut RequestCtx) -> Resul
         .table
         .models()
         .into_iter()
+        .filter(|m| match ctx.identity.as_ref().and_then(|i| i.key()) {
+            // A virtual key sees what its policies let it call.
+            Some(k) => {
+                let bare = m.id.split_once('/').map_or(m.id.as_str(), |(_, b)| b);
+                k.policy.allows_model(&[m.id.as_str(), bare])
+            }
+            None => true,
+        })
         .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))
         .collect();
     json(dn, json!({"object": "list", "data": data}).to_string()).await

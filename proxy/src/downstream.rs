@@ -184,7 +184,7 @@ impl<'s> Downstream<'s> {
         content_type: &str,
         body: Bytes,
         who: Attribution<'_>,
-        extra: &[(http::header::HeaderName, &'static str)],
+        extra: &[(http::header::HeaderName, HeaderValue)],
     ) -> Result<(), ProxyError> {
         let status_code = http::StatusCode::from_u16(status)
             .map_err(ProxyError::internal(headers::RESPONSE_HEADER))?;
@@ -205,7 +205,7 @@ impl<'s> Downstream<'s> {
             }
         }
         for (name, value) in extra {
-            map.insert(name.clone(), HeaderValue::from_static(value));
+            map.insert(name.clone(), value.clone());
         }
         self.write_whole(headers::response(status_code, map), body)
             .await
@@ -236,7 +236,11 @@ impl<'s> Downstream<'s> {
             log::error!("{error}");
         }
         let (status, body) = render::error_body(self.protocol, &error.to_canonical());
-        match self.send(status, "application/json", body, who).await {
+        let extra = error.headers();
+        match self
+            .send_with(status, "application/json", body, who, &extra)
+            .await
+        {
             Ok(()) => Handled::Complete,
             Err(_) => Handled::Aborted,
         }

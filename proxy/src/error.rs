@@ -54,6 +54,19 @@ pub enum ProxyError {
     /// reaches the provider; downgoing: in the answer). Names the rule, never the matched text.
     #[error("{}", guardrail_message(rule, *upgoing))]
     GuardrailBlocked { rule: String, upgoing: bool },
+    /// The caller's key may not do this (a policy's model or tool list, an admin route): names
+    /// the policy, never the key.
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
+    /// The key's `max_requests_per_minute` is used up: retry after `retry_after` seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// The key's monthly budget cannot cover this request: no retry helps before `reset`.
+    #[error("{message}")]
+    BudgetExceeded { message: String, reset: String },
+    /// Keys or budgets cannot be checked now (their database has not been read yet).
+    #[error("{0}")]
+    GovernanceUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -89,7 +102,11 @@ impl ProxyError {
             | ProxyError::Route(_)
             | ProxyError::ClientBody(_)
             | ProxyError::ClientGone
-            | ProxyError::GuardrailBlocked { .. } => Fault::Downstream,
+            | ProxyError::GuardrailBlocked { .. }
+            | ProxyError::Forbidden { .. }
+            | ProxyError::RateLimited { .. }
+            | ProxyError::BudgetExceeded { .. } => Fault::Downstream,
+            ProxyError::GovernanceUnavailable(_) => Fault::Internal,
             ProxyError::Translate(e) if e.status < 500 => Fault::Downstream,
             ProxyError::Translate(_) => Fault::Upstream,
             ProxyError::Internal(_) => Fault::Internal,
@@ -115,6 +132,11 @@ impl ProxyError {
             ProxyError::ClientGone => return (ErrorKind::InvalidRequest, 499),
             ProxyError::GuardrailBlocked { .. } => ErrorKind::InvalidRequest,
             ProxyError::Unauthorized(_) => ErrorKind::Authentication,
+            ProxyError::Forbidden { .. } => ErrorKind::PermissionDenied,
+            ProxyError::RateLimited { .. } | ProxyError::BudgetExceeded { .. } => {
+                ErrorKind::RateLimited
+            }
+            ProxyError::GovernanceUnavailable(_) => ErrorKind::Unavailable,
             ProxyError::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
             ProxyError::BadBody(_) | ProxyError::MissingModel | ProxyError::ClientBody(_) => {
                 ErrorKind::InvalidRequest
@@ -153,6 +175,10 @@ impl ProxyError {
             ProxyError::UpstreamBroken { .. } => "upstream_error",
             ProxyError::Internal(_) => "internal_error",
             ProxyError::GuardrailBlocked { .. } => "guardrail_blocked",
+            ProxyError::Forbidden { code, .. } => code,
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::BudgetExceeded { .. } => "budget_exceeded",
+            ProxyError::GovernanceUnavailable(_) => "keys_unavailable",
         })
     }
 
@@ -163,6 +189,34 @@ impl ProxyError {
             ProxyError::BadBody(PeekError::ModelNotString) => Some("model"),
             ProxyError::BadBody(PeekError::StreamNotBool) => Some("stream"),
             _ => None,
+        }
+    }
+
+    /// Response headers the error needs besides its body: `retry-after` on a rate limit; on an
+    /// exhausted budget `x-should-retry: false` (the official SDKs retry a 429 unless told not
+    /// to, and no retry helps before the month ends) and when it resets.
+    pub fn headers(&self) -> Vec<(http::header::HeaderName, http::HeaderValue)> {
+        match self {
+            ProxyError::RateLimited { retry_after, .. } => {
+                vec![(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after),
+                )]
+            }
+            ProxyError::BudgetExceeded { reset, .. } => {
+                let mut h = vec![(
+                    http::header::HeaderName::from_static("x-should-retry"),
+                    http::HeaderValue::from_static("false"),
+                )];
+                if let Ok(v) = http::HeaderValue::from_str(reset) {
+                    h.push((
+                        http::header::HeaderName::from_static("x-bitrouter-budget-reset"),
+                        v,
+                    ));
+                }
+                h
+            }
+            _ => Vec::new(),
         }
     }
 

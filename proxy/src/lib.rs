@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod downstream;
 pub mod error;
 pub mod gateway;
+pub mod govern;
 pub mod guardrails;
 pub mod hooks;
 pub mod keys;

@@ -67,6 +67,13 @@ pub struct Metrics {
     pub cost: CounterVec,
     /// Ledger rows dropped because the queue was full (the database slow or down).
     pub ledger_dropped: IntGauge,
+    /// LLM requests by virtual key id and user (never the key).
+    pub key_requests: IntCounterVec,
+    /// Known cost by virtual key id and user, in micro-USD.
+    pub key_cost: CounterVec,
+    /// Requests a key's policy refused, by key id and reason (`rate_limit_exceeded`,
+    /// `budget_exceeded`, `model_not_allowed`, ...).
+    pub key_refusals: IntCounterVec,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -138,6 +145,30 @@ impl Metrics {
             "bitrouter_ledger_dropped_rows",
             "Ledger rows dropped since start because the write queue was full",
         )?;
+        let key_requests = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_key_requests_total",
+                "LLM requests made with a virtual key, by key id and user",
+            ),
+            &["key", "user"],
+        )?;
+        let key_cost = CounterVec::new(
+            Opts::new(
+                "bitrouter_key_cost_micro_usd_total",
+                "Known cost of virtual-key requests in micro-USD, by key id and user",
+            ),
+            &["key", "user"],
+        )?;
+        let key_refusals = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_key_refusals_total",
+                "Requests refused by a virtual key's policy, by key id and reason",
+            ),
+            &["key", "reason"],
+        )?;
+        registry.register(Box::new(key_requests.clone()))?;
+        registry.register(Box::new(key_cost.clone()))?;
+        registry.register(Box::new(key_refusals.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(ledger_dropped.clone()))?;
@@ -165,6 +196,9 @@ impl Metrics {
             tokens,
             cost,
             ledger_dropped,
+            key_requests,
+            key_cost,
+            key_refusals,
         })
     }
 

@@ -128,6 +128,10 @@ pub fn run(
         shutdown_signal: signals,
     });
     control::cleanup();
+    if let Some(gov) = state.governance() {
+        // This router's budget leases: spending recorded, unused lease given back.
+        gov.flush(std::time::Duration::from_secs(5));
+    }
     if let Some(ledger) = state.ledger() {
         // The rows of the last requests (the writer batches): written before the process ends.
         if !ledger.flush_blocking(std::time::Duration::from_secs(5)) {

@@ -91,6 +91,8 @@ pub struct AppState {
     /// The request ledger (set once at start-up unless `database.enabled: false`). Survives
     /// reloads: changing `database.url` needs a restart.
     ledger: OnceLock<Ledger>,
+    /// Virtual keys, budgets and rate limits (set with the ledger: they share its database).
+    governance: OnceLock<crate::govern::Governance>,
     /// Numbers request ids (see [`AppState::request_id`]).
     requests: AtomicU64,
     /// Unix ms when the process started, hex: the stem of this process's request ids.
@@ -115,6 +117,7 @@ impl AppState {
             served: AtomicU64::new(0),
             started: Instant::now(),
             ledger: OnceLock::new(),
+            governance: OnceLock::new(),
             requests: AtomicU64::new(0),
             id_stem: format!(
                 "{:x}{:x}",
@@ -131,6 +134,15 @@ impl AppState {
 
     pub fn ledger(&self) -> Option<&Ledger> {
         self.ledger.get()
+    }
+
+    /// Attaches keys, budgets and rate limits (once; later calls are ignored).
+    pub fn set_governance(&self, g: crate::govern::Governance) {
+        let _ = self.governance.set(g);
+    }
+
+    pub fn governance(&self) -> Option<&crate::govern::Governance> {
+        self.governance.get()
     }
 
     /// A new request id, unique across processes and restarts: the process's start time and

@@ -45,6 +45,9 @@ pub struct RouterSpec<'a> {
     pub env: Vec<(&'a str, String)>,
     /// Extra arguments after `serve`.
     pub args: Vec<&'a str>,
+    /// Files written into the router's folder before it starts (path relative to it, text):
+    /// e.g. `policies/team.yaml` beside bitrouter.yaml.
+    pub files: Vec<(&'a str, String)>,
 }
 
 impl Router {
@@ -66,6 +69,13 @@ impl Router {
 
     fn try_start(spec: &RouterSpec<'_>) -> Result<Router, String> {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (rel, text) in &spec.files {
+            let path = dir.path().join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create folder");
+            }
+            std::fs::write(&path, text).expect("write file");
+        }
         let mut serve = format!("exec '{}' serve --listen 127.0.0.1:0", bin());
         if let Some(config) = spec.config {
             let path = dir.path().join("bitrouter.yaml");

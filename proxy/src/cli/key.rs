@@ -170,16 +170,26 @@ fn sign(
     0
 }
 
-/// Checks the policy ids given to `sign`. Today only their syntax (`[A-Za-z0-9_.-]+`); the
-/// policy files' existence under `policies/` beside `config` is for the integrator to add once
-/// policies exist.
+/// Checks the policy ids given to `sign`: their syntax (`[A-Za-z0-9_.-]+`), and, when the
+/// config is known, that `policies/` beside it defines each (a key naming a missing policy
+/// would be refused on every request).
 fn check_policies(ids: &[String], config: Option<&Config>) -> Result<(), String> {
-    let _ = config;
     for id in ids {
         if !is_valid_policy_id(id) {
             return Err(format!(
                 "`{id}` is not a policy id: use letters, digits, `_`, `.` and `-`"
             ));
+        }
+        if let Some(config) = config {
+            if config.access.get(id).is_none() {
+                let dir = config
+                    .access
+                    .dir()
+                    .map_or_else(|| "policies/".to_string(), |d| d.display().to_string());
+                return Err(format!(
+                    "policy `{id}` is not defined (no {id}.yaml in {dir}); create it with `bitrouter policy create {id}`"
+                ));
+            }
         }
     }
     Ok(())

@@ -90,10 +90,11 @@ pub fn reload(
         restart_to_apply,
     };
     log::info!(
-        "reloaded configuration (generation {}): {} provider(s), {} routable model(s){}{}{}",
+        "reloaded configuration (generation {}): {} provider(s), {} routable model(s), {} access policies{}{}{}",
         report.generation,
         report.providers.len(),
         report.models,
+        now.config.access.len(),
         list(" added ", &report.providers_added),
         list(" removed ", &report.providers_removed),
         if report.restart_to_apply.is_empty() {

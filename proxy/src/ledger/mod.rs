@@ -19,6 +19,7 @@ mod url;
 mod writer;
 
 pub use query::{format_time, parse_time, unix_ms, Grouping, SpendReport, SpendRow};
+pub(crate) use row::to_i64;
 pub use row::{inbound_name, LedgerRow, INBOUND_PROTOCOLS, USAGE_ORIGINS};
 pub use url::{data_dir, LedgerUrl, DEFAULT_URL};
 pub use writer::{Ledger, LedgerOptions, DEFAULT_QUEUE_CAPACITY};

@@ -12,7 +12,8 @@ use postgres::{Client, NoTls};
 use std::time::Duration;
 
 /// The migrations, one per schema version (index + 1), as for SQLite. Append, never edit.
-const MIGRATIONS: [&str; 2] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE requests (
     id BIGSERIAL PRIMARY KEY,
     time_ms BIGINT NOT NULL,
@@ -40,7 +41,8 @@ CREATE TABLE requests (
     error_kind TEXT
 );
 CREATE INDEX requests_time ON requests (time_ms);
-", "
+",
+    "
 CREATE TABLE virtual_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -68,7 +70,8 @@ CREATE TABLE rate_counts (
     updated_ms BIGINT NOT NULL,
     PRIMARY KEY (key_id, instance)
 );
-"];
+",
+];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -108,7 +111,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct Postgres {
     pub(crate) client: Client,
-    shown: String,
+    pub(crate) shown: String,
 }
 
 impl Postgres {

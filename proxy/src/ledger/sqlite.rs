@@ -10,7 +10,8 @@ use std::time::Duration;
 
 /// The migrations, one per schema version (index + 1). Append, never edit: a database records
 /// the versions it has applied in `schema_version`.
-const MIGRATIONS: [&str; 2] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE requests (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
@@ -38,7 +39,8 @@ CREATE TABLE requests (
     error_kind TEXT
 );
 CREATE INDEX requests_time ON requests (time_ms);
-", "
+",
+    "
 CREATE TABLE virtual_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -66,7 +68,8 @@ CREATE TABLE rate_counts (
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (key_id, instance)
 );
-"];
+",
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -77,7 +80,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Sqlite {
     pub(crate) conn: Connection,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The INSERT of one row (prepared once, through the connection's statement cache).
     insert_sql: String,
 }

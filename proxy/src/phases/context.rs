@@ -39,12 +39,14 @@ pub struct RequestCtx {
     /// line); downgoing matches of a stream arrive through `guard_seen`.
     pub guardrails: Vec<String>,
     pub guard_seen: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
-    /// Who is calling. Empty until virtual keys exist; filled at admission.
+    /// Who is calling; filled at admission.
     pub identity: Option<Identity>,
     /// Tokens the upstream reported for the answer the client got (see [`crate::metering`]).
     pub usage: Option<Usage>,
     /// The answer reached the client whole (its usage report is final).
     pub usage_complete: bool,
+    /// The request's hold on its key's budget, settled with its cost when it ends.
+    pub reservation: Option<crate::govern::budget::Reservation>,
     _inflight: InflightGuard,
 }
 
@@ -70,6 +72,7 @@ impl RequestCtx {
             identity: None,
             usage: None,
             usage_complete: false,
+            reservation: None,
             _inflight: InflightGuard::new(state),
         }
     }
@@ -138,12 +141,31 @@ impl ErrorSummary {
     }
 }
 
-/// The caller, once authenticated. Virtual keys (a later issue) fill the key and user; today
-/// only the operator's gateway key exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The caller, once authenticated.
+#[derive(Debug, Clone)]
 pub enum Identity {
     /// `server.skip_auth: true`: no credential was checked.
     Anonymous,
     /// The operator's gateway key (`BITROUTER_API_KEY`).
     Master,
+    /// A virtual key (`brvk_`), with its policies.
+    Key(Arc<crate::govern::admit::KeyCaller>),
+}
+
+impl Identity {
+    /// The caller's key, when it holds a virtual key.
+    pub fn key(&self) -> Option<&crate::govern::admit::KeyCaller> {
+        match self {
+            Identity::Key(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The caller's key, shared (the request path keeps it across awaits).
+    pub fn key_arc(&self) -> Option<Arc<crate::govern::admit::KeyCaller>> {
+        match self {
+            Identity::Key(k) => Some(k.clone()),
+            _ => None,
+        }
+    }
 }

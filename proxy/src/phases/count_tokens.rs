@@ -38,7 +38,10 @@ pub async fn answer(
         "application/json",
         body,
         Attribution::default(),
-        &[(headers::X_TOKEN_COUNT, "estimated")],
+        &[(
+            headers::X_TOKEN_COUNT,
+            http::HeaderValue::from_static("estimated"),
+        )],
     )
     .await
 }

@@ -6,11 +6,15 @@ use crate::metering::{self, Recorded};
 use crate::state::AppState;
 use crate::surface::Surface;
 use bitrouter_config::CostError;
+use bitrouter_filters::usage::UsageOrigin;
 use pingora_error::Error;
 use pingora_proxy::Session;
 
 /// Records a finished request. Never logs credentials or bodies.
-pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &RequestCtx) {
+pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    // Settled (or, for requests that are not accounted, charged in full on drop) below.
+    let reservation = ctx.reservation.take();
+    let ctx = &*ctx;
     let elapsed = ctx.start.elapsed();
     let req = session.req_header();
     let inbound = ctx
@@ -48,11 +52,32 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &Req
         return;
     }
     let id = state.request_id();
-    let spent = account(state, ctx, &id, elapsed, provider, model_label);
+    let spent = account(state, ctx, reservation, &id, elapsed, provider, model_label);
+    let key = ctx.identity.as_ref().and_then(|i| i.key());
+    if let Some(k) = key {
+        if ctx.inbound.is_some() {
+            m.key_requests.with_label_values(&[k.id(), k.user()]).inc();
+        }
+        if let Some(code) = ctx.error.as_ref().and_then(|e| e.code) {
+            if matches!(
+                code,
+                "rate_limit_exceeded"
+                    | "budget_exceeded"
+                    | "model_not_allowed"
+                    | "tool_not_allowed"
+                    | "model_not_priced"
+                    | "unknown_policy"
+            ) {
+                m.key_refusals.with_label_values(&[k.id(), code]).inc();
+            }
+        }
+    }
     log::info!(
-        "{} {} id={id} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
+        "{} {} id={id}{} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
         req.method,
         req.uri.path(),
+        key.map(|k| format!(" key={} user={}", k.id(), k.user()))
+            .unwrap_or_default(),
         ctx.model.as_deref().unwrap_or("-"),
         provider,
         ctx.route.as_ref().map_or("-", |r| r.account_label()),
@@ -97,6 +122,7 @@ fn guardrails_field(ctx: &RequestCtx) -> String {
 fn account(
     state: &AppState,
     ctx: &RequestCtx,
+    reservation: Option<crate::govern::budget::Reservation>,
     id: &str,
     elapsed: std::time::Duration,
     provider: &str,
@@ -124,7 +150,25 @@ fn account(
             None => Err("no_route"),
         }
     };
+    if let Some(r) = reservation {
+        // The budget is charged what the provider reported; an answer cut short (usage
+        // estimated: the upstream may have gone on generating) or of unknown cost keeps its
+        // whole reservation; nothing answered costs nothing.
+        let charge = match (origin, cost) {
+            (UsageOrigin::ProviderReported | UsageOrigin::Unknown, Ok(c)) => c,
+            _ => r.amount(),
+        };
+        r.settle(charge);
+    }
+    let key = ctx.identity.as_ref().and_then(|i| i.key());
     let m = &state.metrics;
+    if let Some(k) = key {
+        if let Ok(c) = cost {
+            m.key_cost
+                .with_label_values(&[k.id(), k.user()])
+                .inc_by(c.max(0.0));
+        }
+    }
     if ctx.route.is_some() {
         for (bucket, n) in [
             ("input", buckets.input),
@@ -152,8 +196,8 @@ fn account(
         ledger.record(LedgerRow {
             time_ms: crate::ledger::unix_ms(started),
             request_id: id.to_string(),
-            key_id: None,
-            user_id: None,
+            key_id: key.map(|k| k.id().to_string()),
+            user_id: key.map(|k| k.user().to_string()),
             inbound: crate::ledger::inbound_name(inbound),
             model: ctx.model.clone().unwrap_or_default(),
             provider: ctx.route.as_ref().map(|r| r.provider.id.clone()),

@@ -19,6 +19,7 @@ pub use context::{ErrorSummary, Identity, RequestCtx, Routed};
 use crate::admin;
 use crate::downstream::{Attribution, Downstream};
 use crate::error::ProxyError;
+use crate::govern::admit;
 use crate::state::AppState;
 use crate::surface::{self, Surface};
 use pingora_proxy::Session;
@@ -56,12 +57,14 @@ async fn dispatch(
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    if matches!(
-        ctx.surface,
-        Surface::Metrics | Surface::UpstreamHealth | Surface::ListModels
-    ) {
-        // Every admin route but `/health` reveals configuration or traffic: gateway key only.
-        request::authorize(ctx, dn.session())?;
+    match ctx.surface {
+        // Metrics and upstream health reveal configuration and traffic: gateway key only.
+        Surface::Metrics | Surface::UpstreamHealth => {
+            request::authorize_admin(state, ctx, dn.session())?
+        }
+        // A virtual key sees the models it may use.
+        Surface::ListModels => request::authorize(state, ctx, dn.session())?,
+        _ => {}
     }
     match ctx.surface {
         Surface::Health => admin::health(dn).await,
@@ -91,12 +94,27 @@ async fn llm(
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    request::authorize(ctx, dn.session())?;
+    request::authorize(state, ctx, dn.session())?;
+    let key = ctx.identity.as_ref().and_then(Identity::key_arc);
+    if let (Some(key), Some(gov)) = (&key, state.governance()) {
+        admit::rate_limit(gov, key)?;
+    }
     let gemini_sse = surface::query_param(dn.req().uri.query(), "alt").as_deref() == Some("sse");
     let body = request::read_body(dn.session(), ctx).await?;
-    let plan = route::plan(dn, gemini_sse, body, ctx)?;
+    let mut plan = route::plan(dn, gemini_sse, body, ctx)?;
+    if let Some(key) = &key {
+        if key.policy.restricts_models() {
+            admit::filter_models(key, &mut plan)?;
+        }
+        if key.policy.restricts_tools() {
+            admit::check_tools(key, plan.body())?;
+        }
+    }
     if ctx.surface == Surface::CountTokens {
         return count_tokens::answer(state, dn, ctx, plan).await;
+    }
+    if let (Some(key), Some(gov)) = (&key, state.governance()) {
+        ctx.reservation = admit::reserve(gov, &ctx.snapshot, key, &plan).await?;
     }
     forward::forward(state, dn, ctx, plan).await
 }

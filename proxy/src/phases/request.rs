@@ -2,9 +2,12 @@
 
 use super::{Identity, RequestCtx};
 use crate::error::ProxyError;
+use crate::govern::admit;
+use crate::state::AppState;
 use crate::surface::query_param;
 use bytes::{Bytes, BytesMut};
 use pingora_proxy::Session;
+use std::sync::Arc;
 
 /// The client's credential, from whichever header its SDK uses: `Authorization: Bearer`,
 /// `x-api-key`, `x-goog-api-key`, or `?key=`. Every surface accepts every form (the official
@@ -34,28 +37,61 @@ pub fn credential(session: &Session) -> Option<String> {
         .or_else(|| query_param(req.uri.query(), "key").filter(|k| !k.is_empty()))
 }
 
-/// Checks the gateway credential unless `server.skip_auth` is on, and records who called.
-pub fn authorize(ctx: &mut RequestCtx, session: &Session) -> Result<(), ProxyError> {
+/// Checks the credential unless `server.skip_auth` is on, and records who called: the
+/// operator's gateway key (`BITROUTER_API_KEY`), or a virtual key (`brvk_`, checked against the
+/// key cache and its policies, see [`crate::govern::admit`]).
+pub fn authorize(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    session: &Session,
+) -> Result<(), ProxyError> {
     let server = &ctx.snapshot.config.server;
     if server.skip_auth {
         ctx.identity = Some(Identity::Anonymous);
         return Ok(());
     }
-    let Some(expected) = &server.api_key else {
+    let Some(given) = credential(session) else {
         return Err(ProxyError::Unauthorized(
-            "server.skip_auth is false but no gateway key is configured (set BITROUTER_API_KEY)",
+            "missing credential: send the gateway key or a virtual key as `Authorization: Bearer <key>`, `x-api-key`, `x-goog-api-key` or `?key=`",
         ));
     };
-    match credential(session) {
-        None => Err(ProxyError::Unauthorized(
-            "missing credential: send the gateway key as `Authorization: Bearer <key>`, `x-api-key`, `x-goog-api-key` or `?key=`",
-        )),
-        Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => {
-            ctx.identity = Some(Identity::Master);
-            Ok(())
-        }
-        Some(_) => Err(ProxyError::Unauthorized("invalid credential for this bitrouter")),
+    if given.starts_with(VIRTUAL_KEY_PREFIX) {
+        let caller = admit::authenticate(state.governance(), &ctx.snapshot, &given)?;
+        ctx.identity = Some(Identity::Key(Arc::new(caller)));
+        return Ok(());
     }
+    let Some(expected) = &server.api_key else {
+        return Err(ProxyError::Unauthorized(
+            "invalid credential: this bitrouter has no gateway key (BITROUTER_API_KEY) and accepts only virtual keys (brvk_)",
+        ));
+    };
+    if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+        ctx.identity = Some(Identity::Master);
+        Ok(())
+    } else {
+        Err(ProxyError::Unauthorized(
+            "invalid credential for this bitrouter",
+        ))
+    }
+}
+
+/// What every virtual key starts with.
+pub const VIRTUAL_KEY_PREFIX: &str = "brvk_";
+
+/// Admin routes (metrics, upstream health): the gateway key only, never a virtual key.
+pub fn authorize_admin(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    session: &Session,
+) -> Result<(), ProxyError> {
+    authorize(state, ctx, session)?;
+    if matches!(ctx.identity, Some(Identity::Key(_))) {
+        return Err(ProxyError::Forbidden {
+            message: "this route needs the gateway's master key (BITROUTER_API_KEY); a virtual key cannot read it".into(),
+            code: "admin_only",
+        });
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
