@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::wire::{request, P};
-use support::{cli, client, stderr, stdout, tag, Router, RouterSpec};
+use support::{cli, client, python, stderr, stdout, tag, workspace, Router, RouterSpec};
 
 const MASTER: &str = "master-secret-for-tests";
 
@@ -90,6 +90,7 @@ fn policies() -> Vec<(&'static str, String)> {
             "policies/intern.yaml",
             "allowed_models: [m-chat, m-msg, m-secret]\ndenied_models: [m-msg]\nmax_spend_micro_usd: 500\n".into(),
         ),
+        ("policies/broke.yaml", "max_spend_micro_usd: 1\n".into()),
         (
             "policies/lapsed.yaml",
             "expires_at: 2020-01-01T00:00:00Z\n".into(),
@@ -675,4 +676,41 @@ async fn a_budget_holds_across_two_routers_sharing_postgres() {
     let url = LedgerUrl::parse(&cluster.url(), Path::new("/")).unwrap();
     let spent = wait_spent(&url, &id, 10).await;
     assert!(spent <= each * 10.0, "spent {spent} of {}", each * 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn official_sdks_present_keys_their_own_way() {
+    let router = &fx().router;
+    let (good, _) = ready_key(router, "jill", &["open"]).await;
+    let (broke, broke_id) = sign(router.dir.path(), "jill", &["broke"]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let t = tag("sdk-keys");
+    let out = tokio::task::spawn_blocking({
+        let url = format!("http://{}", router.addr);
+        let t = t.clone();
+        move || {
+            std::process::Command::new(python())
+                .arg(workspace().join("tests/sdk/keys_client.py"))
+                .env("BITROUTER_URL", url)
+                .env("TAG", t)
+                .env("GOOD_KEY", good)
+                .env("BROKE_KEY", broke)
+                .env_remove("OPENAI_BASE_URL")
+                .env_remove("ANTHROPIC_BASE_URL")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "keys_client.py failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // x-should-retry: false held: one request per SDK for the exhausted budget, no retries.
+    let logs = router.logs();
+    let tried = logs.matches(&format!("key={broke_id} ")).count();
+    assert_eq!(tried, 2, "the SDKs retried a budget refusal:\n{logs}");
 }

@@ -6,10 +6,9 @@
 mod support;
 
 use bitrouter_mock::MockUpstream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use support::{tag, workspace, Router, RouterSpec};
+use support::{python, tag, workspace, Router, RouterSpec};
 
 struct Fixture {
     mock: MockUpstream,
@@ -56,18 +55,6 @@ models:
         });
         Fixture { mock, router }
     })
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("BITROUTER_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the SDK tests need Python with openai, anthropic and google-genai: run scripts/test (it creates .venv), or set BITROUTER_TEST_PYTHON"
-    );
-    venv
 }
 
 fn run_script(name: &str) -> String {

@@ -311,3 +311,18 @@ pub async fn open_stream_and_hang_up(addr: SocketAddr, body: &str) -> Instant {
     drop(sock);
     Instant::now()
 }
+
+/// The Python with the official SDKs (openai, anthropic, google-genai): BITROUTER_TEST_PYTHON
+/// (set by scripts/test) or ./.venv; without one, SDK tests fail with instructions rather than
+/// skip.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BITROUTER_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the SDK tests need Python with openai, anthropic and google-genai: run scripts/test (it creates .venv), or set BITROUTER_TEST_PYTHON"
+    );
+    venv
+}
