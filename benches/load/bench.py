@@ -272,6 +272,19 @@ providers:
     # the "ledger off" row the pass-through is compared with.
     with open(os.path.join(d, "bitrouter-noledger.yaml"), "w") as f:
         f.write(base + "\ndatabase:\n  enabled: false\n")
+    # The same router with auth on and every request made with a virtual key whose policy has a
+    # monthly budget (so each request is looked up, reserved against and settled): the "keys
+    # on" rows, compared with the pass-through (skip_auth). The model gets a price (a budget
+    # needs one); the key is minted by `run` with `bitrouter key sign`.
+    keyed = base.replace("skip_auth: true", "skip_auth: false").replace(
+        "      - id: gpt-4o-mini\n",
+        "      - id: gpt-4o-mini\n"
+        "        pricing: { input_micro_usd_per_token: 0.15, output_micro_usd_per_token: 0.6 }\n")
+    with open(os.path.join(d, "bitrouter-keys.yaml"), "w") as f:
+        f.write(keyed + "\ndatabase:\n  url: sqlite://./bitrouter-keys.db\n")
+    os.makedirs(os.path.join(d, "policies"), exist_ok=True)
+    with open(os.path.join(d, "policies", "bench.yaml"), "w") as f:
+        f.write("description: the load benchmark's key\nmax_spend_micro_usd: 1000000000000000\n")
     bodies = {
         "chat.json": request_body("gpt-4o-mini"),
         "cross.json": request_body("claude-sonnet-4-5"),
@@ -312,6 +325,10 @@ if list and list ~= "" then
   end
 else
   wrk.body = slurp(os.getenv("WRK_BODY"))
+end
+local auth = os.getenv("WRK_AUTH")
+if auth and auth ~= "" then
+  wrk.headers["Authorization"] = auth
 end
 
 done = function(summary, latency, requests)
@@ -623,7 +640,7 @@ def check_body(kind, path):
 # Report
 
 JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross", "bitrouter-guard",
-                  "bitrouter-noledger"]
+                  "bitrouter-noledger", "bitrouter-keys"]
 STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream", "bitrouter-guard-stream"]
 BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
 # Pingora itself, for reading the bitrouter rows (proxy/examples/pingora_floor.rs): what a fixed
@@ -643,6 +660,7 @@ COMPARATOR = {
     "bitrouter-stream": "nginx-stream",
     "bitrouter-guard": "nginx",
     "bitrouter-noledger": "nginx",
+    "bitrouter-keys": "nginx",
     "bitrouter-guard-stream": "nginx-stream",
     "nginx-big": "nginx-big",
     "bitrouter-big": "nginx-big",
@@ -1112,6 +1130,17 @@ def targets(figs, ratios, res, swap=None):
     x = a / b if a and b else None
     T.append(row("pass-through throughput, ledger on vs off", x,
                  "–" if x is None else f"{x:.2f}×", "≥ 0.90×", x is not None and x >= 0.9))
+    # Virtual keys (a brvk_ key whose policy has a budget: looked up, reserved, settled) against
+    # the same pass-through with skip_auth: >= 0.9x the throughput is <= 1.11x the work.
+    a, b = f("bitrouter-keys", "instr_per_req"), f("bitrouter-pass", "instr_per_req")
+    x = a / b if a and b else None
+    T.append(row("pass-through instructions per request, a virtual key with a budget vs skip_auth", x,
+                 "–" if x is None else f"{fmt_n(a)} vs {fmt_n(b)} ({x:.2f}×)", "≤ 1.11×",
+                 x is not None and x <= 1 / 0.9))
+    a, b = f("bitrouter-keys", "rps_c64"), f("bitrouter-pass", "rps_c64")
+    x = a / b if a and b else None
+    T.append(row("pass-through throughput, a virtual key with a budget vs skip_auth", x,
+                 "–" if x is None else f"{x:.2f}×", "≥ 0.90×", x is not None and x >= 0.9))
     # The issue's target is the pass-through row; the SSE row is reported (no target): with
     # guardrails on, a same-protocol stream is decoded, scanned per part and re-encoded.
     for on, off, what, limit in (("bitrouter-guard", "bitrouter-pass", "pass-through", 0.8),
@@ -1319,6 +1348,7 @@ LABELS = {
     "bitrouter-guard": "bitrouter pass-through, every built-in guardrail on (both directions)",
     "bitrouter-guard-stream": "bitrouter SSE, every built-in guardrail on (both directions)",
     "bitrouter-noledger": "bitrouter pass-through without the ledger (`database.enabled: false`)",
+    "bitrouter-keys": "bitrouter pass-through with a virtual key whose policy has a budget",
     "pingora-static": "reference: Pingora, fixed answer from `request_filter` (no upstream)",
     "pingora-proxy": "reference: Pingora's stock proxy loop and pool",
     "nginx-big": "nginx reverse proxy",

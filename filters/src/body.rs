@@ -21,6 +21,11 @@ pub struct RequestPeek {
     pub model_span: Option<Range<usize>>,
     /// `stream: true` in the body.
     pub stream: bool,
+    /// The output cap the request sets, read in passing for budgets: `max_completion_tokens`,
+    /// else `max_tokens`, else `max_output_tokens` (a non-integer counts as absent).
+    pub max_tokens: Option<u64>,
+    /// `n`, the number of answers asked for.
+    pub choices: Option<u64>,
 }
 
 /// Why a body could not be peeked. Each is the client's fault (400).
@@ -42,6 +47,14 @@ struct Peek<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    n: Option<&'a RawValue>,
 }
 
 /// Reads `model` and `stream` from a JSON object body, validating the whole document.
@@ -77,10 +90,15 @@ pub fn peek(body: &[u8]) -> Result<RequestPeek, PeekError> {
             _ => return Err(PeekError::StreamNotBool),
         },
     };
+    let int = |raw: Option<&RawValue>| raw.and_then(|r| r.get().parse::<u64>().ok());
     Ok(RequestPeek {
         model,
         model_span,
         stream,
+        max_tokens: int(p.max_completion_tokens)
+            .or(int(p.max_tokens))
+            .or(int(p.max_output_tokens)),
+        choices: int(p.n),
     })
 }
 
@@ -111,6 +129,17 @@ fn offset_in(whole: &str, part: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_cap_fields_are_read_in_passing() {
+        let p =
+            peek(br#"{"model":"m","max_tokens":100,"max_completion_tokens":50,"n":2}"#).unwrap();
+        assert_eq!((p.max_tokens, p.choices), (Some(50), Some(2)));
+        let p = peek(br#"{"model":"m","max_output_tokens":7,"max_tokens":"x"}"#).unwrap();
+        assert_eq!((p.max_tokens, p.choices), (Some(7), None));
+        let p = peek(br#"{"model":"m","max_tokens":-1}"#).unwrap();
+        assert_eq!(p.max_tokens, None);
+    }
 
     #[test]
     fn peeks_model_and_stream() {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// A caller holding a valid `brvk_` key, with its policies combined.
 pub struct KeyCaller {
     pub key: Arc<CachedKey>,
-    pub policy: EffectivePolicy,
+    pub policy: Arc<EffectivePolicy>,
 }
 
 impl std::fmt::Debug for KeyCaller {
@@ -51,18 +51,36 @@ pub fn authenticate(
             "virtual keys are not enabled on this bitrouter: they live in its database (database.enabled is false)",
         ));
     };
-    let key = match gov.keys.lookup(presented) {
-        KeyLookup::Found(k) => k,
-        KeyLookup::Unknown => {
-            return Err(ProxyError::Unauthorized(
-                "invalid virtual key: no such key on this bitrouter",
-            ))
-        }
-        KeyLookup::NotLoaded => {
-            return Err(ProxyError::GovernanceUnavailable(
-                "virtual keys cannot be checked yet: their database has not been read (is it reachable?)"
-                    .into(),
-            ))
+    let (key, policy) = match gov
+        .memo
+        .get(presented, gov.keys.generation(), snapshot.generation)
+    {
+        Some(hit) => hit,
+        None => {
+            let keys_generation = gov.keys.generation();
+            let key = match gov.keys.lookup(presented) {
+                KeyLookup::Found(k) => k,
+                KeyLookup::Unknown => {
+                    return Err(ProxyError::Unauthorized(
+                        "invalid virtual key: no such key on this bitrouter",
+                    ))
+                }
+                KeyLookup::NotLoaded => {
+                    return Err(ProxyError::GovernanceUnavailable(
+                        "virtual keys cannot be checked yet: their database has not been read (is it reachable?)"
+                            .into(),
+                    ))
+                }
+            };
+            let policy = Arc::new(combine(snapshot, &key)?);
+            gov.memo.put(
+                presented,
+                keys_generation,
+                snapshot.generation,
+                key.clone(),
+                policy.clone(),
+            );
+            (key, policy)
         }
     };
     let now = now_ms();
@@ -75,6 +93,19 @@ pub fn authenticate(
         }
         KeyState::Expired => return Err(ProxyError::Unauthorized("this virtual key has expired")),
     }
+    if let Some((at, _)) = policy.expires_at_ms() {
+        if at <= now {
+            return Err(ProxyError::Unauthorized(
+                "this virtual key has expired (its policy's expires_at has passed)",
+            ));
+        }
+    }
+    key.note_used(now);
+    Ok(KeyCaller { key, policy })
+}
+
+/// The key's policies from the config snapshot, combined.
+fn combine(snapshot: &Snapshot, key: &CachedKey) -> Result<EffectivePolicy, ProxyError> {
     let mut policies: Vec<Arc<AccessPolicy>> = Vec::with_capacity(key.record().policies.len());
     for id in &key.record().policies {
         match snapshot.config.access.get(id) {
@@ -89,16 +120,7 @@ pub fn authenticate(
             }
         }
     }
-    let policy = EffectivePolicy::combine(&policies);
-    if let Some((at, _)) = policy.expires_at_ms() {
-        if at <= now {
-            return Err(ProxyError::Unauthorized(
-                "this virtual key has expired (its policy's expires_at has passed)",
-            ));
-        }
-    }
-    key.note_used(now);
-    Ok(KeyCaller { key, policy })
+    Ok(EffectivePolicy::combine(&policies))
 }
 
 /// Applies the key's `max_requests_per_minute`.
@@ -228,7 +250,7 @@ pub async fn reserve(
         return Ok(None);
     };
     let body = plan.body();
-    let ask = bound::output_ask(body);
+    let ask = plan.output_ask.unwrap_or_else(|| bound::output_ask(body));
     let input = bound::input_tokens(body);
     let mut worst: f64 = 0.0;
     for t in &plan.resolution.targets {

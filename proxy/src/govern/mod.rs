@@ -12,6 +12,7 @@ pub mod bound;
 pub mod budget;
 pub mod coord;
 pub(crate) mod lease_db;
+pub mod memo;
 pub mod rate;
 
 use crate::keys::KeyCache;
@@ -28,6 +29,8 @@ pub struct Governance {
     pub budgets: Arc<Budgets>,
     pub rates: Arc<RateLimits>,
     pub coordinator: Coordinator,
+    /// Keys already checked, so a repeat caller skips the SHA-256 and the policy combination.
+    pub memo: memo::KeyMemo,
 }
 
 impl Governance {
@@ -40,6 +43,7 @@ impl Governance {
             coordinator: Coordinator::start(url.clone(), budgets.clone(), rates.clone()),
             budgets,
             rates,
+            memo: memo::KeyMemo::default(),
         }
     }
 

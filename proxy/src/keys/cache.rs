@@ -100,6 +100,9 @@ type KeyMap = HashMap<[u8; 32], Arc<CachedKey>>;
 struct Shared {
     /// `None` until the database has been read once.
     keys: ArcSwapOption<KeyMap>,
+    /// Counts the maps swapped in (after the swap): what a lookup found is current while this
+    /// has not moved (see [`KeyCache::generation`]).
+    generation: std::sync::atomic::AtomicU64,
     stopped: Mutex<bool>,
     wake: Condvar,
 }
@@ -157,6 +160,7 @@ impl KeyCache {
     pub fn start(url: LedgerUrl) -> KeyCache {
         let shared = Arc::new(Shared {
             keys: ArcSwapOption::empty(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             stopped: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -200,6 +204,7 @@ impl KeyCache {
             inner: Arc::new(Inner {
                 shared: Arc::new(Shared {
                     keys: ArcSwapOption::from_pointee(map),
+                    generation: std::sync::atomic::AtomicU64::new(1),
                     stopped: Mutex::new(true),
                     wake: Condvar::new(),
                 }),
@@ -224,6 +229,13 @@ impl KeyCache {
                 None => KeyLookup::Unknown,
             },
         }
+    }
+
+    /// Moves every time a new set of keys is swapped in (a key signed or revoked). A key found
+    /// by a lookup made after reading generation `g` is current while `generation()` is `g`
+    /// (the counter moves only after the swap), so a caller may remember what it found.
+    pub fn generation(&self) -> u64 {
+        self.inner.shared.generation.load(Ordering::Acquire)
     }
 
     /// How many keys are in memory; `None` before the database has been read.
@@ -362,6 +374,7 @@ fn refresh(
     }
     let count = map.len();
     shared.keys.store(Some(Arc::new(map)));
+    shared.generation.fetch_add(1, Ordering::Release);
     *loaded = Some(fingerprint);
     if old.is_none() {
         log::info!("keys: {count} virtual key(s) loaded from {url}");

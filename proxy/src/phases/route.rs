@@ -24,6 +24,9 @@ pub struct Plan {
     gemini_sse: bool,
     /// `POST /v1/messages/count_tokens`: Anthropic upstreams get the same sub-path.
     pub count_tokens: bool,
+    /// The output cap and answers the request asks for, read with the model (`None` for
+    /// Gemini bodies, which routing does not peek: budgets read them when they need them).
+    pub output_ask: Option<crate::govern::bound::OutputAsk>,
     /// Stream hooks are active: a same-protocol stream is decoded and re-encoded (through the
     /// hooks) instead of passed through.
     hooked: bool,
@@ -69,20 +72,24 @@ pub fn plan(
     body: Bytes,
     ctx: &mut RequestCtx,
 ) -> Result<Plan, ProxyError> {
-    let (inbound, model, stream, model_span) = match ctx.surface {
+    let (inbound, model, stream, model_span, output_ask) = match ctx.surface {
         Surface::Gemini { stream } => {
             body::validate_json(&body)?;
             let model =
                 surface::gemini_model(dn.req().uri.path()).ok_or(ProxyError::MissingModel)?;
-            (Protocol::GenerateContent, model, stream, None)
+            (Protocol::GenerateContent, model, stream, None, None)
         }
         other => {
             let inbound = other
                 .protocol()
                 .ok_or_else(|| ProxyError::Internal("routing a non-LLM surface".into()))?;
             let peek = body::peek(&body)?;
+            let ask = crate::govern::bound::OutputAsk {
+                max_tokens: peek.max_tokens,
+                choices: peek.choices.unwrap_or(1).clamp(1, 128),
+            };
             let model = peek.model.ok_or(ProxyError::MissingModel)?;
-            (inbound, model, peek.stream, peek.model_span)
+            (inbound, model, peek.stream, peek.model_span, Some(ask))
         }
     };
     let count_tokens = ctx.surface == Surface::CountTokens;
@@ -96,6 +103,7 @@ pub fn plan(
         resolution,
         gemini_sse,
         count_tokens,
+        output_ask,
         hooked: !ctx.snapshot.stream_hooks.is_empty() || ctx.snapshot.guards_down(),
         body,
         model_span,
@@ -336,6 +344,7 @@ mod tests {
             resolution: table.resolve("m1").unwrap_or_else(|e| panic!("{e}")),
             gemini_sse: false,
             count_tokens: false,
+            output_ask: None,
             hooked,
             body,
             model_span: peek.model_span,
