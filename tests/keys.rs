@@ -651,10 +651,16 @@ async fn a_budget_holds_across_two_routers_sharing_postgres() {
     let body = budget_body(&t);
     let each = reservation(&body, 100);
     let config = config(&mock, &cluster.url());
-    let files = vec![(
-        "policies/ten.yaml",
-        format!("max_spend_micro_usd: {}\n", each * 10.0),
-    )];
+    let files = vec![
+        (
+            "policies/ten.yaml",
+            format!("max_spend_micro_usd: {}\n", each * 10.0),
+        ),
+        (
+            "policies/rpm3.yaml",
+            "max_requests_per_minute: 3\n".to_string(),
+        ),
+    ];
     let start = || {
         Router::start(RouterSpec {
             config: Some(&config),
@@ -676,6 +682,25 @@ async fn a_budget_holds_across_two_routers_sharing_postgres() {
     let url = LedgerUrl::parse(&cluster.url(), Path::new("/")).unwrap();
     let spent = wait_spent(&url, &id, 10).await;
     assert!(spent <= each * 10.0, "spent {spent} of {}", each * 10.0);
+
+    // Requests per minute across the two: three on one router, then the other (once the
+    // counts were exchanged, every second) refuses the fourth.
+    let (key, _) = sign(a.dir.path(), "ivy", &["rpm3"]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..3 {
+        let (status, _, body) = chat_as(&a, &key, "m-chat", &format!("{t} rpm")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (path, body) = request(P::Gemini, "m-gem", &format!("{t} rpm"), false);
+    let (status, headers, answer) =
+        send(&b, &path, &body, Some(("x-goog-api-key", key.clone()))).await;
+    assert_eq!(
+        status, 429,
+        "the other router counted the first one's requests: {answer}"
+    );
+    assert_eq!(answer["error"]["status"], "RESOURCE_EXHAUSTED", "{answer}");
+    assert!(headers.contains_key("retry-after"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -138,6 +138,7 @@ impl AppState {
 
     /// Attaches keys, budgets and rate limits (once; later calls are ignored).
     pub fn set_governance(&self, g: crate::govern::Governance) {
+        g.follow(&self.snapshot().config);
         let _ = self.governance.set(g);
     }
 
@@ -166,6 +167,9 @@ impl AppState {
         let snapshot = Snapshot::new(config, generation)?;
         self.generations.store(generation, Ordering::Release);
         self.balancer.reconfigure(&snapshot.config);
+        if let Some(g) = self.governance() {
+            g.follow(&snapshot.config);
+        }
         self.snapshot.store(Arc::new(snapshot));
         self.changed.send_replace(generation);
         Ok(generation)

@@ -10,6 +10,7 @@ use super::lease_db::{self, LeaseRow};
 use super::rate::RateLimits;
 use super::{now_ms, period_of};
 use crate::ledger::{LedgerUrl, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ enum Cmd {
 pub struct Coordinator {
     tx: mpsc::Sender<Cmd>,
     instance: String,
+    /// Some policy limits requests per minute: read the other routers' counts every tick, even
+    /// for keys this router has not served yet.
+    rates: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -45,7 +49,9 @@ impl Coordinator {
     pub fn start(url: LedgerUrl, budgets: Arc<Budgets>, rates: Arc<RateLimits>) -> Coordinator {
         let instance = instance_id();
         let (tx, rx) = mpsc::channel();
+        let rated = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
+            rated: rated.clone(),
             url,
             store: None,
             instance: instance.clone(),
@@ -59,7 +65,16 @@ impl Coordinator {
         if let Err(e) = spawned {
             log::error!("cannot start the budget coordinator: {e}");
         }
-        Coordinator { tx, instance }
+        Coordinator {
+            tx,
+            instance,
+            rates: rated,
+        }
+    }
+
+    /// Whether rate counts are exchanged every tick (see [`super::Governance::follow`]).
+    pub fn exchange_rates(&self, on: bool) {
+        self.rates.store(on, Ordering::Relaxed);
     }
 
     /// This router's id in the shared tables.
@@ -115,6 +130,7 @@ fn instance_id() -> String {
 }
 
 struct Worker {
+    rated: Arc<AtomicBool>,
     url: LedgerUrl,
     store: Option<Store>,
     instance: String,
@@ -256,7 +272,8 @@ impl Worker {
             }
         }
         let counts = self.rates.counts(now);
-        if rows.is_empty() && counts.is_empty() {
+        let rated = self.rated.load(Ordering::Relaxed);
+        if rows.is_empty() && counts.is_empty() && !rated {
             return;
         }
         let instance = self.instance.clone();
@@ -281,7 +298,7 @@ impl Worker {
                 return;
             }
         }
-        if counts.is_empty() {
+        if counts.is_empty() && !rated {
             return;
         }
         let Ok(store) = self.store() else { return };

@@ -47,6 +47,16 @@ impl Governance {
         }
     }
 
+    /// Adapts to a configuration (at start and on every reload): rate counts are exchanged with
+    /// other routers only while some policy has a `max_requests_per_minute`.
+    pub fn follow(&self, config: &bitrouter_config::Config) {
+        let rated = config
+            .access
+            .iter()
+            .any(|p| p.max_requests_per_minute.is_some());
+        self.coordinator.exchange_rates(rated);
+    }
+
     /// Writes the budgets' state before the process exits.
     pub fn flush(&self, timeout: Duration) -> bool {
         self.coordinator.flush(timeout)

@@ -20,6 +20,8 @@ struct RateLog {
     times: VecDeque<i64>,
     /// What the other routers admitted in their last minute, as last published.
     others: u64,
+    /// What this router last published for the key.
+    published: u64,
 }
 
 impl RateLog {
@@ -67,31 +69,42 @@ impl RateLimits {
         Err(u64::try_from(wait_ms).unwrap_or(1).div_ceil(1_000).max(1))
     }
 
-    /// This router's count per key in the last minute (for the coordinator to publish); keys
-    /// idle for a whole window are forgotten.
+    /// This router's counts per key in the last minute, for the coordinator to publish: every
+    /// key with requests in the window (each tick, so the other routers keep counting them), and
+    /// once a zero for a key whose requests have all left it. Keys with nothing left here or
+    /// elsewhere are forgotten.
     pub fn counts(&self, now_ms: i64) -> Vec<(String, u64)> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(keys.len());
+        let mut out = Vec::new();
         keys.retain(|k, l| {
             let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
             l.expire(now_ms);
-            if l.times.is_empty() && l.others == 0 {
-                // Publish the zero once so other routers stop counting what we had.
-                out.push((k.clone(), 0));
-                return false;
+            let n = l.times.len() as u64;
+            if n > 0 || l.published > 0 {
+                out.push((k.clone(), n));
+                l.published = n;
             }
-            out.push((k.clone(), l.times.len() as u64));
-            true
+            n > 0 || l.others > 0
         });
         out
     }
 
-    /// Sets what the other routers admitted per key (keys not listed: none).
+    /// Sets what the other routers admitted per key (keys not listed: none), including keys
+    /// this router has not seen yet: their first request here must count the others'.
     pub fn set_others(&self, others: &HashMap<String, u64>) {
-        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for (k, l) in keys.iter() {
             let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
             l.others = others.get(k).copied().unwrap_or(0);
+        }
+        for (k, n) in others {
+            if *n > 0 && !keys.contains_key(k) {
+                let log = RateLog {
+                    others: *n,
+                    ..RateLog::default()
+                };
+                keys.insert(k.clone(), Arc::new(Mutex::new(log)));
+            }
         }
     }
 }
@@ -122,8 +135,13 @@ mod tests {
         assert_eq!(r.check("k", 5, 1), Err(60));
         r.set_others(&HashMap::new());
         assert_eq!(r.check("k", 5, 2), Ok(()));
+        assert_eq!(r.counts(3), vec![("k".to_string(), 2)]);
         // Idle keys are published as zero once, then forgotten.
         assert_eq!(r.counts(200_000), vec![("k".to_string(), 0)]);
         assert!(r.counts(200_000).is_empty());
+        // A key seen only elsewhere counts from its first request here.
+        r.set_others(&HashMap::from([("new".to_string(), 5)]));
+        assert_eq!(r.check("new", 5, 200_001), Err(1));
+        assert!(r.counts(200_001).is_empty(), "nothing of ours to publish");
     }
 }
