@@ -64,48 +64,41 @@ pub(crate) fn grant(
     };
     match store {
         Store::Sqlite(db) => {
-            let e = |source| LedgerError::Sqlite {
-                path: db.path.clone(),
-                source,
-            };
+            let e = crate::ledger::sqlite::err(&db.path);
             let tx = db
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(e)?;
+                .map_err(&e)?;
             let others: f64 = tx
                 .query_row(
                     SQLITE_OTHERS,
                     rusqlite::params![row.key_id, row.period, instance, fresh_after_ms],
                     |r| r.get(0),
                 )
-                .map_err(e)?;
+                .map_err(&e)?;
             let g = decide(others);
             tx.execute(
                 SQLITE_UPSERT,
                 rusqlite::params![row.key_id, row.period, instance, g.granted, row.spent, now_ms],
             )
-            .map_err(e)?;
-            tx.commit().map_err(e)?;
+            .map_err(&e)?;
+            tx.commit().map_err(&e)?;
             Ok(g)
         }
         Store::Postgres(db) => {
-            let shown = db.shown.clone();
-            let e = |source| LedgerError::Postgres {
-                url: shown.clone(),
-                source,
-            };
-            let mut tx = db.client.transaction().map_err(e)?;
+            let e = crate::ledger::postgres::err(&db.shown);
+            let mut tx = db.client.transaction().map_err(&e)?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))",
                 &[&row.key_id, &row.period],
             )
-            .map_err(e)?;
+            .map_err(&e)?;
             let others: f64 = tx
                 .query_one(
                     PG_OTHERS,
                     &[&row.key_id, &row.period, &instance, &fresh_after_ms],
                 )
-                .map_err(e)?
+                .map_err(&e)?
                 .get(0);
             let g = decide(others);
             tx.execute(
@@ -119,8 +112,8 @@ pub(crate) fn grant(
                     &now_ms,
                 ],
             )
-            .map_err(e)?;
-            tx.commit().map_err(e)?;
+            .map_err(&e)?;
+            tx.commit().map_err(&e)?;
             Ok(g)
         }
     }
@@ -139,30 +132,23 @@ pub(crate) fn heartbeat(
     }
     match store {
         Store::Sqlite(db) => {
-            let e = |source| LedgerError::Sqlite {
-                path: db.path.clone(),
-                source,
-            };
-            let tx = db.conn.transaction().map_err(e)?;
+            let e = crate::ledger::sqlite::err(&db.path);
+            let tx = db.conn.transaction().map_err(&e)?;
             {
-                let mut st = tx.prepare_cached(SQLITE_UPSERT).map_err(e)?;
+                let mut st = tx.prepare_cached(SQLITE_UPSERT).map_err(&e)?;
                 for r in rows {
                     st.execute(rusqlite::params![
                         r.key_id, r.period, instance, r.granted, r.spent, now_ms
                     ])
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 }
             }
-            tx.commit().map_err(e)
+            tx.commit().map_err(&e)
         }
         Store::Postgres(db) => {
-            let shown = db.shown.clone();
-            let e = |source| LedgerError::Postgres {
-                url: shown.clone(),
-                source,
-            };
-            let mut tx = db.client.transaction().map_err(e)?;
-            let st = tx.prepare(PG_UPSERT).map_err(e)?;
+            let e = crate::ledger::postgres::err(&db.shown);
+            let mut tx = db.client.transaction().map_err(&e)?;
+            let st = tx.prepare(PG_UPSERT).map_err(&e)?;
             for r in rows {
                 tx.execute(
                     &st,
@@ -170,9 +156,9 @@ pub(crate) fn heartbeat(
                         &r.key_id, &r.period, &instance, &r.granted, &r.spent, &now_ms,
                     ],
                 )
-                .map_err(e)?;
+                .map_err(&e)?;
             }
-            tx.commit().map_err(e)
+            tx.commit().map_err(&e)
         }
     }
 }
@@ -189,18 +175,15 @@ pub(crate) fn publish_rates(
     let mut others = HashMap::new();
     match store {
         Store::Sqlite(db) => {
-            let e = |source| LedgerError::Sqlite {
-                path: db.path.clone(),
-                source,
-            };
-            let tx = db.conn.transaction().map_err(e)?;
+            let e = crate::ledger::sqlite::err(&db.path);
+            let tx = db.conn.transaction().map_err(&e)?;
             for (key, n) in counts {
                 if *n == 0 {
                     tx.execute(
                         "DELETE FROM rate_counts WHERE key_id = ?1 AND instance = ?2",
                         rusqlite::params![key, instance],
                     )
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 } else {
                     tx.execute(
                         "INSERT INTO rate_counts (key_id, instance, requests, updated_ms) \
@@ -208,7 +191,7 @@ pub(crate) fn publish_rates(
                          requests = excluded.requests, updated_ms = excluded.updated_ms",
                         rusqlite::params![key, instance, crate::ledger::to_i64(*n), now_ms],
                     )
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 }
             }
             {
@@ -217,33 +200,29 @@ pub(crate) fn publish_rates(
                         "SELECT key_id, SUM(requests) FROM rate_counts \
                          WHERE instance <> ?1 AND updated_ms >= ?2 GROUP BY key_id",
                     )
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 let rows = st
                     .query_map(rusqlite::params![instance, fresh_after_ms], |r| {
                         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
                     })
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 for row in rows {
-                    let (k, n) = row.map_err(e)?;
+                    let (k, n) = row.map_err(&e)?;
                     others.insert(k, u64::try_from(n).unwrap_or(0));
                 }
             }
-            tx.commit().map_err(e)?;
+            tx.commit().map_err(&e)?;
         }
         Store::Postgres(db) => {
-            let shown = db.shown.clone();
-            let e = |source| LedgerError::Postgres {
-                url: shown.clone(),
-                source,
-            };
-            let mut tx = db.client.transaction().map_err(e)?;
+            let e = crate::ledger::postgres::err(&db.shown);
+            let mut tx = db.client.transaction().map_err(&e)?;
             for (key, n) in counts {
                 if *n == 0 {
                     tx.execute(
                         "DELETE FROM rate_counts WHERE key_id = $1 AND instance = $2",
                         &[key, &instance],
                     )
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 } else {
                     tx.execute(
                         "INSERT INTO rate_counts (key_id, instance, requests, updated_ms) \
@@ -251,7 +230,7 @@ pub(crate) fn publish_rates(
                          requests = excluded.requests, updated_ms = excluded.updated_ms",
                         &[key, &instance, &crate::ledger::to_i64(*n), &now_ms],
                     )
-                    .map_err(e)?;
+                    .map_err(&e)?;
                 }
             }
             for row in tx
@@ -260,13 +239,13 @@ pub(crate) fn publish_rates(
                      WHERE instance <> $1 AND updated_ms >= $2 GROUP BY key_id",
                     &[&instance, &fresh_after_ms],
                 )
-                .map_err(e)?
+                .map_err(&e)?
             {
                 let k: String = row.get(0);
                 let n: i64 = row.get(1);
                 others.insert(k, u64::try_from(n).unwrap_or(0));
             }
-            tx.commit().map_err(e)?;
+            tx.commit().map_err(&e)?;
         }
     }
     Ok(others)

@@ -109,6 +109,14 @@ const TYPES: [Type; super::row::COLUMN_COUNT] = [
 /// the writer (or `bitrouter spend`) for the system's TCP timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Maps a driver error to the ledger's, naming the database by its password-free URL.
+pub(crate) fn err(shown: &str) -> impl Fn(postgres::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Postgres {
+        url: shown.to_string(),
+        source,
+    }
+}
+
 pub(crate) struct Postgres {
     pub(crate) client: Client,
     pub(crate) shown: String,

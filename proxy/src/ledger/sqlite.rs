@@ -85,7 +85,8 @@ pub(crate) struct Sqlite {
     insert_sql: String,
 }
 
-fn err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+/// Maps a driver error to the ledger's, naming the file.
+pub(crate) fn err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Sqlite {
         path: path.to_path_buf(),
         source,
