@@ -375,7 +375,7 @@ fn signal(pid: u32, sig: Signal) -> Result<(), String> {
 
 fn wait_for_exit(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while alive(pid) && is_bitrouter(pid) {
+    while !crate::daemon::exited(pid) {
         if Instant::now() > deadline {
             return false;
         }

@@ -209,9 +209,43 @@ pub fn is_bitrouter(pid: u32) -> bool {
     })
 }
 
+/// Whether the bitrouter that was `pid` has exited: no such process, a zombie (exited, not yet
+/// reaped), or another program under a recycled pid. A process in the middle of exiting is not
+/// exited yet, although its command line already reads empty (the kernel releases its memory
+/// before it becomes a zombie): `stop` must not report a router stopped while it still runs.
+pub fn exited(pid: u32) -> bool {
+    if !alive(pid) {
+        return true;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // `pid (comm) S …`: the state follows the last `)` (comm may hold parentheses).
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X' | 'x')) {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !cmdline.is_empty() && !is_bitrouter(pid)
+}
+
 /// The pid recorded in a pid file, if it parses.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod exit_tests {
+    #[test]
+    fn a_live_process_has_not_exited_and_a_reaped_one_has() {
+        assert!(!super::exited(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(super::exited(pid));
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub struct LedgerRow {
     /// Unix time in milliseconds when the request arrived.
     pub time_ms: i64,
     pub request_id: String,
-    /// The caller's virtual key id (none until virtual keys exist).
+    /// The caller's virtual key id (`vk_…`; none for the master key or with `skip_auth`).
     pub key_id: Option<String>,
     /// The user the caller's key belongs to.
     pub user_id: Option<String>,
