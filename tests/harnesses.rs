@@ -163,8 +163,22 @@ impl Run {
 /// Runs `harness` non-interactively with `prompt` against the router, in a fresh HOME whose
 /// work directory is `workdir`.
 fn run(harness: Harness, model: &str, prompt: &str, home: &Path, workdir: &Path) -> Run {
-    let f = fixture();
-    let base = format!("http://{}", f.router.addr);
+    let base = format!("http://{}", fixture().router.addr);
+    run_with(&base, None, harness, model, prompt, home, workdir)
+}
+
+/// [`run`] against the router at `base`, with `key` (a `brvk_` virtual key) as the harness's
+/// credential when given.
+fn run_with(
+    base: &str,
+    key: Option<&str>,
+    harness: Harness,
+    model: &str,
+    prompt: &str,
+    home: &Path,
+    workdir: &Path,
+) -> Run {
+    let base = base.to_string();
     let mut cmd = Command::new(harness.bin());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -178,7 +192,7 @@ fn run(harness: Harness, model: &str, prompt: &str, home: &Path, workdir: &Path)
     match harness {
         Harness::ClaudeCode => {
             cmd.env("ANTHROPIC_BASE_URL", &base)
-                .env("ANTHROPIC_API_KEY", "sk-ant-harness")
+                .env("ANTHROPIC_API_KEY", key.unwrap_or("sk-ant-harness"))
                 .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
                 .env("DISABLE_AUTOUPDATER", "1")
                 .env("DISABLE_TELEMETRY", "1")
@@ -205,7 +219,7 @@ enabled = false
             );
             std::fs::write(codex_home.join("config.toml"), toml).unwrap();
             cmd.env("CODEX_HOME", &codex_home)
-                .env("BITROUTER_API_KEY", "harness-key")
+                .env("BITROUTER_API_KEY", key.unwrap_or("harness-key"))
                 .args(["exec", "--skip-git-repo-check", "-m", model, prompt]);
         }
         Harness::GeminiCli => {
@@ -220,7 +234,7 @@ enabled = false
             )
             .unwrap();
             cmd.env("GOOGLE_GEMINI_BASE_URL", &base)
-                .env("GEMINI_API_KEY", "goog-harness")
+                .env("GEMINI_API_KEY", key.unwrap_or("goog-harness"))
                 .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
                 .args(["-p", prompt, "-m", model]);
         }
@@ -400,4 +414,81 @@ fn gemini_cli_on_openai_responses() {
 #[test]
 fn gemini_cli_on_anthropic() {
     agent_turns(Harness::GeminiCli, Upstream::Messages);
+}
+
+/// Each agent with a virtual key as its own credential (Claude Code's `ANTHROPIC_API_KEY` goes
+/// as `x-api-key`, Codex's `env_key` as Bearer, Gemini CLI's `GEMINI_API_KEY` as
+/// `x-goog-api-key`) on a router that requires one: a whole turn works, and the ledger charges
+/// the key.
+#[test]
+fn every_agent_with_a_virtual_key() {
+    let f = fixture();
+    let m = f.mock.base_url();
+    let config = format!(
+        "server:\n  skip_auth: false\nproviders:\n  anthropic:\n    api_base: {m}\n    api_key: sk-ant-test\n  google:\n    api_base: {m}\n    api_key: goog-test\n  local:\n    api_base: {m}/v1\n    api_key: none\n    api_protocol: chat_completions\n    models:\n      - id: qwen3-coder\n"
+    );
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        files: vec![(
+            "policies/agents.yaml",
+            "description: coding agents\n".into(),
+        )],
+        ..Default::default()
+    });
+    let conf = router.dir.path().join("bitrouter.yaml");
+    let out = support::cli(
+        &[
+            "key",
+            "sign",
+            "--user",
+            "agents",
+            "--policy",
+            "agents",
+            "--json",
+            "-c",
+            conf.to_str().unwrap(),
+        ],
+        &[],
+        router.dir.path(),
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = signed["key"].as_str().unwrap().to_string();
+    let id = signed["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let base = format!("http://{}", router.addr);
+    for (harness, model) in [
+        (Harness::ClaudeCode, "anthropic/claude-sonnet-4-5"),
+        (Harness::Codex, "local/qwen3-coder"),
+        (Harness::GeminiCli, "google/gemini-2.5-pro"),
+    ] {
+        let t = tag(&format!("{harness:?}-key").to_lowercase());
+        let home = tempfile::tempdir().unwrap();
+        let workdir = home.path().join("project");
+        std::fs::create_dir_all(&workdir).unwrap();
+        let r = run_with(
+            &base,
+            Some(&key),
+            harness,
+            model,
+            &format!("say hello {t}"),
+            home.path(),
+            &workdir,
+        );
+        assert!(
+            r.success && r.stdout.contains(&t),
+            "{harness:?} with a virtual key\n{}\nrouter logs:\n{}",
+            r.report(),
+            router.logs()
+        );
+        // The upstream got the provider's key, never the client's.
+        assert!(f
+            .mock
+            .requests_containing(&t)
+            .iter()
+            .all(|req| !format!("{req:?}").contains(&key)));
+    }
+    let logs = router.logs();
+    assert!(logs.contains(&format!("key={id} user=agents")), "{logs}");
+    assert!(!logs.contains(&key), "the key was logged");
 }
