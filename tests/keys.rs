@@ -735,3 +735,38 @@ async fn official_sdks_present_keys_their_own_way() {
     let tried = logs.matches(&format!("key={broke_id} ")).count();
     assert_eq!(tried, 2, "the SDKs retried a budget refusal:\n{logs}");
 }
+
+/// A router started with `skip_auth: true` reads no keys; the reload that turns auth on starts
+/// reading them, and a key works from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_that_turns_auth_on_starts_reading_keys() {
+    let mock = MockUpstream::start();
+    let open =
+        config(&mock, "sqlite://./bitrouter.db").replace("skip_auth: false", "skip_auth: true");
+    let router = Router::start(RouterSpec {
+        config: Some(&open),
+        files: vec![("policies/open.yaml", "description: no limits\n".into())],
+        ..Default::default()
+    });
+    let (key, _) = sign(router.dir.path(), "kim", &["open"]);
+    std::fs::write(
+        router.dir.path().join("bitrouter.yaml"),
+        open.replace("skip_auth: true", "skip_auth: false"),
+    )
+    .unwrap();
+    nix_reload(&router);
+    let (status, _, body) = chat_as(&router, "brvk_not-a-real-key", "m-chat", "auth on").await;
+    assert_eq!(status, 401, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = chat_as(&router, &key, "m-chat", "auth on").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key never worked after the reload: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

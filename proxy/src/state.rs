@@ -136,10 +136,23 @@ impl AppState {
         self.ledger.get()
     }
 
-    /// Attaches keys, budgets and rate limits (once; later calls are ignored).
-    pub fn set_governance(&self, g: crate::govern::Governance) {
-        g.follow(&self.snapshot().config);
-        let _ = self.governance.set(g);
+    /// Fits keys, budgets and rate limits to the current config: started (once, on the
+    /// ledger's database) when it checks credentials, since with `skip_auth: true` no key is
+    /// looked at and a key cache would poll the database every second for nothing; then told
+    /// the config (see [`crate::govern::Governance::follow`]). Called once the ledger is set
+    /// and after every swap.
+    pub fn govern_current(&self) {
+        let snapshot = self.snapshot();
+        if self.governance.get().is_none() && !snapshot.config.server.skip_auth {
+            if let Some(ledger) = self.ledger() {
+                let _ = self
+                    .governance
+                    .set(crate::govern::Governance::start(ledger.url()));
+            }
+        }
+        if let Some(g) = self.governance() {
+            g.follow(&snapshot.config);
+        }
     }
 
     pub fn governance(&self) -> Option<&crate::govern::Governance> {
@@ -167,10 +180,8 @@ impl AppState {
         let snapshot = Snapshot::new(config, generation)?;
         self.generations.store(generation, Ordering::Release);
         self.balancer.reconfigure(&snapshot.config);
-        if let Some(g) = self.governance() {
-            g.follow(&snapshot.config);
-        }
         self.snapshot.store(Arc::new(snapshot));
+        self.govern_current();
         self.changed.send_replace(generation);
         Ok(generation)
     }

@@ -4,8 +4,9 @@
 //! The key itself is printed once, by `sign`, and nowhere else: the database keeps only its
 //! SHA-256, `list` shows ids.
 
-use crate::keys::{is_valid_policy_id, KeyRecord, KeyStore, Revoked};
+use crate::keys::{KeyRecord, KeyStore, Revoked};
 use crate::ledger::{format_time, unix_ms, LedgerError, LedgerUrl};
+use bitrouter_config::valid_policy_id;
 use bitrouter_config::Config;
 use clap::Subcommand;
 use serde::Serialize;
@@ -175,7 +176,7 @@ fn sign(
 /// would be refused on every request).
 fn check_policies(ids: &[String], config: Option<&Config>) -> Result<(), String> {
     for id in ids {
-        if !is_valid_policy_id(id) {
+        if !valid_policy_id(id) {
             return Err(format!(
                 "`{id}` is not a policy id: use letters, digits, `_`, `.` and `-`"
             ));

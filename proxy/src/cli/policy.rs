@@ -5,7 +5,7 @@ use bitrouter_config::{policies_dir, valid_policy_id, AccessPolicy, ProcessEnv};
 use clap::Subcommand;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Exit code of an invalid configuration (as `serve`, `spend`, `models`).
 const INVALID_CONFIG: i32 = 2;
@@ -181,7 +181,7 @@ fn list(explicit: Option<&Path>, json: bool) -> i32 {
         }
         return 0;
     }
-    print!("{}", table(&policies, now_ms()));
+    print!("{}", table(&policies, crate::govern::now_ms()));
     0
 }
 
@@ -276,12 +276,6 @@ fn format_ms(ms: i64) -> String {
     } else {
         humantime::format_rfc3339_millis(time).to_string()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -82,9 +82,9 @@ pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
     match ledger {
         Some(ledger) => {
             log::info!("ledger: {}", ledger.url());
-            // Virtual keys, budgets and rate limits share the ledger's database.
-            state.set_governance(crate::govern::Governance::start(ledger.url()));
             state.set_ledger(ledger);
+            // Virtual keys, budgets and rate limits share the ledger's database.
+            state.govern_current();
         }
         None => log::info!("ledger: off (database.enabled: false)"),
     }

@@ -19,8 +19,9 @@
 //! ignored its output cap, or a prompt referencing media by URL the provider bills by the
 //! image); docs/keys.md states it.
 
+use super::lock;
 use hashbrown::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// How long another router's lease counts as held after its last heartbeat. A router that
 /// cannot write its heartbeat for half this long stops using its lease (see
@@ -119,16 +120,10 @@ pub struct Budgets {
     keys: Mutex<HashMap<String, Arc<Mutex<KeyBudget>>>>,
 }
 
-/// Locks a budget; a poisoned lock (a panic elsewhere while holding it) still holds valid
-/// numbers, so it is used as is.
-pub fn lock(b: &Mutex<KeyBudget>) -> MutexGuard<'_, KeyBudget> {
-    b.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Budgets {
     /// The state of `key_id`, created on first use.
     pub fn key(&self, key_id: &str) -> Arc<Mutex<KeyBudget>> {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = lock(&self.keys);
         if let Some(b) = keys.get(key_id) {
             return b.clone();
         }
@@ -139,7 +134,7 @@ impl Budgets {
 
     /// Every key's state (for the heartbeat).
     pub fn all(&self) -> Vec<(String, Arc<Mutex<KeyBudget>>)> {
-        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = lock(&self.keys);
         keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 

@@ -3,12 +3,10 @@
 //! request waits on it), and every second heartbeats this router's leases (giving back what
 //! idle keys do not use) and publishes its rate counts while reading the other routers'.
 
-use super::budget::{
-    lock, Budgets, KeyBudget, Lessor, IDLE_RELEASE_MS, LEASE_FRESH_MS, LEASE_VALID_MS,
-};
+use super::budget::{Budgets, KeyBudget, Lessor, IDLE_RELEASE_MS, LEASE_FRESH_MS, LEASE_VALID_MS};
 use super::lease_db::{self, LeaseRow};
 use super::rate::RateLimits;
-use super::{now_ms, period_of};
+use super::{lock, now_ms, period_of};
 use crate::ledger::{LedgerUrl, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};

@@ -43,7 +43,7 @@ impl KeyMemo {
         keys_generation: u64,
         config_generation: u64,
     ) -> Option<(Arc<CachedKey>, Arc<EffectivePolicy>)> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = super::lock(&self.inner);
         if inner.generations != (keys_generation, config_generation) {
             inner.entries.clear();
             inner.generations = (keys_generation, config_generation);
@@ -64,7 +64,7 @@ impl KeyMemo {
         key: Arc<CachedKey>,
         policy: Arc<EffectivePolicy>,
     ) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = super::lock(&self.inner);
         if inner.generations != (keys_generation, config_generation) {
             return;
         }

@@ -21,7 +21,7 @@ use budget::Budgets;
 use coord::Coordinator;
 use rate::RateLimits;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// The runtime of keys, budgets and rate limits (one per process; survives reloads).
 pub struct Governance {
@@ -63,11 +63,15 @@ impl Governance {
     }
 }
 
-/// Unix time in milliseconds.
+/// Unix time in milliseconds (the ledger's clock).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::ledger::unix_ms(SystemTime::now())
+}
+
+/// Locks `m`. A lock poisoned by a panic elsewhere still guards whole numbers (every update
+/// under these locks is a few assignments), so the data is used as is.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The budget period (calendar month, UTC) of a unix time: `YYYY-MM`.

@@ -7,6 +7,7 @@
 //! routers the limit holds within what the others admitted in the last second (the stated
 //! tolerance, docs/keys.md); on one router it is exact.
 
+use super::lock;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,7 @@ pub struct RateLimits {
 
 impl RateLimits {
     fn log(&self, key_id: &str) -> Arc<Mutex<RateLog>> {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = lock(&self.keys);
         if let Some(l) = keys.get(key_id) {
             return l.clone();
         }
@@ -53,7 +54,7 @@ impl RateLimits {
     /// (at least 1) a request would be admitted.
     pub fn check(&self, key_id: &str, limit: u32, now_ms: i64) -> Result<(), u64> {
         let log = self.log(key_id);
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = lock(&log);
         log.expire(now_ms);
         let used = log.times.len() as u64 + log.others;
         if used < u64::from(limit) {
@@ -74,10 +75,10 @@ impl RateLimits {
     /// once a zero for a key whose requests have all left it. Keys with nothing left here or
     /// elsewhere are forgotten.
     pub fn counts(&self, now_ms: i64) -> Vec<(String, u64)> {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = lock(&self.keys);
         let mut out = Vec::new();
         keys.retain(|k, l| {
-            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+            let mut l = lock(l);
             l.expire(now_ms);
             let n = l.times.len() as u64;
             if n > 0 || l.published > 0 {
@@ -92,9 +93,9 @@ impl RateLimits {
     /// Sets what the other routers admitted per key (keys not listed: none), including keys
     /// this router has not seen yet: their first request here must count the others'.
     pub fn set_others(&self, others: &HashMap<String, u64>) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = lock(&self.keys);
         for (k, l) in keys.iter() {
-            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+            let mut l = lock(l);
             l.others = others.get(k).copied().unwrap_or(0);
         }
         for (k, n) in others {

@@ -74,16 +74,8 @@ impl KeyRecord {
     }
 }
 
-/// Whether `id` may name a policy: `[A-Za-z0-9_.-]+` (it is a file name under `policies/`, and
-/// the database joins a key's policy ids with `,`).
-pub fn is_valid_policy_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// The `policies` column: ids joined by `,` (`''` for none).
+/// The `policies` column: ids joined by `,` (`''` for none; a valid id holds no `,`, see
+/// `bitrouter_config::valid_policy_id`).
 fn join_policies(policies: &[String]) -> String {
     policies.join(",")
 }
@@ -128,10 +120,10 @@ mod tests {
     #[test]
     fn policy_ids_and_their_column() {
         for ok in ["default", "team-a", "v1.2_x"] {
-            assert!(is_valid_policy_id(ok), "{ok}");
+            assert!(bitrouter_config::valid_policy_id(ok), "{ok}");
         }
         for bad in ["", "a,b", "a b", "../x", "a/b", "é"] {
-            assert!(!is_valid_policy_id(bad), "{bad}");
+            assert!(!bitrouter_config::valid_policy_id(bad), "{bad}");
         }
         let ids = vec!["a".to_string(), "b.c".to_string()];
         assert_eq!(join_policies(&ids), "a,b.c");

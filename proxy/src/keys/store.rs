@@ -118,7 +118,7 @@ impl KeyStore {
         }
     }
 
-    /// Mints a key for `user` with `policies` (ids matching [`super::is_valid_policy_id`]: the
+    /// Mints a key for `user` with `policies` (ids matching [`bitrouter_config::valid_policy_id`]: the
     /// column joins them with `,`), stores its hash and returns the key (to show once) with its
     /// record.
     pub fn sign(
