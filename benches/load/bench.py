@@ -77,6 +77,23 @@ ANTHROPIC_RESPONSE = {
     },
 }
 
+# An OpenAI embeddings answer: one 384-dimension vector (the size of the small open embedding
+# models inference fleets serve), fixed values.
+EMBED_DIM = 384
+EMBED_RESPONSE = {
+    "object": "list",
+    "data": [{
+        "object": "embedding",
+        "index": 0,
+        "embedding": [round(((i * 7919) % 2000) / 1000.0 - 1.0, 6) for i in range(EMBED_DIM)],
+    }],
+    "model": "text-embedding-3-small",
+    "usage": {"prompt_tokens": 17, "total_tokens": 17},
+}
+
+# What the plain reverse-proxy route's upstream answers (any service behind the same nginx).
+PLAIN_RESPONSE = {"ok": True, "service": "plain", "note": "a non-LLM service behind the proxy"}
+
 SSE_EVENTS = 50  # data events, [DONE] included
 
 
@@ -164,7 +181,22 @@ def nginx_http_common(prefix):
 """
 
 
-def gen(d, up, ngx, br):
+def make_cert(d):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1, used by nginx and bitrouter alike (the
+    HTTPS rows compare the same certificate, key type and TLS 1.3 on both)."""
+    import subprocess
+
+    cert, key = os.path.join(d, "tls-cert.pem"), os.path.join(d, "tls-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return cert, key
+
+
+def gen(d, up, ngx, br, ngx_tls, br_tls):
     d = os.path.abspath(d)
     for sub in ("upstream", "proxy"):
         for s in ("logs", "tmp"):
@@ -174,6 +206,9 @@ def gen(d, up, ngx, br):
 
     oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
     an = json.dumps(ANTHROPIC_RESPONSE, separators=(",", ":"))
+    em = json.dumps(EMBED_RESPONSE, separators=(",", ":"))
+    pl = json.dumps(PLAIN_RESPONSE, separators=(",", ":"))
+    cert, key = make_cert(d)
     sse = sse_body()
     with open(os.path.join(d, "sse.txt"), "w") as f:
         f.write(sse)
@@ -189,6 +224,14 @@ def gen(d, up, ngx, br):
         location = /v1/messages {{
             default_type application/json;
             return 200 {nginx_str(an)};
+        }}
+        location = /v1/embeddings {{
+            default_type application/json;
+            return 200 {nginx_str(em)};
+        }}
+        location /plain/ {{
+            default_type application/json;
+            return 200 {nginx_str(pl)};
         }}
         # Too long for a `return` string: a static file, and a POST's 405 turned into a GET of it.
         location = /stream/v1/chat/completions {{
@@ -215,6 +258,12 @@ def gen(d, up, ngx, br):
     }}
     server {{
         listen 127.0.0.1:{ngx} backlog=8192;
+        # The HTTPS rows: the same server on a TLS port, the certificate bitrouter uses too.
+        listen 127.0.0.1:{ngx_tls} ssl backlog=8192;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
         location / {{
             proxy_pass http://llm;
             proxy_http_version 1.1;
@@ -244,6 +293,7 @@ providers:
     api_protocol: chat_completions
     models:
       - id: gpt-4o-mini
+      - id: text-embedding-3-small
   mock-anthropic:
     api_base: http://127.0.0.1:{up}/v1
     api_key: dummy
@@ -282,6 +332,18 @@ providers:
         "        pricing: { input_micro_usd_per_token: 0.15, output_micro_usd_per_token: 0.6 }\n")
     with open(os.path.join(d, "bitrouter-keys.yaml"), "w") as f:
         f.write(keyed + "\ndatabase:\n  url: sqlite://./bitrouter-keys.db\n")
+    # HTTPS termination: the same router with a plain loopback listener (readiness checks) and a
+    # TLS one (the certificate nginx uses too).
+    tls = base.replace(f"  listen: 127.0.0.1:{br}\n",
+                       f"  listen:\n    - {{address: 127.0.0.1:{br}, tls: false}}\n    - 127.0.0.1:{br_tls}\n"
+                       f"  tls:\n    cert_file: {cert}\n    key_file: {key}\n")
+    assert tls != base
+    with open(os.path.join(d, "bitrouter-tls.yaml"), "w") as f:
+        f.write(tls)
+    # A plain reverse-proxy route (Pingora's own proxy loop) to the upstream's /plain/ service.
+    with open(os.path.join(d, "bitrouter-route.yaml"), "w") as f:
+        f.write(base + f"\nroutes:\n  - name: plain\n    match: {{path_prefix: /plain/}}\n"
+                       f"    upstream: http://127.0.0.1:{up}\n")
     os.makedirs(os.path.join(d, "policies"), exist_ok=True)
     with open(os.path.join(d, "policies", "bench.yaml"), "w") as f:
         f.write("description: the load benchmark's key\nmax_spend_micro_usd: 1000000000000000\n")
@@ -290,6 +352,12 @@ providers:
         "cross.json": request_body("claude-sonnet-4-5"),
         "stream.json": request_body("gpt-4o-mini-stream", stream=True),
         "big.json": request_body("gpt-4o-mini", pad_bytes=150 * 1024),
+        "embed.json": json.dumps({
+            "model": "text-embedding-3-small",
+            "input": "Connection pooling keeps already-open connections to the upstream for reuse.",
+            "encoding_format": "float",
+        }, separators=(",", ":")),
+        "plain.json": json.dumps({"event": "page_view", "path": "/docs/install", "ms": 42}, separators=(",", ":")),
     }
     for name, b in bodies.items():
         with open(os.path.join(d, name), "w") as f:
@@ -297,7 +365,8 @@ providers:
     with open(os.path.join(d, "post.lua"), "w") as f:
         f.write(WRK_LUA)
     sizes = {k: len(v) for k, v in bodies.items()}
-    sizes.update({"resp_openai": len(oa), "resp_anthropic": len(an), "resp_sse": len(sse)})
+    sizes.update({"resp_openai": len(oa), "resp_anthropic": len(an), "resp_sse": len(sse),
+                  "resp_embed": len(em), "resp_plain": len(pl)})
     with open(os.path.join(d, "sizes.json"), "w") as f:
         json.dump(sizes, f)
 
@@ -630,6 +699,11 @@ def check_body(kind, path):
             for c in j.get("choices", []):
                 content += (c.get("delta") or {}).get("content") or ""
         assert "pooling" in content, "the streamed text is incomplete"
+    elif kind == "embed":
+        j = json.loads(text)
+        assert j["object"] == "list" and len(j["data"][0]["embedding"]) == EMBED_DIM, "unexpected embedding"
+    elif kind == "plain":
+        assert json.loads(text).get("service") == "plain", "unexpected plain body"
     elif kind == "any":
         pass  # a reference server with a fixed answer: its status (checked by the caller) is enough
     else:
@@ -643,6 +717,9 @@ JSON_SCENARIOS = ["direct", "nginx", "bitrouter-pass", "bitrouter-cross", "bitro
                   "bitrouter-noledger", "bitrouter-keys"]
 STREAM_SCENARIOS = ["direct-stream", "nginx-stream", "bitrouter-stream", "bitrouter-guard-stream"]
 BIG_SCENARIOS = ["nginx-big", "bitrouter-big"]
+# Issue 19's rows, each bitrouter row against nginx doing the same job: HTTPS termination (same
+# certificate), an embeddings call, a plain reverse-proxy route.
+DC_SCENARIOS = ["nginx-tls", "bitrouter-tls", "nginx-embed", "bitrouter-embed", "nginx-route", "bitrouter-route"]
 # Pingora itself, for reading the bitrouter rows (proxy/examples/pingora_floor.rs): what a fixed
 # answer costs in Pingora's server, and what Pingora's stock proxy loop costs per request.
 REFERENCE_SCENARIOS = ["pingora-static", "pingora-proxy"]
@@ -664,6 +741,12 @@ COMPARATOR = {
     "bitrouter-guard-stream": "nginx-stream",
     "nginx-big": "nginx-big",
     "bitrouter-big": "nginx-big",
+    "nginx-tls": "nginx-tls",
+    "bitrouter-tls": "nginx-tls",
+    "nginx-embed": "nginx-embed",
+    "bitrouter-embed": "nginx-embed",
+    "nginx-route": "nginx-route",
+    "bitrouter-route": "nginx-route",
 }
 FLOOR = {s: ("direct-stream" if s in STREAM_SCENARIOS else "direct") for s in COMPARATOR}
 
@@ -893,7 +976,7 @@ def report(raw, outdir):
     meta = load_json(os.path.join(raw, "meta.json")) or {}
     sizes = load_json(os.path.join(raw, "sizes.json")) or {}
     res = {}
-    for name in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + [SOAK]:
+    for name in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + [SOAK]:
         r = scenario(raw, name, meta)
         if r:
             res[name] = r
@@ -1002,7 +1085,7 @@ def report(raw, outdir):
     rate = meta.get("rate")
     for n in res:
         rps = figs[n]["rps_c64"]
-        if rate and rps and rps < float(rate) * 1.15 and n in JSON_SCENARIOS + STREAM_SCENARIOS:
+        if rate and rps and rps < float(rate) * 1.15 and n in JSON_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS:
             notes.append(
                 f"WARNING: {n} saturates at {rps:,.0f} req/s, close to or below the fixed rate {rate}/s: its p99 at that rate is a saturated figure."
             )
@@ -1150,6 +1233,13 @@ def targets(figs, ratios, res, swap=None):
         T.append(row(f"{what} throughput with every built-in guardrail on vs off", x,
                      "–" if x is None else f"{x:.2f}×", "≥ 0.80×" if limit else "reported",
                      None if limit is None else (x is not None and x >= limit)))
+    # Issue 19: each against nginx doing the same job in this run (reported; the issue sets no limit).
+    for n, what in (("bitrouter-tls", "HTTPS termination (TLS 1.3, same certificate)"),
+                    ("bitrouter-embed", "embeddings pass-through (`/v1/embeddings`)"),
+                    ("bitrouter-route", "plain `routes:` pass-through (Pingora's proxy loop)")):
+        for k, unit in (("rps_c64", "throughput"), ("cpu_s_per_10k", "CPU per request"), ("instr_per_req", "instructions per request")):
+            x = g(ratios, n, k)
+            T.append(row(f"{what}: {unit} vs nginx", x, "–" if x is None else f"{x:.2f}×", "reported", None))
     if swap:
         x = swap.get("failed_requests")
         T.append(row(f"failed requests across {swap['reloads']} reloads and {swap['restarts']} restarts", x,
@@ -1215,6 +1305,29 @@ def render_md(out, meta):
             f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
         )
     L.append("")
+    if any(n in figs for n in DC_SCENARIOS):
+        L.append("## In the datacenter: HTTPS termination, embeddings, plain routes (issue 19)\n")
+        L.append(
+            "Each bitrouter row against nginx doing the same job in this run (× is against the nginx row above it): "
+            "HTTPS = the chat pass-through over TLS 1.3 with the same self-signed ECDSA P-256 certificate on both "
+            "(wrk and oha keep their connections, so this is the per-request cost of encryption, not of handshakes); "
+            f"embeddings = `POST /v1/embeddings` answered with a {s['body_bytes'].get('resp_embed')} B vector (bitrouter routes it by "
+            "`model` like chat); route = `POST /plain/...` through a `routes:` entry (Pingora's own proxy loop, no body read) "
+            "vs nginx `proxy_pass`.\n"
+        )
+        L.append(f"| scenario | req/s @64 conn | p50 @1 conn | p99 @1 conn | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | instructions / request | peak RSS MiB |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for n in DC_SCENARIOS:
+            if n not in figs:
+                continue
+            f, x = figs[n], ratios[n]
+            L.append(
+                f"| {label(n)} | {fmt_n(f['rps_c64'])}{fmt_x(x.get('rps_c64'))} | {fmt_us(f['p50_c1_us'])}{fmt_x(x.get('p50_c1_us'))} | "
+                f"{fmt_us(f['p99_c1_us'])}{fmt_x(x.get('p99_c1_us'))} | {fmt_us(f['p99_rate_us'])}{fmt_x(x.get('p99_rate_us'))} | "
+                f"{fmt_n(f['cpu_s_per_10k'], 3)}{fmt_x(x.get('cpu_s_per_10k'))} | {fmt_n(f.get('instr_per_req'))}{fmt_x(x.get('instr_per_req'))} | "
+                f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
+            )
+        L.append("")
     L.append("## Streaming (`stream: true`, 50-event SSE, OpenAI → OpenAI)\n")
     L.append(
         f"| scenario | req/s @64 conn | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 vs direct | p50 @1 conn (oha) | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
@@ -1289,7 +1402,7 @@ def render_md(out, meta):
         f"| scenario | proxy process CPU % | user µs / req | kernel µs / req | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
     )
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + [SOAK]:
+    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + [SOAK]:
         if n not in res:
             continue
         r = res[n]
@@ -1304,7 +1417,7 @@ def render_md(out, meta):
             f"{fmt_n(r.get('upstream_cpu_pct'))} | {steal} | {bgs} |"
         )
     L.append("")
-    ir_rows = [n for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS if g(figs, n, "instr_per_req")]
+    ir_rows = [n for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS if g(figs, n, "instr_per_req")]
     if ir_rows:
         L.append("## Instructions per request (callgrind)\n")
         L.append(
@@ -1354,6 +1467,12 @@ LABELS = {
     "nginx-big": "nginx reverse proxy",
     SOAK: "bitrouter soak (mixed)",
     "bitrouter-big": "bitrouter, OpenAI → OpenAI",
+    "nginx-tls": "nginx, HTTPS (TLS 1.3) reverse proxy",
+    "bitrouter-tls": "bitrouter, HTTPS (TLS 1.3) pass-through",
+    "nginx-embed": "nginx, `/v1/embeddings` reverse proxy",
+    "bitrouter-embed": "bitrouter, `/v1/embeddings` routed by model",
+    "nginx-route": "nginx, `proxy_pass` of a plain service",
+    "bitrouter-route": "bitrouter, a plain `routes:` entry",
 }
 
 
@@ -1399,7 +1518,7 @@ def main(argv):
                 break
         print(" ".join(map(str, got)))
     elif cmd == "gen":
-        gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
+        gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), int(argv[6]), int(argv[7]))
     elif cmd == "quiet":
         # Two snapshots 0.5 s apart from one process, so this script's own start-up is outside.
         pids = [int(argv[2])]
