@@ -201,9 +201,21 @@ fn peak_rss(pid: u32) -> u64 {
 // Fixtures
 // ---------------------------------------------------------------------------------------------
 
+/// The fixture's upstream `a` (its port is also reached as `localhost`).
+fn upstream_a() -> SocketAddr {
+    static A: OnceLock<SocketAddr> = OnceLock::new();
+    *A.get_or_init(|| upstream("a"))
+}
+
+fn a_port_of() -> u16 {
+    upstream_a().port()
+}
+
 struct Fixture {
     router: Router,
     mock: MockUpstream,
+    /// Speaks HTTPS with a test CA; the `secure` provider trusts it through `ca_file`.
+    tls_mock: MockUpstream,
 }
 
 fn fixture() -> &'static Fixture {
@@ -211,7 +223,12 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let mock = MockUpstream::start();
         let m = mock.base_url();
-        let a = upstream("a");
+        let tls_mock = MockUpstream::start_tls();
+        let t = tls_mock.base_url();
+        let ca = tls_mock.ca_file().unwrap();
+        let ca = ca.display();
+        let a_port = a_port_of();
+        let a = upstream_a();
         let b = upstream("b");
         let dead = closed_port();
         let config = format!(
@@ -221,7 +238,19 @@ providers:
     api_base: {m}/v1
     api_key: sk-openai-test
     models: [gpt-4o]
+  secure:
+    api_base: {t}/v1
+    api_key: sk-secure-provider
+    ca_file: {ca}
+    models: [secure-model]
 routes:
+  - name: tls
+    match: {{path_prefix: /secure}}
+    upstream: secure
+    strip_prefix: true
+  - name: localhost
+    match: {{path_prefix: /localhost}}
+    upstream: http://localhost:{a_port}
   - name: first
     match: {{path_prefix: /first}}
     upstream: http://{a}
@@ -264,7 +293,11 @@ routes:
             config: Some(&config),
             ..Default::default()
         });
-        Fixture { router, mock }
+        Fixture {
+            router,
+            mock,
+            tls_mock,
+        }
     })
 }
 
@@ -380,6 +413,16 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
         assert_eq!(status, 200, "request {i}: {body}");
         assert_eq!(body["server"], "a");
     }
+    // A body goes to the live URL too.
+    let resp = client()
+        .post(f.router.url("/pair/post"))
+        .body(vec![b'p'; 300_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["body_bytes"], 300_000);
     let metrics = client()
         .get(f.router.url("/metrics"))
         .send()
@@ -389,7 +432,7 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 8"#),
+        metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#),
         "{metrics}"
     );
     // The dead URL was tried once, then skipped (ejected) while it stays down.
@@ -410,6 +453,51 @@ async fn a_route_whose_upstream_is_down_gets_a_short_502() {
     let logs = f.router.wait_for_log("route=down");
     let line = logs.lines().find(|l| l.contains("route=down")).unwrap();
     assert!(line.contains("status=502"), "{line}");
+}
+
+#[tokio::test]
+async fn a_provider_id_upstream_uses_its_origin_and_ca_file_and_never_its_key() {
+    let f = fixture();
+    let resp = client()
+        .post(f.router.url("/secure/v1/chat/completions"))
+        .header("authorization", "Bearer client-own-token")
+        .json(&json!({"model": "secure-model", "messages": [{"role": "user", "content": "via-route-tls"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_ne!(status, 502, "{body}");
+    let seen = f.tls_mock.requests_containing("via-route-tls");
+    assert_eq!(seen.len(), 1, "the route reached the HTTPS provider");
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    let auth: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "authorization" || k == "x-api-key")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        auth,
+        vec!["Bearer client-own-token"],
+        "the client's own credential, never the provider's key"
+    );
+}
+
+/// A host name goes through the resolver (where `localhost` also resolves to `::1` and that is
+/// tried first, a refused connection moves to the next address of the same URL).
+#[tokio::test]
+async fn a_host_name_upstream_is_resolved() {
+    let f = fixture();
+    for _ in 0..3 {
+        let (status, body) = get_json(&f.router.url("/localhost/x"), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["server"], "a");
+        assert!(body["headers"]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost:"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

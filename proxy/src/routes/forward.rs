@@ -21,8 +21,9 @@ fn proxied(ctx: &mut RequestCtx) -> Result<&mut Proxied> {
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route for this request"))
 }
 
-/// `upstream_peer`: the next URL of the route and a peer for it (the first resolved address),
-/// from the shared upstream client's cache. Called again by Pingora for each retry.
+/// `upstream_peer`: the next URL of the route and a peer for it (its first resolved address,
+/// or the next one after a refused connection), from the shared upstream client's cache.
+/// Called again by Pingora for each retry.
 pub async fn upstream_peer(
     state: &AppState,
     session: &Session,
@@ -30,11 +31,22 @@ pub async fn upstream_peer(
 ) -> Result<Box<HttpPeer>> {
     let p = proxied(ctx)?;
     let route = p.route.clone();
-    let Some(index) = route.pool.pick(&p.tried) else {
-        return Error::e_explain(ErrorType::ConnectError, "every upstream URL was tried");
+    let index = match (p.next_addr, p.url) {
+        (true, Some(index)) => {
+            p.addr += 1;
+            index
+        }
+        _ => {
+            let Some(index) = route.pool.pick(&p.tried) else {
+                return Error::e_explain(ErrorType::ConnectError, "every upstream URL was tried");
+            };
+            p.url = Some(index);
+            p.tried.push(index);
+            p.addr = 0;
+            index
+        }
     };
-    p.url = Some(index);
-    p.tried.push(index);
+    p.next_addr = false;
     let upstream = &route.route.upstream;
     let url = &upstream.urls[index];
     let peers = state
@@ -42,7 +54,10 @@ pub async fn upstream_peer(
         .peers_at(&url.origin, upstream.ca_file.as_deref(), &upstream.timeouts)
         .await;
     let peer = match peers {
-        Ok(peers) => peers.first().cloned(),
+        Ok(peers) => {
+            p.addrs = peers.len();
+            peers.get(p.addr).cloned()
+        }
         Err(detail) => {
             log::debug!("route `{}`: {}: {detail}", route.route.name, url.url);
             None
@@ -121,13 +136,20 @@ fn without_param(query: &str, name: &str) -> Option<String> {
     (!kept.is_empty() && kept.iter().any(|p| !p.is_empty())).then(|| kept.join("&"))
 }
 
-/// `fail_to_connect`: the URL is ejected for a while, its cached addresses forgotten, and
+/// `fail_to_connect`: the next resolved address of the same URL when there is one; else the URL
+/// is ejected for a while, its cached addresses forgotten, and
 /// Pingora told to retry when the route has a URL this request has not tried (nothing of the
 /// request has been sent yet, so any method may go elsewhere).
 pub fn fail_to_connect(state: &AppState, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     let Some(p) = ctx.proxied.as_mut() else {
         return e;
     };
+    if p.addr + 1 < p.addrs {
+        // Another address of the same URL first.
+        p.next_addr = true;
+        e.set_retry(true);
+        return e;
+    }
     if let Some(index) = p.url {
         p.route.pool.eject(index);
         if let Some(url) = p.route.route.upstream.urls.get(index) {

@@ -123,6 +123,13 @@ pub struct Proxied {
     pub tried: Vec<usize>,
     /// The address the last try connected to, for the log line.
     pub peer: Option<String>,
+    /// Index of the current try's address among the URL's resolved addresses, and how many
+    /// there are: a connection refused on one address (`localhost` as `::1`) moves to the
+    /// next address of the same URL before the URL counts as failed.
+    pub addr: usize,
+    pub addrs: usize,
+    /// The next try stays on the current URL (its next address).
+    pub next_addr: bool,
 }
 
 impl Proxied {
@@ -154,6 +161,9 @@ pub async fn request_filter(
         url: None,
         tried: Vec::new(),
         peer: None,
+        addr: 0,
+        addrs: 0,
+        next_addr: false,
     });
     if !auth {
         return Some(Ok(false));
