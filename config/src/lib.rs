@@ -11,6 +11,7 @@ pub mod env;
 pub mod policy;
 pub mod pricing;
 pub mod registry;
+pub mod routes;
 pub mod routing;
 pub mod schema;
 pub mod validate;

@@ -137,6 +137,7 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource, diag: &mut Diagnostics) -> 
                     }
                 }
             }
+            "routes" => parsed.file.routes = crate::routes::parse(value, &path, env, diag),
             "guardrails" => {
                 parsed.file.guardrails = decode::<GuardrailsSection>(value, &path, env, diag);
             }
@@ -282,7 +283,7 @@ fn entries(
 /// Expands `${VAR}`s in `value`, then decodes it as `T`, reporting every problem. Returns the
 /// value when every placeholder expanded and the only problems were unknown fields: the
 /// resolver can then still check the rest of the entry without cascading from a bad value.
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     mut value: Value,
     path: &[Seg],
     env: &dyn EnvSource,

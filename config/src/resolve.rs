@@ -109,7 +109,14 @@ pub(crate) fn resolve(
         &mut warnings,
     );
 
-    if providers.is_empty() && !diag.has_problems() {
+    let routes = crate::routes::resolve(
+        &file.routes,
+        &providers,
+        &broken_providers,
+        &upstream.timeouts,
+        diag,
+    );
+    if providers.is_empty() && routes.is_empty() && !diag.has_problems() {
         warnings.push(NO_PROVIDERS_WARNING.to_string());
     }
     Config {
@@ -124,6 +131,7 @@ pub(crate) fn resolve(
         guardrails,
         database: file.database.clone().unwrap_or_default(),
         access: crate::AccessPolicies::default(),
+        routes,
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Config {
     /// read with it so `config validate` and a reload check them too. Empty for zero-config
     /// and for [`load_str`].
     pub access: crate::AccessPolicies,
+    /// `routes:`: reverse-proxy routes in file order (see [`crate::routes`]).
+    pub routes: Vec<Arc<crate::routes::Route>>,
     pub source: ConfigSource,
     /// Human-readable notes for the start-up log, e.g. "section `mcp` is not implemented yet".
     pub warnings: Vec<String>,

@@ -20,11 +20,12 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 /// Every top-level section, in the order the documentation lists them.
-pub const SECTIONS: [&str; 14] = [
+pub const SECTIONS: [&str; 15] = [
     "server",
     "upstream",
     "providers",
     "models",
+    "routes",
     "presets",
     "variants",
     "guardrails",
@@ -73,6 +74,12 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<IndexMap<String, VirtualModelSection>>")]
     pub models: IndexMap<String, VirtualModelSection>,
+    /// Reverse-proxy routes for traffic that is not an LLM call (dashboards, an inference
+    /// server's own API, anything nginx proxied before): matched in order, first match wins;
+    /// the LLM surfaces always come first.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<crate::routes::RouteSection>>")]
+    pub routes: Vec<crate::routes::RouteSection>,
     /// Named bundles of request parameters, applied with `model@preset`, a virtual model's
     /// `preset:` or a variant's `preset:`. A name must not contain `:`, `@` or `/`.
     #[serde(default)]

@@ -92,6 +92,11 @@ impl Diagnostics {
         }
     }
 
+    /// Problems so far (a stage compares counts to learn whether it added any).
+    pub(crate) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     pub(crate) fn has_problems(&self) -> bool {
         !self.problems.is_empty()
     }
@@ -223,5 +228,6 @@ pub(crate) fn zero_config(env: &dyn EnvSource) -> Config {
         guardrails: None,
         database: crate::schema::DatabaseSection::default(),
         access: crate::AccessPolicies::default(),
+        routes: Vec::new(),
     }
 }

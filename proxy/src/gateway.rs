@@ -7,12 +7,17 @@
 //! Pingora's pooled connector, writes the response with `write_response_header/body`, and
 //! returns `Ok(true)`. `logging` still runs for every request, and so do Pingora's downstream
 //! modules.
+//!
+//! The exception is a `routes:` entry (see [`crate::routes`]): it needs no body to choose its
+//! upstream, so `request_filter` returns `Ok(false)` and Pingora's own loop proxies it.
 
 use crate::phases::{self, Handled, RequestCtx};
+use crate::routes;
 use crate::state::AppState;
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 
@@ -30,6 +35,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(routed) = routes::request_filter(&self.state, session, ctx).await {
+            return routed;
+        }
         match phases::handle(&self.state, session, ctx).await {
             Handled::Complete => Ok(true),
             // The response had started when something failed: drop the connection so the client
@@ -43,21 +51,56 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if ctx.proxied.is_some() {
+            return routes::forward::upstream_peer(&self.state, session, ctx).await;
+        }
         Error::e_explain(
             ErrorType::InternalError,
             "bitrouter answers every request in request_filter",
         )
     }
 
-    async fn fail_to_proxy(
+    async fn upstream_request_filter(
         &self,
         _session: &mut Session,
-        _e: &Error,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        routes::forward::upstream_request(upstream_request, ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        routes::forward::answered(ctx);
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        routes::forward::fail_to_connect(&self.state, ctx, e)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.proxied.is_some() {
+            return routes::forward::fail_to_proxy(session, e, ctx).await;
+        }
         FailToProxy {
             error_code: ctx.status,
             can_reuse_downstream: false,
@@ -69,6 +112,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        phases::logging::record(&self.state, session, e, ctx);
+        if ctx.proxied.is_some() {
+            routes::log::record(&self.state, session, e, ctx);
+        } else {
+            phases::logging::record(&self.state, session, e, ctx);
+        }
     }
 }

@@ -26,6 +26,7 @@ pub mod metering;
 pub mod metrics;
 pub mod phases;
 pub mod render;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod surface;

@@ -74,6 +74,8 @@ pub struct Metrics {
     /// Requests a key's policy refused, by key id and reason (`rate_limit_exceeded`,
     /// `budget_exceeded`, `model_not_allowed`, ...).
     pub key_refusals: IntCounterVec,
+    /// The `routes:` families (label `route`), see [`crate::routes::log`].
+    pub routes: crate::routes::log::RouteMetrics,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -184,7 +186,9 @@ impl Metrics {
         if let Some(dropped) = crate::logger::dropped_counter() {
             registry.register(Box::new(dropped))?;
         }
+        let routes = crate::routes::log::RouteMetrics::new(&registry)?;
         Ok(Metrics {
+            routes,
             registry,
             requests,
             duration,

@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub guardrails: Option<Arc<GuardSet>>,
     /// Prices per provider and upstream model: the config's `pricing`, then the built-in table.
     pub prices: PriceBook,
+    /// `routes:`, compiled (URL selection state included: a reload starts it afresh).
+    pub routes: crate::routes::RouteTable,
 }
 
 impl Snapshot {
@@ -54,7 +56,9 @@ impl Snapshot {
             None => None,
         };
         let prices = PriceBook::from_config(&config);
+        let routes = crate::routes::RouteTable::new(&config);
         Ok(Snapshot {
+            routes,
             prices,
             config,
             table,

@@ -151,6 +151,16 @@ fn announce(config: &Config, table: &RoutingTable) {
             if p.api_key().is_some() { "set" } else { "none" }
         );
     }
+    for r in &config.routes {
+        let urls: Vec<&str> = r.upstream.urls.iter().map(|u| u.url.as_str()).collect();
+        log::info!(
+            "route {} -> {}{}{}",
+            r.name,
+            urls.join(" "),
+            if r.strip_prefix { " strip_prefix" } else { "" },
+            if r.auth { " auth" } else { "" }
+        );
+    }
     log::info!(
         "{} provider(s), {} virtual model(s), {} routable model(s)",
         config.providers.len(),

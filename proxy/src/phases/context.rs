@@ -47,6 +47,8 @@ pub struct RequestCtx {
     pub usage_complete: bool,
     /// The request's hold on its key's budget, settled with its cost when it ends.
     pub reservation: Option<crate::govern::budget::Reservation>,
+    /// The `routes:` entry proxying this request (Pingora's proxy loop then carries it).
+    pub proxied: Option<crate::routes::Proxied>,
     _inflight: InflightGuard,
 }
 
@@ -73,6 +75,7 @@ impl RequestCtx {
             usage: None,
             usage_complete: false,
             reservation: None,
+            proxied: None,
             _inflight: InflightGuard::new(state),
         }
     }

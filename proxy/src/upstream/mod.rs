@@ -68,16 +68,6 @@ struct PeerKeyRef<'a> {
     timeouts: &'a Timeouts,
 }
 
-impl<'a> PeerKeyRef<'a> {
-    fn of(provider: &'a Provider) -> PeerKeyRef<'a> {
-        PeerKeyRef {
-            origin: &provider.origin,
-            ca_file: provider.ca_file.as_deref(),
-            timeouts: &provider.timeouts,
-        }
-    }
-}
-
 fn hash_peer_key<H: Hasher>(origin: &Origin, ca: Option<&Path>, t: &Timeouts, h: &mut H) {
     origin.hash(h);
     ca.hash(h);
@@ -211,7 +201,31 @@ impl UpstreamClient {
     /// provider's timeouts. Cached as long as the addresses are, per origin and settings
     /// ([`PeerKey`]).
     pub async fn peers(&self, provider: &Provider) -> Result<PeerSet, ProxyError> {
-        let key = PeerKeyRef::of(provider);
+        self.peers_at(
+            &provider.origin,
+            provider.ca_file.as_deref(),
+            &provider.timeouts,
+        )
+        .await
+        .map_err(|detail| ProxyError::UpstreamConnect {
+            provider: provider.id.clone(),
+            detail,
+        })
+    }
+
+    /// [`Self::peers`] for any origin (a route's URL): the same cache, DNS and trust roots
+    /// (`ca_file` must be one the configuration loaded, i.e. a provider's).
+    pub async fn peers_at(
+        &self,
+        origin: &Origin,
+        ca_file: Option<&Path>,
+        timeouts: &Timeouts,
+    ) -> Result<PeerSet, String> {
+        let key = PeerKeyRef {
+            origin,
+            ca_file,
+            timeouts,
+        };
         if let Ok(cache) = self.peers.lock() {
             if let Some((at, peers)) = cache.get(&key) {
                 if at.elapsed() < dns::TTL {
@@ -219,34 +233,32 @@ impl UpstreamClient {
                 }
             }
         }
-        let peers = self.build_peers(provider).await?;
+        let peers = self.build_peers(origin, ca_file, timeouts).await?;
         if let Ok(mut cache) = self.peers.lock() {
             cache.insert(PeerKey::from(key), (Instant::now(), peers.clone()));
         }
         Ok(peers)
     }
 
-    async fn build_peers(&self, provider: &Provider) -> Result<PeerSet, ProxyError> {
-        let origin = &provider.origin;
+    async fn build_peers(
+        &self,
+        origin: &Origin,
+        ca_file: Option<&Path>,
+        t: &Timeouts,
+    ) -> Result<PeerSet, String> {
         let addrs = self
-            .resolve(provider)
-            .await
-            .map_err(|detail| ProxyError::UpstreamConnect {
-                provider: provider.id.clone(),
-                detail,
-            })?;
-        let ca = provider
-            .ca_file
-            .as_ref()
-            .and_then(|p| self.cas.load().get(p).cloned());
+            .resolver
+            .resolve(&origin.host, origin.port, t.connect)
+            .await?;
+        let ca = ca_file.and_then(|p| self.cas.load().get(p).cloned());
         // Pingora pools connections by address and SNI, not by trust roots: keep connections
         // verified against a private CA apart from those verified against the system roots.
-        let group_key = provider.ca_file.as_ref().map_or(0, |p| {
+        let group_key = ca_file.map_or(0, |p| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             p.hash(&mut h);
             h.finish()
         });
-        let t = provider.timeouts;
+        let t = *t;
         Ok(addrs
             .into_iter()
             .map(|addr| {
@@ -277,7 +289,11 @@ impl UpstreamClient {
     /// Forget cached addresses for a host after a connect failure, so the next request resolves
     /// again (for every provider on that host and port).
     pub fn forget(&self, provider: &Provider) {
-        let origin = &provider.origin;
+        self.forget_origin(&provider.origin);
+    }
+
+    /// [`Self::forget`] for any origin.
+    pub fn forget_origin(&self, origin: &Origin) {
         if let Ok(mut cache) = self.peers.lock() {
             cache.retain(|k, _| !(k.origin.host == origin.host && k.origin.port == origin.port));
         }

@@ -1,0 +1,553 @@
+//! `routes:`: plain reverse-proxy routes for whatever else sits behind the same front door (a
+//! dashboard, a metrics endpoint, an inference server's own API), matched by path, host or
+//! header and proxied as they are. The schema types (as written) and their resolution (URLs
+//! parsed, provider ids checked, every problem placed at file:line:col); the proxy matches and
+//! forwards.
+
+use crate::resolve::parse_base;
+use crate::spans::Seg;
+use crate::validate::Diagnostics;
+use crate::{Origin, Provider, Timeouts};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One reverse-proxy route: requests that match go to `upstream` as they are (no model
+/// routing, no translation, bodies streamed both ways, websockets upgraded). The LLM surfaces
+/// and the router's own endpoints always win over a route; routes are tried in order and the
+/// first that matches is used.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// A name for logs and the `route` label of the route metrics (default `route<N>`, N
+    /// counting from 0 in file order).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What a request must look like; every key given must hold.
+    #[serde(rename = "match")]
+    pub matcher: MatchSection,
+    /// Where matching requests go: a URL (`http://127.0.0.1:3000`, its path is put before the
+    /// request's), a list of URLs (round robin; one that refuses connections is skipped for a
+    /// while), or the id of a provider (its `api_base` origin, `ca_file` and timeouts).
+    pub upstream: RouteUpstreamSection,
+    /// Remove the matched `path_prefix` from the path before forwarding (nginx's
+    /// `proxy_pass http://up/;` under `location /prefix/`). The query string is kept.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Headers set on the forwarded request, replacing the client's (`host` included).
+    #[serde(default)]
+    pub set_headers: IndexMap<String, String>,
+    /// Require the gateway key or a virtual key, as LLM calls do (unless `server.skip_auth`);
+    /// the credential is removed before forwarding. Default false: the client's own headers
+    /// go through and no provider credential is ever added.
+    #[serde(default)]
+    pub auth: bool,
+    /// Position in the `routes:` list (for problems placed in the file).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub index: usize,
+}
+
+/// `routes[].match`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// The path starts with this prefix, at a segment boundary (`/grafana` matches
+    /// `/grafana` and `/grafana/x`, not `/grafanax`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// The path is exactly this (the query string is not part of it).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The request's host (the `Host` header or the HTTP/2 authority, without its port),
+    /// case-insensitive; `*.example.com` matches any subdomain.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// A request header has exactly this value.
+    #[serde(default)]
+    pub header: Option<HeaderMatchSection>,
+}
+
+/// `routes[].match.header`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchSection {
+    pub name: String,
+    pub value: String,
+}
+
+/// `routes[].upstream`: one URL or provider id, or a list of URLs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a URL, a list of URLs or a provider id")]
+pub enum RouteUpstreamSection {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for RouteUpstreamSection {
+    fn default() -> Self {
+        RouteUpstreamSection::Many(Vec::new())
+    }
+}
+
+/// A resolved route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `name`, or `route<N>`.
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub upstream: RouteUpstream,
+    pub strip_prefix: bool,
+    /// Lower-cased names, checked values.
+    pub set_headers: Vec<(String, String)>,
+    pub auth: bool,
+}
+
+/// What a request must look like (at least one field is set).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteMatch {
+    /// Without a trailing `/` (`/` itself becomes the empty string: every path).
+    pub path_prefix: Option<String>,
+    pub path: Option<String>,
+    /// Lower-cased; a leading `*.` matches any subdomain.
+    pub host: Option<String>,
+    /// Lower-cased name, exact value.
+    pub header: Option<(String, String)>,
+}
+
+impl RouteMatch {
+    /// Whether a request with this path, host (without port) and header lookup matches.
+    pub fn matches<'a>(
+        &self,
+        path: &str,
+        host: Option<&str>,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> bool {
+        if let Some(prefix) = &self.path_prefix {
+            if !has_prefix(path, prefix) {
+                return false;
+            }
+        }
+        if let Some(exact) = &self.path {
+            if path != exact {
+                return false;
+            }
+        }
+        if let Some(want) = &self.host {
+            let Some(host) = host else { return false };
+            let ok = match want.strip_prefix("*.") {
+                Some(domain) => host.len().checked_sub(domain.len() + 1).is_some_and(|at| {
+                    host.as_bytes()[at] == b'.' && host[at + 1..].eq_ignore_ascii_case(domain)
+                }),
+                None => host.eq_ignore_ascii_case(want),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some((name, value)) = &self.header {
+            if header(name) != Some(value.as_bytes()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `path` starts with `prefix` (stored without a trailing `/`) at a segment boundary.
+pub fn has_prefix(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.is_empty())
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteUpstream {
+    /// At least one.
+    pub urls: Vec<RouteUrl>,
+    /// The provider id when `upstream` named one.
+    pub provider: Option<String>,
+    /// The provider's `ca_file` (URLs use the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// The provider's timeouts, or `upstream.timeouts`.
+    pub timeouts: Timeouts,
+}
+
+/// One upstream URL of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteUrl {
+    /// As written, without a trailing `/`.
+    pub url: String,
+    pub origin: Origin,
+    /// Put before the request's path (empty for a bare origin and for a provider).
+    pub base_path: String,
+}
+
+impl RouteUrl {
+    /// `host` or `host:port` (when the port is not the scheme's default), as nginx's
+    /// `$proxy_host`: the `Host` header a route sends upstream unless `set_headers` says.
+    pub fn authority(&self) -> String {
+        let o = &self.origin;
+        let host = if o.host.contains(':') {
+            format!("[{}]", o.host)
+        } else {
+            o.host.clone()
+        };
+        let default = if o.tls { 443 } else { 80 };
+        if o.port == default {
+            host
+        } else {
+            format!("{host}:{}", o.port)
+        }
+    }
+}
+
+/// Decodes `routes:` entry by entry (one bad route does not hide another's problem); an entry
+/// that does not decode is left out (its problems are reported).
+pub(crate) fn parse(
+    value: serde_yaml::Value,
+    path: &[Seg],
+    env: &dyn crate::EnvSource,
+    diag: &mut Diagnostics,
+) -> Vec<RouteSection> {
+    let items = match value {
+        serde_yaml::Value::Null => return Vec::new(),
+        serde_yaml::Value::Sequence(items) => items,
+        other => {
+            diag.at_value(
+                path,
+                format!(
+                    "`routes` must be a list of routes (`- match: ...`), found {}",
+                    crate::parse::kind(&other)
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let entry = [path, &[Seg::Index(index)]].concat();
+        if let Some(mut route) = crate::parse::decode::<RouteSection>(item, &entry, env, diag) {
+            route.index = index;
+            out.push(route);
+        }
+    }
+    out
+}
+
+/// Resolves `routes:`. `broken` providers already had their problems reported: a route naming
+/// one is dropped quietly.
+pub(crate) fn resolve(
+    sections: &[RouteSection],
+    providers: &[Arc<Provider>],
+    broken: &HashSet<String>,
+    default_timeouts: &Timeouts,
+    diag: &mut Diagnostics,
+) -> Vec<Arc<Route>> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for s in sections {
+        let path = [Seg::key("routes"), Seg::Index(s.index)];
+        let at = |rest: &[&str]| -> Vec<Seg> {
+            let mut p = path.to_vec();
+            p.extend(rest.iter().map(|k| Seg::key(k)));
+            p
+        };
+        let before = diag.problem_count();
+        let name = s
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("route{}", s.index));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_graphic()) {
+            diag.at_value(
+                &at(&["name"]),
+                "a route name must be non-empty printable ASCII without spaces",
+            );
+        } else if !names.insert(name.clone()) {
+            diag.at_value(&at(&["name"]), format!("duplicate route name `{name}`"));
+        }
+        let matcher = matcher(&s.matcher, &at(&["match"]), diag);
+        if s.strip_prefix && matcher.path_prefix.is_none() {
+            diag.at_value(
+                &at(&["strip_prefix"]),
+                "`strip_prefix` needs `match.path_prefix` (the part it removes)",
+            );
+        }
+        let mut set_headers = Vec::new();
+        for (k, v) in &s.set_headers {
+            let p = at(&["set_headers", k]);
+            if !valid_header_name(k) {
+                diag.at_key(&p, format!("`{k}` is not a valid header name"));
+            } else if http_value_bad(v) {
+                diag.at_value(&p, "a header value cannot contain control characters");
+            } else {
+                set_headers.push((k.to_ascii_lowercase(), v.clone()));
+            }
+        }
+        let upstream = upstream(
+            s,
+            providers,
+            broken,
+            default_timeouts,
+            &at(&["upstream"]),
+            diag,
+        );
+        if diag.problem_count() != before {
+            continue;
+        }
+        if let Some(upstream) = upstream {
+            out.push(Arc::new(Route {
+                name,
+                matcher,
+                upstream,
+                strip_prefix: s.strip_prefix,
+                set_headers,
+                auth: s.auth,
+            }));
+        }
+    }
+    out
+}
+
+fn matcher(m: &MatchSection, path: &[Seg], diag: &mut Diagnostics) -> RouteMatch {
+    let sub = |k: &str| [path, &[Seg::key(k)]].concat();
+    if m.path_prefix.is_none() && m.path.is_none() && m.host.is_none() && m.header.is_none() {
+        diag.at_key(
+            path,
+            "`match` is empty: give at least one of `path_prefix`, `path`, `host`, `header` (`path_prefix: /` matches every path)",
+        );
+    }
+    let mut out = RouteMatch::default();
+    if let Some(p) = &m.path_prefix {
+        if !p.starts_with('/') {
+            diag.at_value(&sub("path_prefix"), format!("`{p}` must start with `/`"));
+        }
+        out.path_prefix = Some(p.trim_end_matches('/').to_string());
+    }
+    if let Some(p) = &m.path {
+        if !p.starts_with('/') {
+            diag.at_value(&sub("path"), format!("`{p}` must start with `/`"));
+        }
+        out.path = Some(p.clone());
+    }
+    if let Some(h) = &m.host {
+        let h = h.trim().to_ascii_lowercase();
+        let bare = h.strip_prefix("*.").unwrap_or(&h);
+        if bare.is_empty()
+            || bare.contains(['/', ':', '*'])
+            || !bare.chars().all(|c| c.is_ascii_graphic())
+        {
+            diag.at_value(
+                &sub("host"),
+                format!("`{h}` is not a host name (no scheme, port or path; `*.` only in front)"),
+            );
+        }
+        out.host = Some(h);
+    }
+    if let Some(hm) = &m.header {
+        if !valid_header_name(&hm.name) {
+            diag.at_value(
+                &[path, &[Seg::key("header"), Seg::key("name")]].concat(),
+                format!("`{}` is not a valid header name", hm.name),
+            );
+        }
+        out.header = Some((hm.name.to_ascii_lowercase(), hm.value.clone()));
+    }
+    out
+}
+
+fn upstream(
+    s: &RouteSection,
+    providers: &[Arc<Provider>],
+    broken: &HashSet<String>,
+    default_timeouts: &Timeouts,
+    path: &[Seg],
+    diag: &mut Diagnostics,
+) -> Option<RouteUpstream> {
+    let list: Vec<(Vec<Seg>, &String)> = match &s.upstream {
+        RouteUpstreamSection::One(one) => {
+            if !one.contains("://") {
+                return provider_upstream(one, providers, broken, path, diag);
+            }
+            vec![(path.to_vec(), one)]
+        }
+        RouteUpstreamSection::Many(many) => many
+            .iter()
+            .enumerate()
+            .map(|(i, u)| ([path, &[Seg::Index(i)]].concat(), u))
+            .collect(),
+    };
+    if list.is_empty() {
+        diag.at_value(path, "`upstream` is an empty list: give at least one URL");
+        return None;
+    }
+    let mut urls = Vec::new();
+    for (p, raw) in list {
+        match parse_base(raw) {
+            Ok(base) => urls.push(RouteUrl {
+                url: base.api_base,
+                origin: base.origin,
+                base_path: base.base_path,
+            }),
+            Err(e) => diag.at_value(&p, format!("invalid upstream URL: {e}")),
+        }
+    }
+    Some(RouteUpstream {
+        urls,
+        provider: None,
+        ca_file: None,
+        timeouts: *default_timeouts,
+    })
+}
+
+fn provider_upstream(
+    id: &str,
+    providers: &[Arc<Provider>],
+    broken: &HashSet<String>,
+    path: &[Seg],
+    diag: &mut Diagnostics,
+) -> Option<RouteUpstream> {
+    let Some(p) = providers.iter().find(|p| p.id == id) else {
+        if !broken.contains(id) {
+            let mut known: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+            known.sort_unstable();
+            diag.at_value(
+                path,
+                format!(
+                    "`{id}` is neither a URL (`http://...`, `https://...`) nor a provider id (known: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        return None;
+    };
+    let o = &p.origin;
+    Some(RouteUpstream {
+        urls: vec![RouteUrl {
+            url: format!(
+                "{}://{}:{}",
+                if o.tls { "https" } else { "http" },
+                o.host,
+                o.port
+            ),
+            origin: o.clone(),
+            base_path: String::new(),
+        }],
+        provider: Some(p.id.clone()),
+        ca_file: p.ca_file.clone(),
+        timeouts: p.timeouts,
+    })
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn http_value_bad(v: &str) -> bool {
+    v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_str, MapEnv};
+
+    fn load(yaml: &str) -> Result<crate::Config, String> {
+        load_str(yaml, "b.yaml", &MapEnv::default()).map_err(|e| e.to_string())
+    }
+
+    fn err(yaml: &str) -> String {
+        match load(yaml) {
+            Ok(_) => panic!("expected an error for:\n{yaml}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn routes_resolve_urls_lists_and_providers() {
+        let c = load(
+            "providers:\n  vllm:\n    api_base: https://gpu1.internal:8443/v1\nroutes:\n  - name: grafana\n    match: {path_prefix: /grafana/}\n    upstream: http://127.0.0.1:3000/base/\n    strip_prefix: true\n    set_headers: {X-From: bitrouter}\n  - match: {host: \"*.Example.com\", header: {name: X-Env, value: prod}}\n    upstream: [http://a:1, http://b:2]\n  - match: {path: /metrics-vllm}\n    upstream: vllm\n    auth: true\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = &c.routes;
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].name, "grafana");
+        assert_eq!(r[0].matcher.path_prefix.as_deref(), Some("/grafana"));
+        assert_eq!(r[0].upstream.urls[0].base_path, "/base");
+        assert_eq!(r[0].upstream.urls[0].authority(), "127.0.0.1:3000");
+        assert_eq!(
+            r[0].set_headers,
+            vec![("x-from".into(), "bitrouter".into())]
+        );
+        assert_eq!(r[1].name, "route1");
+        assert_eq!(r[1].matcher.host.as_deref(), Some("*.example.com"));
+        assert_eq!(r[1].upstream.urls.len(), 2);
+        assert_eq!(r[2].upstream.provider.as_deref(), Some("vllm"));
+        assert_eq!(r[2].upstream.urls[0].authority(), "gpu1.internal:8443");
+        assert!(r[2].auth);
+    }
+
+    #[test]
+    fn matching_by_prefix_host_and_header() {
+        let m = super::RouteMatch {
+            path_prefix: Some("/api".into()),
+            host: Some("*.example.com".into()),
+            header: Some(("x-env".into(), "prod".into())),
+            path: None,
+        };
+        let prod = |n: &str| (n == "x-env").then_some(&b"prod"[..]);
+        assert!(m.matches("/api/x", Some("a.EXAMPLE.com"), prod));
+        assert!(m.matches("/api", Some("a.example.com"), prod));
+        assert!(!m.matches("/apix", Some("a.example.com"), prod));
+        assert!(!m.matches("/api", Some("example.com"), prod));
+        assert!(!m.matches("/api", Some("aexample.com"), prod));
+        assert!(!m.matches("/api", None, prod));
+        assert!(!m.matches("/api", Some("a.example.com"), |_| None));
+        assert!(super::has_prefix("/anything", ""));
+    }
+
+    #[test]
+    fn bad_routes_are_placed_in_the_file() {
+        let e = err("routes:\n  - match: {}\n    upstream: http://127.0.0.1:1\n");
+        assert!(
+            e.contains("b.yaml:2:") && e.contains("`match` is empty"),
+            "{e}"
+        );
+        let e = err("routes:\n  - match: {path_prefix: /x}\n    upstream: nosuch\n");
+        assert!(
+            e.contains("b.yaml:3:15") && e.contains("`nosuch` is neither a URL"),
+            "{e}"
+        );
+        let e =
+            err("routes:\n  - match: {path_prefix: /x}\n    upstream: [http://ok:1, 'ftp://no']\n");
+        assert!(
+            e.contains("b.yaml:3:") && e.contains("invalid upstream URL"),
+            "{e}"
+        );
+        let e = err(
+            "routes:\n  - match: {path: x}\n    upstream: http://h:1\n    strip_prefix: true\n",
+        );
+        assert!(
+            e.contains("must start with `/`") && e.contains("`strip_prefix` needs"),
+            "{e}"
+        );
+        let e = err("routes:\n  - match: {path: /x}\n    upstream: []\n");
+        assert!(e.contains("empty list"), "{e}");
+        let e = err("routes:\n  - match: {path: /x}\n    upstream: http://h:1\n    bogus: 1\n");
+        assert!(
+            e.contains("b.yaml:4:5") && e.contains("unknown field `bogus`"),
+            "{e}"
+        );
+        let e = err("routes:\n  - {name: a, match: {path: /x}, upstream: 'http://h:1'}\n  - {name: a, match: {path: /y}, upstream: 'http://h:1'}\n");
+        assert!(e.contains("duplicate route name `a`"), "{e}");
+    }
+}

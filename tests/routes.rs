@@ -1,0 +1,658 @@
+//! `routes:` through the real binary: plain reverse-proxy routes to a tiny HTTP server of the
+//! test's own (it reports what it received: target, headers, body size; streams a download of
+//! any size; echoes websocket messages). Matching (prefix, host, header, first match wins),
+//! strip_prefix, set_headers, Host, LLM surfaces keeping priority, a 1 GB streamed upload and a
+//! large download without the router's memory growing, a websocket, a list of URLs with one
+//! down, an unreachable upstream, `auth: true`, the 404 of an unmatched path, and a reload.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use bitrouter_mock::MockUpstream;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::{client, Router, RouterSpec};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+// ---------------------------------------------------------------------------------------------
+// The upstream: HTTP/1.1 with keep-alive, Content-Length and chunked request bodies.
+// ---------------------------------------------------------------------------------------------
+
+/// Starts an upstream named `name` on its own thread and runtime (the routers and upstreams are
+/// shared by tests that each have their own runtime).
+fn upstream(name: &'static str) -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _ = serve(stream, name).await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+async fn serve(stream: TcpStream, name: &'static str) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut headers = serde_json::Map::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).await?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), json!(v.trim()));
+            }
+        }
+        let header = |k: &str| headers.get(k).and_then(Value::as_str).map(str::to_string);
+        if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            let key = header("sec-websocket-key").unwrap_or_default();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let mut stream = reader.into_inner();
+            stream
+                .write_all(
+                    format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                stream,
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                match msg {
+                    Message::Text(t) => {
+                        let _ = ws.send(Message::Text(format!("{name}:{t}").into())).await;
+                    }
+                    Message::Binary(b) => {
+                        let _ = ws.send(Message::Binary(b)).await;
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        // The body, counted and dropped.
+        let mut body_bytes: u64 = 0;
+        if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).await?;
+                let hex = size.trim().split(';').next().unwrap_or("0");
+                let n = u64::from_str_radix(hex, 16).unwrap_or(0);
+                if n == 0 {
+                    // Trailers, up to the empty line.
+                    loop {
+                        let mut t = String::new();
+                        reader.read_line(&mut t).await?;
+                        if t.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                body_bytes +=
+                    tokio::io::copy(&mut (&mut reader).take(n), &mut tokio::io::sink()).await?;
+                let mut crlf = [0u8; 2];
+                reader.read_exact(&mut crlf).await?;
+            }
+        } else if let Some(n) = header("content-length").and_then(|n| n.parse::<u64>().ok()) {
+            body_bytes =
+                tokio::io::copy(&mut (&mut reader).take(n), &mut tokio::io::sink()).await?;
+        }
+        if let Some(n) = target
+            .strip_prefix("/dl/")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            let stream = reader.get_mut();
+            stream
+                .write_all(
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {n}\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await?;
+            let chunk = vec![b'd'; 256 * 1024];
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(chunk.len() as u64) as usize;
+                stream.write_all(&chunk[..k]).await?;
+                left -= k as u64;
+            }
+            continue;
+        }
+        let body = json!({
+            "server": name,
+            "method": method,
+            "target": target,
+            "headers": headers,
+            "body_bytes": body_bytes,
+        })
+        .to_string();
+        reader
+            .get_mut()
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-upstream: {name}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await?;
+    }
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The router's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// The fixture's upstream `a` (its port is also reached as `localhost`).
+fn upstream_a() -> SocketAddr {
+    static A: OnceLock<SocketAddr> = OnceLock::new();
+    *A.get_or_init(|| upstream("a"))
+}
+
+fn a_port_of() -> u16 {
+    upstream_a().port()
+}
+
+struct Fixture {
+    router: Router,
+    mock: MockUpstream,
+    /// Speaks HTTPS with a test CA; the `secure` provider trusts it through `ca_file`.
+    tls_mock: MockUpstream,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let mock = MockUpstream::start();
+        let m = mock.base_url();
+        let tls_mock = MockUpstream::start_tls();
+        let t = tls_mock.base_url();
+        let ca = tls_mock.ca_file().unwrap();
+        let ca = ca.display();
+        let a_port = a_port_of();
+        let a = upstream_a();
+        let b = upstream("b");
+        let dead = closed_port();
+        let config = format!(
+            r#"
+providers:
+  openai:
+    api_base: {m}/v1
+    api_key: sk-openai-test
+    models: [gpt-4o]
+  secure:
+    api_base: {t}/v1
+    api_key: sk-secure-provider
+    ca_file: {ca}
+    models: [secure-model]
+routes:
+  - name: tls
+    match: {{path_prefix: /secure}}
+    upstream: secure
+    strip_prefix: true
+  - name: localhost
+    match: {{path_prefix: /localhost}}
+    upstream: http://localhost:{a_port}
+  - name: first
+    match: {{path_prefix: /first}}
+    upstream: http://{a}
+    set_headers: {{x-added: "yes", user-agent: bitrouter-route}}
+  - name: second
+    match: {{path_prefix: /first}}
+    upstream: http://{b}
+  - name: strip
+    match: {{path_prefix: /strip/}}
+    upstream: http://{a}/base
+    strip_prefix: true
+  - name: keep
+    match: {{path_prefix: /keep}}
+    upstream: http://{a}
+  - name: host
+    match: {{host: app.test}}
+    upstream: http://{b}
+  - name: tenant
+    match: {{header: {{name: X-Tenant, value: blue}}}}
+    upstream: http://{b}
+  - name: pair
+    match: {{path_prefix: /pair}}
+    upstream: [http://127.0.0.1:{dead}, http://{a}]
+  - name: down
+    match: {{path_prefix: /down}}
+    upstream: http://127.0.0.1:{dead}
+  - name: big
+    match: {{path_prefix: /big}}
+    upstream: http://{a}
+    strip_prefix: true
+  - name: ws
+    match: {{path: /ws}}
+    upstream: http://{b}
+  - name: v1
+    match: {{path_prefix: /v1}}
+    upstream: http://{a}
+"#
+        );
+        let router = Router::start(RouterSpec {
+            config: Some(&config),
+            ..Default::default()
+        });
+        Fixture {
+            router,
+            mock,
+            tls_mock,
+        }
+    })
+}
+
+async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matching and rewriting
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn path_prefix_with_and_without_strip_prefix_keeps_the_query() {
+    let f = fixture();
+    let (status, body) = get_json(&f.router.url("/strip/a/b?x=1&y=2"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"], "a");
+    assert_eq!(body["target"], "/base/a/b?x=1&y=2");
+    let (status, body) = get_json(&f.router.url("/keep/a/b?x=1"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["target"], "/keep/a/b?x=1");
+    // A prefix matches at a segment boundary only.
+    let (status, _) = get_json(&f.router.url("/keeper"), &[]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn first_match_wins_and_set_headers_and_host_arrive_upstream() {
+    let f = fixture();
+    let (status, body) = get_json(
+        &f.router.url("/first/x"),
+        &[("user-agent", "client-ua"), ("x-client", "kept")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"], "a", "the first matching route wins: {body}");
+    let h = &body["headers"];
+    assert_eq!(h["x-added"], "yes");
+    assert_eq!(h["user-agent"], "bitrouter-route", "set_headers replaces");
+    assert_eq!(h["x-client"], "kept", "the client's own headers go through");
+    // Host is the upstream's, as nginx's default `proxy_set_header Host $proxy_host`.
+    let host = h["host"].as_str().unwrap();
+    assert!(host.starts_with("127.0.0.1:"), "{host}");
+}
+
+#[tokio::test]
+async fn host_and_header_matches() {
+    let f = fixture();
+    let (status, body) = get_json(&f.router.url("/anything"), &[("host", "app.test:8080")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"], "b");
+    assert_eq!(body["target"], "/anything");
+    let (status, body) = get_json(&f.router.url("/other"), &[("x-tenant", "blue")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"], "b");
+    let (status, _) = get_json(&f.router.url("/other"), &[("x-tenant", "red")]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn llm_surfaces_keep_priority_over_a_route_covering_them() {
+    let f = fixture();
+    let resp = client()
+        .post(f.router.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "route-priority"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-upstream").is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["choices"].is_array(), "{body}");
+    assert!(!f.mock.requests_containing("route-priority").is_empty());
+    // The model list too, and a wrong method on an LLM path is still the LLM path's 405.
+    let (status, body) = get_json(&f.router.url("/v1/models"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(body["data"].is_array(), "{body}");
+    let (status, _) = get_json(&f.router.url("/v1/chat/completions"), &[]).await;
+    assert_eq!(status, 405);
+    // Anything else under /v1 is the route's.
+    let (status, body) = get_json(&f.router.url("/v1/dashboards"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["server"], "a");
+}
+
+#[tokio::test]
+async fn an_unmatched_request_is_still_a_404_in_the_guessed_protocol() {
+    let f = fixture();
+    let (status, body) = get_json(&f.router.url("/nothing/here"), &[]).await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures and lists of URLs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_list_with_one_url_down_still_answers_every_request() {
+    let f = fixture();
+    for i in 0..8 {
+        let (status, body) = get_json(&f.router.url(&format!("/pair/{i}")), &[]).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(body["server"], "a");
+    }
+    // A body goes to the live URL too.
+    let resp = client()
+        .post(f.router.url("/pair/post"))
+        .body(vec![b'p'; 300_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["body_bytes"], 300_000);
+    let metrics = client()
+        .get(f.router.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#),
+        "{metrics}"
+    );
+    // The dead URL was tried once, then skipped (ejected) while it stays down.
+    assert!(
+        metrics.contains(r#"bitrouter_route_retries_total{route="pair"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_route_whose_upstream_is_down_gets_a_short_502() {
+    let f = fixture();
+    let resp = client().get(f.router.url("/down/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("route `down`"), "{body}");
+    assert!(body.len() < 200);
+    let logs = f.router.wait_for_log("route=down");
+    let line = logs.lines().find(|l| l.contains("route=down")).unwrap();
+    assert!(line.contains("status=502"), "{line}");
+}
+
+#[tokio::test]
+async fn a_provider_id_upstream_uses_its_origin_and_ca_file_and_never_its_key() {
+    let f = fixture();
+    let resp = client()
+        .post(f.router.url("/secure/v1/chat/completions"))
+        .header("authorization", "Bearer client-own-token")
+        .json(&json!({"model": "secure-model", "messages": [{"role": "user", "content": "via-route-tls"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_ne!(status, 502, "{body}");
+    let seen = f.tls_mock.requests_containing("via-route-tls");
+    assert_eq!(seen.len(), 1, "the route reached the HTTPS provider");
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    let auth: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "authorization" || k == "x-api-key")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        auth,
+        vec!["Bearer client-own-token"],
+        "the client's own credential, never the provider's key"
+    );
+}
+
+/// A host name goes through the resolver (where `localhost` also resolves to `::1` and that is
+/// tried first, a refused connection moves to the next address of the same URL).
+#[tokio::test]
+async fn a_host_name_upstream_is_resolved() {
+    let f = fixture();
+    for _ in 0..3 {
+        let (status, body) = get_json(&f.router.url("/localhost/x"), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["server"], "a");
+        assert!(body["headers"]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost:"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------------------------
+
+const GIB: u64 = 1 << 30;
+
+#[tokio::test]
+async fn a_1gb_upload_streams_through_without_filling_the_routers_memory() {
+    let f = fixture();
+    let chunk = Bytes::from(vec![b'u'; 1 << 20]);
+    let chunks = (0..GIB >> 20).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+        .post(f.router.url("/big/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["body_bytes"], GIB, "{got}");
+    assert_eq!(got["target"], "/upload");
+    let rss = peak_rss(f.router.pid);
+    eprintln!("router peak RSS: {} MiB", rss >> 20);
+    assert!(rss < 200 << 20, "router peak RSS {} MiB", rss >> 20);
+}
+
+#[tokio::test]
+async fn a_large_download_streams_through() {
+    let f = fixture();
+    let n: u64 = 512 << 20;
+    let mut resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+        .get(f.router.url(&format!("/big/dl/{n}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = 0u64;
+    while let Some(c) = resp.chunk().await.unwrap() {
+        got += c.len() as u64;
+    }
+    assert_eq!(got, n);
+    let rss = peak_rss(f.router.pid);
+    eprintln!("router peak RSS: {} MiB", rss >> 20);
+    assert!(rss < 200 << 20, "router peak RSS {} MiB", rss >> 20);
+}
+
+#[tokio::test]
+async fn a_websocket_is_upgraded_and_echoed() {
+    let f = fixture();
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", f.router.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::Text("hello".into())).await.unwrap();
+    let msg = ws.next().await.unwrap().unwrap();
+    assert_eq!(msg.into_text().unwrap().as_str(), "b:hello");
+    let big = vec![7u8; 200_000];
+    ws.send(Message::Binary(big.clone().into())).await.unwrap();
+    let msg = ws.next().await.unwrap().unwrap();
+    assert_eq!(msg.into_data().as_ref(), big.as_slice());
+    ws.close(None).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// auth: true, and a reload
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_auth_route_needs_a_key_and_never_forwards_it() {
+    let a = upstream("a");
+    let config = format!(
+        r#"
+server:
+  skip_auth: false
+database:
+  enabled: false
+routes:
+  - name: private
+    match: {{path_prefix: /private}}
+    upstream: http://{a}
+    auth: true
+  - name: public
+    match: {{path_prefix: /public}}
+    upstream: http://{a}
+"#
+    );
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        env: vec![("BITROUTER_API_KEY", "gw-secret".to_string())],
+        ..Default::default()
+    });
+    let (status, body) = get_json(&router.url("/private/x"), &[]).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = get_json(
+        &router.url("/private/x"),
+        &[("authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    for (name, value) in [
+        ("authorization", "Bearer gw-secret"),
+        ("x-api-key", "gw-secret"),
+    ] {
+        let (status, body) = get_json(&router.url("/private/x?a=1"), &[(name, value)]).await;
+        assert_eq!(status, 200, "{body}");
+        let h = body["headers"].as_object().unwrap();
+        assert!(
+            !h.contains_key(name),
+            "the key reached the upstream: {body}"
+        );
+        assert_eq!(body["target"], "/private/x?a=1");
+    }
+    let (status, body) = get_json(&router.url("/private/y?key=gw-secret&b=2"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["target"], "/private/y?b=2");
+    // A route without auth forwards the client's own credential untouched, and adds none.
+    let (status, body) = get_json(
+        &router.url("/public"),
+        &[("authorization", "Bearer app-token")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["headers"]["authorization"], "Bearer app-token");
+    assert!(!router.logs().contains("gw-secret"));
+}
+
+#[tokio::test]
+async fn a_reload_swaps_the_routes() {
+    let a = upstream("a");
+    let b = upstream("b");
+    let route = |to: SocketAddr| {
+        format!("routes:\n  - name: r\n    match: {{path_prefix: /r}}\n    upstream: http://{to}\n")
+    };
+    let router = Router::start(RouterSpec {
+        config: Some(&route(a)),
+        ..Default::default()
+    });
+    let (_, body) = get_json(&router.url("/r"), &[]).await;
+    assert_eq!(body["server"], "a");
+    std::fs::write(router.dir.path().join("bitrouter.yaml"), route(b)).unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &router.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    router.wait_for_log("reloaded configuration");
+    let (_, body) = get_json(&router.url("/r"), &[]).await;
+    assert_eq!(body["server"], "b");
+}
