@@ -438,8 +438,15 @@ fn a_bad_certificate_path_stops_the_start_with_the_file_named() {
     let out = cli(&["serve", "-c", &path], &[], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("server.tls"), "{err}");
+    assert!(err.contains("server.tls.key_file"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    let out = cli(&["config", "validate", "-c", &path], &[], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server.tls.key_file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -497,4 +504,98 @@ async fn the_access_log_file_is_reopened_on_reload() {
     assert_eq!(read("access.log.1", 1).len(), 1);
     // Access lines are not in the router's own log.
     assert!(!router.logs().contains("\"method\""));
+}
+
+/// A free loopback port (a restart keeps the addresses, so port 0 will not do).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stops the daemon of `config` when the test ends, passed or not.
+struct Stop<'a>(&'a Path, &'a str);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        let _ = cli(&["stop", "-c", self.1], &[], self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_verbs_show_and_hand_over_every_listener() {
+    let mock = MockUpstream::start();
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf("bitrouter-one", 1);
+    write(dir.path(), "cert.pem", &cert);
+    write(dir.path(), "key.pem", &key);
+    let (plain, tls) = (free_port(), free_port());
+    let cfg = write(
+        dir.path(),
+        "bitrouter.yaml",
+        &config(
+            &mock,
+            &format!("  tls: {{cert_file: cert.pem, key_file: key.pem}}\n  listen:\n    - {{address: 127.0.0.1:{plain}, tls: false}}\n    - 127.0.0.1:{tls}"),
+        ),
+    );
+    let _stop = Stop(dir.path(), &cfg);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-c", cfg.as_str()]);
+        let out = cli(&all, &[], dir.path());
+        let said = format!("{}{}", support::stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{args:?}: {said}");
+        said
+    };
+    let said = run(&["start"]);
+    let (plain_url, tls_url) = (
+        format!("http://127.0.0.1:{plain}"),
+        format!("https://127.0.0.1:{tls}"),
+    );
+    assert!(
+        said.contains(&format!("listening on {plain_url}, {tls_url}")),
+        "{said}"
+    );
+    let said = run(&["status"]);
+    assert!(
+        said.contains(&plain_url) && said.contains(&tls_url),
+        "{said}"
+    );
+    let status: Value = serde_json::from_str(run(&["status", "--json"]).trim()).unwrap();
+    assert_eq!(status["listen"], format!("127.0.0.1:{plain}"));
+    assert_eq!(status["listeners"], json!([plain_url, tls_url]));
+    let old_pid = status["pid"].as_u64().unwrap();
+
+    let both = || async {
+        let r = support::client()
+            .get(format!("{plain_url}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = tls_client(&ca)
+            .build()
+            .unwrap()
+            .get(format!("https://localhost:{tls}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    both().await;
+    let said = run(&["restart"]);
+    assert!(
+        said.contains(&format!("took over {plain_url}, {tls_url}")),
+        "{said}"
+    );
+    let status: Value = serde_json::from_str(run(&["status", "--json"]).trim()).unwrap();
+    assert_ne!(status["pid"].as_u64().unwrap(), old_pid);
+    assert_eq!(status["listeners"], json!([plain_url, tls_url]));
+    both().await;
+    let log = std::fs::read_to_string(dir.path().join("bitrouter.log")).unwrap();
+    assert!(log.contains("took over the listening socket"), "{log}");
+    run(&["stop"]);
 }
