@@ -235,7 +235,23 @@ async fn https_with_alpn_h2_and_http1_and_a_plain_listener_beside_it() {
     assert!(plain.get("tls").is_none(), "{plain}");
     assert!(plain["listener"].as_str().unwrap().ends_with(plain_port));
     // Nothing of the human line for these requests.
-    assert!(!router.logs().contains(&format!("content={t}")));
+    assert!(!router.logs().contains(" status=200 stream="));
+
+    // Errors and the other surfaces answer over HTTP/2 too.
+    let r = c
+        .post(format!("{https}/v1/chat/completions"))
+        .json(&chat("nope/unknown", "x", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].is_string(), "{v}");
+    let r = c.get(format!("{https}/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["data"].as_array().is_some_and(|d| !d.is_empty()), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
