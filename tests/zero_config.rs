@@ -26,6 +26,7 @@ fn start(mock: &MockUpstream) -> Router {
         ],
         args: vec![],
         files: Vec::new(),
+        keep_listen: false,
     })
 }
 

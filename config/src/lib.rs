@@ -8,6 +8,7 @@
 pub mod access;
 pub mod capabilities;
 pub mod env;
+pub mod listen;
 pub mod policy;
 pub mod pricing;
 pub mod registry;
@@ -31,6 +32,7 @@ pub use access::{
 };
 pub use capabilities::{CapabilityOverrides, MaxTokensParam, ModelCapabilities, ThinkingControl};
 pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
+pub use listen::{AccessLog, AccessLogFormat, Listener, TlsFiles};
 pub use policy::{
     Account, AccountStrategy, HealthCheck, HealthCheckKind, HealthPolicy, Preset, RetryPolicy,
     SortBy, Timeouts, Variant, MAX_DURATION_SECS,

@@ -289,12 +289,7 @@ fn server(
     warnings: &mut Vec<String>,
 ) -> ServerConfig {
     let at = |key: &str| [Seg::key("server"), Seg::key(key)];
-    if let Err(why) = check_listen(&s.listen) {
-        diag.at_value(
-            &at("listen"),
-            format!("invalid `listen` address `{}`: {why}", s.listen),
-        );
-    }
+    let listening = crate::listen::resolve(s, base_dir, diag, check_listen);
     if s.max_body_bytes == 0 {
         diag.at_value(&at("max_body_bytes"), "`max_body_bytes` must be at least 1");
     }
@@ -313,7 +308,14 @@ fn server(
         );
     }
     ServerConfig {
-        listen: s.listen.clone(),
+        listen: listening
+            .listeners
+            .first()
+            .map_or_else(|| crate::DEFAULT_LISTEN.to_string(), |l| l.address.clone()),
+        listeners: listening.listeners,
+        tls: listening.tls,
+        h2c: listening.h2c,
+        access_log: listening.access_log,
         log_level: s.log_level.as_str().to_string(),
         skip_auth: s.skip_auth,
         control_socket: s.control_socket.as_deref().map(|p| rooted(p, base_dir)),

@@ -81,8 +81,17 @@ pub struct Config {
 /// The `server:` section with defaults applied.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// `host:port` to bind; default `127.0.0.1:4356`. Port 0 means "pick a free port".
+    /// `host:port` of the first listener; default `127.0.0.1:4356`. Port 0 means "pick a free
+    /// port". [`ServerConfig::override_listen`] changes it with [`ServerConfig::listeners`].
     pub listen: String,
+    /// Every listener, in the order written (the first is [`ServerConfig::listen`]).
+    pub listeners: Vec<crate::listen::Listener>,
+    /// `server.tls`, paths resolved.
+    pub tls: Option<crate::listen::TlsFiles>,
+    /// `server.h2c`: the default of listeners that do not say.
+    pub h2c: bool,
+    /// `server.access_log`.
+    pub access_log: crate::listen::AccessLog,
     /// `error|warn|info|debug|trace`; default `info`.
     pub log_level: String,
     /// Admit requests without a credential. Default `true` (loopback development).
@@ -105,6 +114,14 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN.to_string(),
+            listeners: vec![crate::listen::Listener {
+                address: DEFAULT_LISTEN.to_string(),
+                tls: false,
+                h2c: false,
+            }],
+            tls: None,
+            h2c: false,
+            access_log: crate::listen::AccessLog::default(),
             log_level: "info".to_string(),
             skip_auth: true,
             control_socket: None,

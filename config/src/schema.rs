@@ -134,9 +134,21 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// `host:port` to listen on. Loopback by default; port 0 picks a free port.
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    /// `host:port` to listen on, or a list of listeners (each `host:port` or `{address, tls,
+    /// h2c}`). Loopback by default; port 0 picks a free port.
+    #[serde(default)]
+    pub listen: crate::listen::ListenSection,
+    /// HTTPS: the certificate chain and private key (PEM). Every listener serves TLS (ALPN
+    /// `h2` and `http/1.1`) unless its entry says `tls: false`.
+    #[serde(default)]
+    pub tls: Option<crate::listen::TlsSection>,
+    /// Accept HTTP/2 without TLS (prior knowledge, e.g. gRPC-style clients on an internal
+    /// network) on plain listeners; HTTP/1.1 keeps working on the same port.
+    #[serde(default)]
+    pub h2c: bool,
+    /// The per-request access log: `{format: text | json, path: stdout | <file>}`.
+    #[serde(default)]
+    pub access_log: Option<crate::listen::AccessLogSection>,
     /// Log verbosity.
     #[serde(default)]
     pub log_level: LogLevel,
@@ -171,7 +183,10 @@ pub struct ServerSection {
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
-            listen: default_listen(),
+            listen: crate::listen::ListenSection::default(),
+            tls: None,
+            h2c: false,
+            access_log: None,
             log_level: LogLevel::default(),
             skip_auth: true,
             control_socket: None,
@@ -183,9 +198,6 @@ impl Default for ServerSection {
     }
 }
 
-fn default_listen() -> String {
-    crate::DEFAULT_LISTEN.to_string()
-}
 fn default_true() -> bool {
     true
 }

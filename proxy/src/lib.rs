@@ -8,6 +8,7 @@
 //! metrics ([`phases::logging`]). Every error is rendered once, at the edge, in the caller's own
 //! protocol ([`render`]).
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod hooks;
 pub mod keys;
 pub mod ledger;
 pub mod linger;
+pub mod listeners;
 pub mod logger;
 pub mod metering;
 pub mod metrics;

@@ -25,8 +25,10 @@ use std::time::Duration;
 /// How long connections already accepted keep being served after the listener stopped.
 pub const LINGER: Duration = Duration::from_millis(500);
 
-/// An HTTP application whose cleanup waits [`LINGER`] before the inner one's.
-pub struct Lingering<A>(pub Arc<A>);
+/// An HTTP application whose cleanup waits [`LINGER`] before the inner one's. The options, when
+/// given, replace the inner application's (h2c is an application setting in Pingora, so the
+/// listeners that accept h2c are served by a second `Lingering` around the same proxy).
+pub struct Lingering<A>(pub Arc<A>, pub Option<HttpServerOptions>);
 
 #[async_trait]
 impl<A> HttpServerApp for Lingering<A>
@@ -46,7 +48,7 @@ where
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.0.server_options()
+        self.1.as_ref().or_else(|| self.0.server_options())
     }
 
     async fn http_cleanup(&self) {

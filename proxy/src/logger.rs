@@ -9,6 +9,10 @@
 //! log ("N log lines dropped (log writer too slow)") once the writer catches up, and in
 //! `/metrics` as `bitrouter_log_lines_dropped_total`. [`flush`] waits (bounded) for the queue to
 //! drain before the process exits.
+//!
+//! The access log (`server.access_log`) rides the same queue ([`access`]): its lines go to the
+//! log output, or to a file of their own ([`set_access_file`]) which the writer thread opens,
+//! appends to and reopens on reload like the log file.
 
 use arc_swap::ArcSwap;
 use once_cell::sync::Lazy;
@@ -63,6 +67,14 @@ pub fn dropped_counter() -> Option<IntCounter> {
 static LOG_FILE: Lazy<Mutex<Option<PathBuf>>> = Lazy::new(|| Mutex::new(None));
 /// Set by [`reopen`]; the writer thread reopens the file before its next batch.
 static REOPEN: AtomicBool = AtomicBool::new(false);
+/// `server.access_log.path` (`None`: access lines go with the log lines).
+static ACCESS_FILE: Lazy<Mutex<Option<PathBuf>>> = Lazy::new(|| Mutex::new(None));
+
+/// One queued line and where it goes.
+struct Line {
+    access: bool,
+    bytes: Vec<u8>,
+}
 
 /// The active filter, replaced on reload (`server.log_level`): `env_logger` fixes its filter
 /// when built, so the installed logger delegates to a swappable one.
@@ -70,7 +82,9 @@ static CURRENT: Lazy<ArcSwap<env_logger::Logger>> =
     Lazy::new(|| ArcSwap::from_pointee(build(DEFAULT_LEVEL, None)));
 const DEFAULT_LEVEL: &str = "info";
 /// The queue's sender, shared by every logger built (initial and reloaded).
-static QUEUE: Lazy<Mutex<Option<SyncSender<Vec<u8>>>>> = Lazy::new(|| Mutex::new(None));
+static QUEUE: Lazy<Mutex<Option<SyncSender<Line>>>> = Lazy::new(|| Mutex::new(None));
+/// The queue's sender for access lines (a clone, so sending takes no lock).
+static ACCESS_QUEUE: once_cell::sync::OnceCell<SyncSender<Line>> = once_cell::sync::OnceCell::new();
 
 struct Swappable;
 
@@ -88,7 +102,7 @@ impl log::Log for Swappable {
 
 /// Builds a logger for `level` (an env_logger filter string), writing to the queue when there
 /// is one.
-fn build(level: &str, tx: Option<SyncSender<Vec<u8>>>) -> env_logger::Logger {
+fn build(level: &str, tx: Option<SyncSender<Line>>) -> env_logger::Logger {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(level);
     // Pingora's own INFO lines (one per graceful-shutdown step, per listener) are noise at our
@@ -133,6 +147,9 @@ pub fn init(level: &str, file: Option<&Path>) {
         .name("bitrouter-log".into())
         .spawn(move || drain(rx));
     let tx = writer.ok().map(|_| tx);
+    if let Some(tx) = &tx {
+        let _ = ACCESS_QUEUE.set(tx.clone());
+    }
     if let Ok(mut q) = QUEUE.lock() {
         q.clone_from(&tx);
     }
@@ -158,6 +175,52 @@ pub fn reopen() {
     REOPEN.store(true, Ordering::Release);
 }
 
+/// Sends access-log lines to `path` (appended, reopened by [`reopen`]), or with the log lines
+/// when `None` (`server.access_log.path: stdout`). Applies from the writer's next batch.
+pub fn set_access_file(path: Option<PathBuf>) {
+    if let Ok(mut slot) = ACCESS_FILE.lock() {
+        *slot = path;
+    }
+    REOPEN.store(true, Ordering::Release);
+}
+
+/// Queues one access-log line (`line` ends with a newline), never waiting: when the queue is
+/// full it is dropped and counted like a log line. Without a writer thread (before [`init`])
+/// it is written to stdout directly.
+pub fn access(line: Vec<u8>) {
+    match ACCESS_QUEUE.get() {
+        Some(tx) => enqueue(
+            tx,
+            Line {
+                access: true,
+                bytes: line,
+            },
+        ),
+        None => {
+            let _ = io::stdout().lock().write_all(&line);
+        }
+    }
+}
+
+/// Hands `line` to the writer unless the queue is over its line or byte bound.
+fn enqueue(tx: &SyncSender<Line>, line: Line) {
+    let len = line.bytes.len();
+    if QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES {
+        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
+        dropped();
+        return;
+    }
+    match tx.try_send(line) {
+        Ok(()) => {
+            ENQUEUED.fetch_add(1, Ordering::AcqRel);
+        }
+        Err(_) => {
+            QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
+            dropped();
+        }
+    }
+}
+
 /// The file logs go to, if any.
 pub fn file() -> Option<PathBuf> {
     LOG_FILE.lock().ok().and_then(|f| f.clone())
@@ -179,7 +242,7 @@ pub fn flush(limit: Duration) {
 /// of the formatted record) followed by one `flush`, under env_logger's lock. `flush` hands the
 /// record to the queue without waiting.
 struct QueueWriter {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Line>,
     pending: Vec<u8>,
 }
 
@@ -193,22 +256,14 @@ impl Write for QueueWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let line = std::mem::take(&mut self.pending);
-        let len = line.len();
-        if QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES {
-            QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
-            dropped();
-            return Ok(());
-        }
-        match self.tx.try_send(line) {
-            Ok(()) => {
-                ENQUEUED.fetch_add(1, Ordering::AcqRel);
-            }
-            Err(_) => {
-                QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
-                dropped();
-            }
-        }
+        let bytes = std::mem::take(&mut self.pending);
+        enqueue(
+            &self.tx,
+            Line {
+                access: false,
+                bytes,
+            },
+        );
         Ok(())
     }
 }
@@ -231,11 +286,13 @@ fn report_drops() {
 
 /// The writer thread: drains the queue to stdout in batches (one write system call per batch),
 /// reporting drops at most once per [`REPORT_EVERY`].
-fn drain(rx: Receiver<Vec<u8>>) {
+fn drain(rx: Receiver<Line>) {
     let stdout = io::stdout();
     let mut file: Option<File> = open_log_file();
+    let mut access_file: Option<File> = open_access_file();
     let mut last_report: Option<Instant> = None;
     let mut batch = Vec::with_capacity(64 * 1024);
+    let mut access_batch = Vec::new();
     loop {
         let first = match rx.recv_timeout(REPORT_EVERY) {
             Ok(line) => Some(line),
@@ -245,11 +302,23 @@ fn drain(rx: Receiver<Vec<u8>>) {
         let mut lines = 0u64;
         let mut bytes = 0usize;
         if let Some(line) = first {
+            if REOPEN.swap(false, Ordering::AcqRel) {
+                if let Some(reopened) = open_log_file() {
+                    file = Some(reopened);
+                }
+                // A path that cannot be opened sends access lines with the log lines rather
+                // than losing them.
+                access_file = open_access_file();
+            }
             let mut next = Some(line);
             while let Some(line) = next {
-                bytes += line.len();
+                bytes += line.bytes.len();
                 lines += 1;
-                batch.extend_from_slice(&line);
+                if line.access && access_file.is_some() {
+                    access_batch.extend_from_slice(&line.bytes);
+                } else {
+                    batch.extend_from_slice(&line.bytes);
+                }
                 next = if lines < BATCH_LINES as u64 {
                     rx.try_recv().ok()
                 } else {
@@ -258,14 +327,10 @@ fn drain(rx: Receiver<Vec<u8>>) {
             }
             // The bytes leave the queue's budget now: they are the writer's, not the queue's.
             QUEUED_BYTES.fetch_sub(bytes, Ordering::AcqRel);
-            if REOPEN.swap(false, Ordering::AcqRel) {
-                if let Some(reopened) = open_log_file() {
-                    file = Some(reopened);
-                }
-            }
             // A write error (stdout or the disk gone) loses these lines; there is nowhere to
             // say so.
             match file.as_mut() {
+                _ if batch.is_empty() => {}
                 Some(f) => {
                     let _ = f.write_all(&batch).and_then(|()| f.flush());
                 }
@@ -274,9 +339,16 @@ fn drain(rx: Receiver<Vec<u8>>) {
                     let _ = out.write_all(&batch).and_then(|()| out.flush());
                 }
             }
+            if let (Some(f), false) = (access_file.as_mut(), access_batch.is_empty()) {
+                let _ = f.write_all(&access_batch).and_then(|()| f.flush());
+            }
             batch.clear();
+            access_batch.clear();
             if batch.capacity() > 1024 * 1024 {
                 batch.shrink_to(64 * 1024);
+            }
+            if access_batch.capacity() > 1024 * 1024 {
+                access_batch.shrink_to(64 * 1024);
             }
             WRITTEN.fetch_add(lines, Ordering::AcqRel);
         }
@@ -291,8 +363,16 @@ fn drain(rx: Receiver<Vec<u8>>) {
 /// Opens the configured log file for appending (created with mode 0600: logs name models,
 /// providers and client addresses).
 fn open_log_file() -> Option<File> {
+    open_append(LOG_FILE.lock().ok().and_then(|f| f.clone())?)
+}
+
+/// Opens `server.access_log.path` for appending, if set.
+fn open_access_file() -> Option<File> {
+    open_append(ACCESS_FILE.lock().ok().and_then(|f| f.clone())?)
+}
+
+fn open_append(path: PathBuf) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = LOG_FILE.lock().ok().and_then(|f| f.clone())?;
     OpenOptions::new()
         .create(true)
         .append(true)

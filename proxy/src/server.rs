@@ -1,11 +1,12 @@
-//! Assembling and running the Pingora server: the gateway service on the listen address, a
+//! Assembling and running the Pingora server: the gateway service on the listen addresses, a
 //! background task that ends the process as soon as a graceful shutdown has drained, the
 //! control socket and SIGHUP (reload), and the hand-over of the listening socket to a new
-//! process on `bitrouter restart` (Pingora's graceful upgrade).
+//! process on `bitrouter restart` (Pingora's graceful upgrade: every listening socket).
 
 use crate::daemon::control::{self, Daemon};
 use crate::gateway::Gateway;
 use crate::linger::{Lingering, LINGER};
+use crate::listeners::Bound;
 use crate::state::AppState;
 use async_trait::async_trait;
 use pingora::server::configuration::Opt;
@@ -13,27 +14,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora_core::apps::HttpServerOptions;
 use pingora_proxy::http_proxy;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Turns `listen` into a concrete socket address. Port 0 picks a free port now, so the address
-/// can be printed (tests read it from the log).
-pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
-    let addr = listen
-        .to_socket_addrs()
-        .map_err(|e| format!("server.listen `{listen}` is not a usable address: {e}"))?
-        .next()
-        .ok_or_else(|| format!("server.listen `{listen}` resolves to no address"))?;
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    let probe = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    probe
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))
-}
 
 /// How long the process waits at exit for queued log lines to reach stdout.
 pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
@@ -46,7 +31,7 @@ pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// never closed.
 pub fn run(
     state: Arc<AppState>,
-    listen: SocketAddr,
+    listeners: Vec<Bound>,
     daemon: Arc<Daemon>,
     upgrade: bool,
 ) -> Result<(), String> {
@@ -54,8 +39,11 @@ pub fn run(
     // supervisor waits for).
     let signals = control::install_signals(daemon.clone())?;
     if !upgrade {
-        // Fail early, with a clear message, if the port is taken (Pingora would panic).
-        drop(TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+        // Fail early, with a clear message, if a port is taken (Pingora would panic).
+        for b in &listeners {
+            let addr = b.addr;
+            drop(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+        }
         // A foreground `serve` whose socket another router holds still serves (two zero-config
         // routers on different ports share the default path); `start` refuses that case
         // before it gets here.
@@ -101,9 +89,45 @@ pub fn run(
             state: state.clone(),
         },
     );
-    let mut gateway = Service::new("bitrouter".to_string(), Lingering(Arc::new(proxy)));
-    gateway.add_tcp(&listen.to_string());
-    server.add_service(gateway);
+    // One service per HTTP setting, sharing the one proxy (its connection pools): Pingora
+    // takes h2c from the application, not the listener.
+    let proxy = Arc::new(proxy);
+    let mut h2c_options = HttpServerOptions::default();
+    h2c_options.h2c = true;
+    let mut gateway = Service::new("bitrouter".to_string(), Lingering(proxy.clone(), None));
+    let mut gateway_h2c = Service::new(
+        "bitrouter h2c".to_string(),
+        Lingering(proxy, Some(h2c_options)),
+    );
+    let (mut on_gateway, mut h2c) = (0, 0);
+    for b in &listeners {
+        let addr = b.addr.to_string();
+        if b.listener.tls {
+            let store = daemon
+                .tls
+                .clone()
+                .ok_or_else(|| format!("{}: TLS listener without a certificate", b.addr))?;
+            let mut tls = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
+                .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
+            tls.set_cert_resolver(store);
+            // ALPN: h2 preferred, http/1.1 for clients without it.
+            tls.enable_h2();
+            gateway.add_tls_with_settings(&addr, None, tls);
+            on_gateway += 1;
+        } else if b.listener.h2c {
+            gateway_h2c.add_tcp(&addr);
+            h2c += 1;
+        } else {
+            gateway.add_tcp(&addr);
+            on_gateway += 1;
+        }
+    }
+    if on_gateway > 0 {
+        server.add_service(gateway);
+    }
+    if h2c > 0 {
+        server.add_service(gateway_h2c);
+    }
     server.add_service(background_service(
         "drain",
         Drain {
@@ -120,8 +144,11 @@ pub fn run(
         },
     ));
 
-    println!("bitrouter listening on http://{listen}");
-    log::info!("bitrouter listening on http://{listen}");
+    for b in &listeners {
+        let url = b.url();
+        println!("bitrouter listening on {url}");
+        log::info!("bitrouter listening on {}", b.describe());
+    }
     // Not `run_forever`: it exits the process without waiting for the log queue (after a fast
     // shutdown, or when the grace period ends before `Drain` exits).
     server.run(RunArgs {

@@ -48,6 +48,9 @@ pub struct RouterSpec<'a> {
     /// Files written into the router's folder before it starts (path relative to it, text):
     /// e.g. `policies/team.yaml` beside bitrouter.yaml.
     pub files: Vec<(&'a str, String)>,
+    /// Listen where the config says (`server.listen`, with port 0) instead of `--listen
+    /// 127.0.0.1:0`: for configs with several listeners or TLS.
+    pub keep_listen: bool,
 }
 
 impl Router {
@@ -76,7 +79,11 @@ impl Router {
             }
             std::fs::write(&path, text).expect("write file");
         }
-        let mut serve = format!("exec '{}' serve --listen 127.0.0.1:0", bin());
+        let mut serve = if spec.keep_listen {
+            format!("exec '{}' serve", bin())
+        } else {
+            format!("exec '{}' serve --listen 127.0.0.1:0", bin())
+        };
         if let Some(config) = spec.config {
             let path = dir.path().join("bitrouter.yaml");
             std::fs::write(&path, config).expect("write config");
@@ -134,7 +141,10 @@ impl Router {
                     if let Some(p) = line.strip_prefix("bitrouter-pid ") {
                         pid = p.trim().parse().ok();
                     }
-                    if let Some(a) = line.strip_prefix("bitrouter listening on http://") {
+                    if let Some(a) = line
+                        .strip_prefix("bitrouter listening on http://")
+                        .or_else(|| line.strip_prefix("bitrouter listening on https://"))
+                    {
                         addr = Some(a.trim().parse().expect("listen addr"));
                     }
                 }

@@ -5,6 +5,13 @@ use std::path::Path;
 pub fn validate(config_path: Option<&Path>) -> i32 {
     match super::load_config(config_path) {
         Ok(config) => {
+            // The certificate and key parsed and matched, as the listener will load them.
+            if let Some(files) = &config.server.tls {
+                if let Err(e) = crate::listeners::load_certified_key(files) {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            }
             for w in &config.warnings {
                 println!("warning: {w}");
             }

@@ -113,7 +113,15 @@ fn print_status(s: &Status) {
     println!("bitrouter is running");
     println!("  pid:            {}", s.pid);
     println!("  version:        {}", s.version);
-    println!("  listening on:   http://{}", s.listen);
+    match s.listeners.split_first() {
+        None => println!("  listening on:   http://{}", s.listen),
+        Some((first, rest)) => {
+            println!("  listening on:   {first}");
+            for l in rest {
+                println!("                  {l}");
+            }
+        }
+    }
     println!(
         "  config:         {}",
         s.config
@@ -147,6 +155,16 @@ fn print_status(s: &Status) {
     }
 }
 
+/// Every listener of `s` (`http://127.0.0.1:4356, https://0.0.0.0:8443`); a router from before
+/// listener lists reports only `listen`.
+fn urls(s: &Status) -> String {
+    if s.listeners.is_empty() {
+        format!("http://{}", s.listen)
+    } else {
+        s.listeners.join(", ")
+    }
+}
+
 fn human_duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
@@ -163,9 +181,9 @@ pub fn start(config: Option<&Path>, log: Option<&Path>) -> i32 {
     match status_of(&t.paths) {
         Ok(s) => {
             eprintln!(
-                "error: bitrouter is already running for this configuration: pid {}, listening on http://{} (control socket {})",
+                "error: bitrouter is already running for this configuration: pid {}, listening on {} (control socket {})",
                 s.pid,
-                s.listen,
+                urls(&s),
                 s.control_socket.display()
             );
             return 1;
@@ -197,8 +215,9 @@ pub fn start(config: Option<&Path>, log: Option<&Path>) -> i32 {
     match wait_until_serving(&t.paths, &mut child) {
         Ok(s) => {
             println!(
-                "bitrouter started: pid {}, listening on http://{}",
-                s.pid, s.listen
+                "bitrouter started: pid {}, listening on {}",
+                s.pid,
+                urls(&s)
             );
             println!("  log:            {}", log.display());
             println!("  control socket: {}", s.control_socket.display());
@@ -399,6 +418,9 @@ pub fn reload(config: Option<&Path>, socket: Option<&Path>) -> i32 {
                 r.providers.len(),
                 r.models
             );
+            if let Some(cert) = &r.certificate {
+                println!("  TLS certificate:   {cert} (new connections)");
+            }
             if !r.providers_added.is_empty() {
                 println!("  providers added:   {}", r.providers_added.join(", "));
             }
@@ -507,8 +529,10 @@ pub fn restart(config: Option<&Path>, socket: Option<&Path>, log: Option<&Path>)
         Err(code) => return code,
     };
     println!(
-        "bitrouter restarted: pid {} took over http://{} from pid {}",
-        new.pid, new.listen, old.pid
+        "bitrouter restarted: pid {} took over {} from pid {}",
+        new.pid,
+        urls(&new),
+        old.pid
     );
     let started = Instant::now();
     if wait_for_exit(old.pid, EXIT_TIMEOUT) {

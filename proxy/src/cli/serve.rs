@@ -41,20 +41,37 @@ pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
         }
     };
     if let Some(listen) = &opts.listen {
-        config.server.listen = listen.clone();
+        config.server.override_listen(listen);
     }
     logger::init(&config.server.log_level, opts.log.as_deref());
-    let listen = match server::resolve_listen(&config.server.listen) {
+    logger::set_access_file(config.server.access_log.path.clone());
+    let listeners = match crate::listeners::resolve_all(&config.server.listeners) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    if !listen.ip().is_loopback() && config.server.skip_auth {
-        log::warn!(
-            "listening on {listen} (not loopback) with skip_auth: true: anyone who can reach this address can use your provider keys"
-        );
+    // A bad certificate or key stops the start with the file named (Pingora would panic).
+    let tls = match &config.server.tls {
+        Some(files) if listeners.iter().any(|b| b.listener.tls) => {
+            match crate::listeners::CertStore::load(files) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            }
+        }
+        _ => None,
+    };
+    for b in &listeners {
+        if !b.addr.ip().is_loopback() && config.server.skip_auth {
+            log::warn!(
+                "listening on {} (not loopback) with skip_auth: true: anyone who can reach this address can use your provider keys",
+                b.addr
+            );
+        }
     }
     let paths = Paths::resolve(
         opts.socket.as_deref(),
@@ -96,12 +113,17 @@ pub fn run(config_path: Option<&Path>, opts: ServeOptions) -> i32 {
         state: state.clone(),
         config_path: file.map(|f| std::fs::canonicalize(&f).unwrap_or(f)),
         listen_override: opts.listen.clone(),
-        listen: listen.to_string(),
+        listen: listeners
+            .first()
+            .map(|b| b.addr.to_string())
+            .unwrap_or_default(),
+        listeners: listeners.iter().map(|b| b.describe()).collect(),
+        tls,
         started_server,
         paths,
         overlay: Mutex::new(BTreeMap::new()),
     });
-    match server::run(state, listen, daemon, opts.upgrade) {
+    match server::run(state, listeners, daemon, opts.upgrade) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");

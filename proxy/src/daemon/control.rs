@@ -29,8 +29,12 @@ pub struct Daemon {
     pub config_path: Option<PathBuf>,
     /// `serve --listen`, kept across reloads (the file's `server.listen` does not apply).
     pub listen_override: Option<String>,
-    /// The address actually bound.
+    /// The address actually bound by the first listener.
     pub listen: String,
+    /// Every listener, as `bitrouter status` shows it (`https://0.0.0.0:443`).
+    pub listeners: Vec<String>,
+    /// The certificate of the TLS listeners, which a reload replaces (`None`: no TLS listener).
+    pub tls: Option<Arc<crate::listeners::CertStore>>,
     /// The `server` section this process started with: what a reload cannot change is
     /// compared with it, so "restart to apply" stays reported until a restart.
     pub started_server: bitrouter_config::ServerConfig,
@@ -48,6 +52,7 @@ impl Daemon {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             listen: self.listen.clone(),
+            listeners: self.listeners.clone(),
             listen_override: self.listen_override.clone(),
             config: self.config_path.clone(),
             uptime_secs: self.state.started.elapsed().as_secs(),

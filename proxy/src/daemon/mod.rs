@@ -116,8 +116,11 @@ pub enum Request {
 pub struct Status {
     pub pid: u32,
     pub version: String,
-    /// The address it listens on.
+    /// The address its first listener is bound to (`host:port`).
     pub listen: String,
+    /// Every listener, with its scheme (`http://127.0.0.1:4356`, `https://0.0.0.0:8443`).
+    #[serde(default)]
+    pub listeners: Vec<String>,
     /// `serve --listen` when it overrode `server.listen` (a restart keeps it).
     #[serde(default)]
     pub listen_override: Option<String>,
@@ -149,6 +152,10 @@ pub struct ReloadReport {
     pub models_removed: usize,
     /// Settings that changed in the file but only apply to a new process ("restart to apply").
     pub restart_to_apply: Vec<String>,
+    /// The certificate file the TLS listeners now present to new connections (re-read on
+    /// every reload).
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 /// One reply line: `{"ok": true, ...}` with the op's payload, or `{"ok": false, "error": ...}`.

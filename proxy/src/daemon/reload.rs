@@ -42,14 +42,27 @@ pub fn reload(
         Rejected(text)
     })?;
     if let Some(listen) = &daemon.listen_override {
-        config.server.listen = listen.clone();
+        config.server.override_listen(listen);
     }
+    // The TLS listeners' certificate, re-read (rotation without a restart); a file that does
+    // not load rejects the reload and the current certificate stays.
+    let certificate = match (&daemon.tls, &config.server.tls) {
+        (Some(_), Some(files)) => Some((
+            crate::listeners::load_certified_key(files)
+                .map_err(|e| Rejected(format!("invalid configuration\n  {e}")))?,
+            files.cert_file.display().to_string(),
+        )),
+        _ => None,
+    };
     // The ledger's database is opened once, at start: a new `database` section is checked
     // here (a bad URL rejects the reload) and applied by a restart.
     let ledger_url = crate::ledger::LedgerUrl::from_config(&config, &env)
         .map_err(|e| Rejected(format!("invalid configuration\n  {e}")))?;
     let old = daemon.state.snapshot();
     let mut restart_to_apply = restart_only_changes(&daemon.started_server, &config.server);
+    if daemon.tls.is_none() && config.server.listeners.iter().any(|l| l.tls) {
+        restart_to_apply.push("server.tls (no TLS listener is running)".to_string());
+    }
     if ledger_url.as_ref() != daemon.state.ledger().map(|l| l.url()) {
         restart_to_apply.push("database".to_string());
     }
@@ -60,6 +73,7 @@ pub fn reload(
     drop(old);
 
     let level = config.server.log_level.clone();
+    let access_file = config.server.access_log.path.clone();
     let after_providers: Vec<String> = config.providers.iter().map(|p| p.id.clone()).collect();
     for w in &config.warnings {
         log::warn!("{w}");
@@ -70,6 +84,15 @@ pub fn reload(
         .map_err(|e| Rejected(format!("invalid configuration\n  {e}")))?;
     *overlay = next;
     drop(overlay);
+    let certificate = match (&daemon.tls, certificate) {
+        (Some(store), Some((key, file))) => {
+            store.replace(key);
+            log::info!("TLS certificate reloaded from {file}");
+            Some(file)
+        }
+        _ => None,
+    };
+    logger::set_access_file(access_file);
 
     if level_changed {
         logger::set_level(&level);
@@ -88,6 +111,7 @@ pub fn reload(
         models_added: after_models.difference(&before_models).count(),
         models_removed: before_models.difference(&after_models).count(),
         restart_to_apply,
+        certificate,
     };
     log::info!(
         "reloaded configuration (generation {}): {} provider(s), {} routable model(s), {} access policies{}{}{}",
@@ -118,8 +142,15 @@ fn list(label: &str, items: &[String]) -> String {
 /// worker pool are fixed when it starts.
 fn restart_only_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<String> {
     let mut out = Vec::new();
-    if old.listen != new.listen {
-        out.push(format!("server.listen ({} -> {})", old.listen, new.listen));
+    if old.listeners != new.listeners {
+        let show = |c: &ServerConfig| {
+            c.listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.scheme(), l.address))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push(format!("server.listen ({} -> {})", show(old), show(new)));
     }
     if old.threads != new.threads {
         out.push("server.threads".to_string());

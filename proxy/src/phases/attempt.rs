@@ -162,6 +162,8 @@ impl Call<'_> {
             }
         };
         ctx.upstream_ttfb = Some(ctx.start.elapsed());
+        ctx.upstream_addr =
+            Some(pingora_core::upstreams::peer::Peer::address(peer.peer()).to_string());
         if let HttpSession::H1(h1) = &mut up {
             h1.respect_keepalive();
         }

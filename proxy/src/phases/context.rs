@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub attempts: usize,
     /// Time to the upstream's response header.
     pub upstream_ttfb: Option<Duration>,
+    /// The address the last upstream attempt was sent to (`ip:port`), for the access log.
+    pub upstream_addr: Option<String>,
     /// What went wrong, for the log line and metrics.
     pub error: Option<ErrorSummary>,
     /// Request fields the translation for the last attempt left out (as in
@@ -67,6 +69,7 @@ impl RequestCtx {
             bytes_out: 0,
             attempts: 0,
             upstream_ttfb: None,
+            upstream_addr: None,
             error: None,
             dropped: Vec::new(),
             guardrails: Vec::new(),

@@ -1,6 +1,7 @@
 //! The `logging` phase: one line per request and the request metrics.
 
 use super::RequestCtx;
+use crate::access_log::{Spent, Tokens};
 use crate::ledger::LedgerRow;
 use crate::metering::{self, Recorded};
 use crate::state::AppState;
@@ -72,53 +73,53 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
             }
         }
     }
-    log::info!(
-        "{} {} id={id}{} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
-        req.method,
-        req.uri.path(),
-        key.map(|k| format!(" key={} user={}", k.id(), k.user()))
-            .unwrap_or_default(),
-        ctx.model.as_deref().unwrap_or("-"),
-        provider,
-        ctx.route.as_ref().map_or("-", |r| r.account_label()),
-        model,
-        ctx.attempts,
-        ctx.status,
-        ctx.stream,
-        elapsed.as_secs_f64() * 1000.0,
-        ctx.bytes_in,
-        ctx.bytes_out,
-        if ctx.dropped.is_empty() {
-            String::new()
-        } else {
-            format!(" dropped={}", ctx.dropped.join(","))
+    let entry = crate::access_log::Entry {
+        ts: crate::access_log::now(),
+        id: &id,
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        http: match req.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
         },
-        guardrails_field(ctx),
+        key_id: key.map(|k| k.id()),
+        user: key.map(|k| k.user()),
+        model: ctx.model.as_deref().unwrap_or("-"),
+        provider,
+        account: ctx.route.as_ref().map_or("-", |r| r.account_label()),
+        upstream_model: model,
+        attempts: ctx.attempts,
+        status: ctx.status,
+        stream: ctx.stream,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        bytes_in: ctx.bytes_in,
+        bytes_out: ctx.bytes_out,
+        client: session.client_addr().map(|a| a.to_string()),
+        listener: session.server_addr().map(|a| a.to_string()),
+        tls: crate::listeners::tls_version(session),
+        upstream: ctx.upstream_addr.clone(),
+        dropped: &ctx.dropped,
+        guardrails: guardrail_items(ctx),
         spent,
-        ctx.error
-            .as_ref()
-            .map(|e| format!(" error=\"{}\"", e.message))
-            .unwrap_or_default(),
-    );
+        error: ctx.error.as_ref().map(|e| e.message.as_str()),
+    };
+    crate::access_log::emit(&ctx.snapshot.config.server.access_log, &entry);
 }
 
-/// ` guardrails=rule=action,...` when a guardrail matched (upgoing, and downgoing including a
-/// stream's); never the matched text.
-fn guardrails_field(ctx: &RequestCtx) -> String {
+/// `rule=action` of each guardrail that matched (upgoing, and downgoing including a stream's);
+/// never the matched text.
+fn guardrail_items(ctx: &RequestCtx) -> Vec<String> {
     let mut items = ctx.guardrails.clone();
     if let Some(seen) = &ctx.guard_seen {
         crate::guardrails::merge_items(&mut items, &seen.lock().unwrap_or_else(|e| e.into_inner()));
     }
-    if items.is_empty() {
-        String::new()
-    } else {
-        format!(" guardrails={}", items.join(","))
-    }
+    items
 }
 
 /// Usage and cost of an LLM request (not a token count, a model list or a health check): the
-/// token and cost metrics, a row on the ledger's queue, and the log line's
-/// ` tokens=in/cache_read/cache_write/out cost=…` (empty for other requests).
+/// token and cost metrics, a row on the ledger's queue, and the access line's tokens and cost
+/// (`None` for other requests).
 fn account(
     state: &AppState,
     ctx: &RequestCtx,
@@ -127,12 +128,10 @@ fn account(
     elapsed: std::time::Duration,
     provider: &str,
     model_label: &str,
-) -> String {
-    let Some(inbound) = ctx.inbound else {
-        return String::new();
-    };
+) -> Option<Spent> {
+    let inbound = ctx.inbound?;
     if matches!(ctx.surface, Surface::CountTokens) || ctx.model.is_none() {
-        return String::new();
+        return None;
     }
     let answered = (200..300).contains(&ctx.status);
     let Recorded { buckets, origin } =
@@ -226,16 +225,15 @@ fn account(
         m.ledger_dropped
             .set(i64::try_from(ledger.dropped()).unwrap_or(i64::MAX));
     }
-    format!(
-        " tokens={}/{}/{}/{} usage={} cost={}",
-        buckets.input,
-        buckets.cache_read,
-        buckets.cache_write,
-        buckets.output,
-        origin.as_str(),
-        match cost {
-            Ok(c) => metering::format_cost(c),
-            Err(reason) => format!("unknown({reason})"),
-        }
-    )
+    Some(Spent {
+        tokens: Tokens {
+            input: buckets.input,
+            cache_read: buckets.cache_read,
+            cache_write: buckets.cache_write,
+            output: buckets.output,
+        },
+        usage: origin.as_str(),
+        cost_usd: cost.ok(),
+        cost_unknown: cost.err(),
+    })
 }
