@@ -73,11 +73,15 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
             }
         }
     }
+    if !crate::access_log::wanted(&ctx.snapshot.config.server.access_log) {
+        return;
+    }
     let entry = crate::access_log::Entry {
         ts: crate::access_log::now(),
         id: &id,
         method: req.method.as_str(),
         path: req.uri.path(),
+        route: None,
         http: match req.version {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",

@@ -101,6 +101,44 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         .url
         .and_then(|i| p.route.route.upstream.urls.get(i))
         .map_or("-", |u| u.url.as_str());
+    let access = &ctx.snapshot.config.server.access_log;
+    if access.format != bitrouter_config::AccessLogFormat::Text || access.path.is_some() {
+        let key = ctx.identity.as_ref().and_then(|i| i.key());
+        let entry = crate::access_log::Entry {
+            ts: crate::access_log::now(),
+            id: &id,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            route: Some(name),
+            http: match req.version {
+                http::Version::HTTP_2 => "HTTP/2",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            key_id: key.map(|k| k.id()),
+            user: key.map(|k| k.user()),
+            model: "-",
+            provider: "-",
+            account: "-",
+            upstream_model: "-",
+            attempts: p.tried.len(),
+            status,
+            stream: false,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            bytes_in,
+            bytes_out,
+            client: session.client_addr().map(|a| a.to_string()),
+            listener: session.server_addr().map(|a| a.to_string()),
+            tls: crate::listeners::tls_version(session),
+            upstream: p.peer.clone(),
+            dropped: &[],
+            guardrails: Vec::new(),
+            spent: None,
+            error: ctx.error.as_ref().map(|e| e.message.as_str()),
+        };
+        crate::access_log::emit(access, &entry);
+        return;
+    }
     log::info!(
         "{} {} id={id} route={name} upstream={upstream} peer={} attempts={} status={status} duration_ms={:.1} bytes_in={bytes_in} bytes_out={bytes_out}{}{}",
         req.method,
