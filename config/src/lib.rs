@@ -11,6 +11,7 @@ pub mod env;
 pub mod policy;
 pub mod pricing;
 pub mod registry;
+pub mod replicas;
 pub mod routing;
 pub mod schema;
 pub mod validate;
@@ -37,6 +38,7 @@ pub use policy::{
 pub use pricing::{Bucket, CostError, PriceBook, PriceTier, Prices, Tokens};
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;
+pub use replicas::{ApiBase, Replica, ReplicaStrategy};
 pub use resolved::*;
 pub use routing::{ListedModel, Resolution, ResolvedVia, RouteError, RoutingTable, Target};
 pub use schema::{json_schema, ConfigFile};
