@@ -73,13 +73,18 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         }
     }
     log::info!(
-        "{} {} id={id}{} model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
+        "{} {} id={id}{} model={} provider={}{} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}{}{}{}{}",
         req.method,
         req.uri.path(),
         key.map(|k| format!(" key={} user={}", k.id(), k.user()))
             .unwrap_or_default(),
         ctx.model.as_deref().unwrap_or("-"),
         provider,
+        ctx.route
+            .as_ref()
+            .and_then(|r| r.replica.as_deref())
+            .map(|r| format!(" replica={r}"))
+            .unwrap_or_default(),
         ctx.route.as_ref().map_or("-", |r| r.account_label()),
         model,
         ctx.attempts,
