@@ -23,7 +23,8 @@
 
 use super::health::{Availability, TargetHealth};
 use super::ring::Ring;
-use bitrouter_config::{Config, HealthPolicy, Provider, ReplicaStrategy};
+use bitrouter_config::replicas::MAX_REPLICAS;
+use bitrouter_config::{Config, HealthPolicy, Origin, Provider, ReplicaStrategy};
 use pingora_load_balancing::selection::algorithms::RoundRobin;
 use pingora_load_balancing::selection::SelectionAlgorithm;
 use std::collections::HashMap;
@@ -78,11 +79,13 @@ pub struct ReplicaPool {
     probe_window: Duration,
 }
 
-/// One replica: its name, the provider as seen through it, and its live state.
+/// One replica: its name, where it is, the provider as seen through it, and its live state.
 pub struct Replica {
     label: Arc<str>,
     url: String,
-    provider: Arc<Provider>,
+    origin: Arc<Origin>,
+    /// `None` in a pool built from bare URLs ([`ReplicaPool::from_replicas`]).
+    provider: Option<Arc<Provider>>,
     state: Arc<ReplicaState>,
 }
 
@@ -106,7 +109,8 @@ impl ReplicaState {
 pub struct ReplicaGuard {
     index: usize,
     label: Arc<str>,
-    provider: Arc<Provider>,
+    origin: Arc<Origin>,
+    provider: Option<Arc<Provider>>,
     state: Arc<ReplicaState>,
     policy: HealthPolicy,
 }
@@ -122,11 +126,17 @@ impl ReplicaGuard {
         &self.label
     }
 
+    /// The replica's scheme, host and port (to build a peer).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// The provider as seen through this replica: `api_base`, `origin` (hence the `Host`
     /// header, SNI and connection pool) are the replica's; `replicas` is empty; everything
-    /// else (id, keys, models, timeouts) is the provider's.
-    pub fn provider(&self) -> &Arc<Provider> {
-        &self.provider
+    /// else (id, keys, models, timeouts) is the provider's. `None` for a pool built from bare
+    /// URLs ([`ReplicaPool::from_replicas`]).
+    pub fn provider(&self) -> Option<&Arc<Provider>> {
+        self.provider.as_ref()
     }
 
     /// The replica answered: it is healthy (a half-open replica is restored).
@@ -160,34 +170,60 @@ impl ReplicaPool {
     /// `pick` is always `None`), ejecting by `policy`; replicas with the same URL in `previous`
     /// keep their state (in flight, health).
     pub fn new(provider: &Provider, policy: HealthPolicy, previous: Option<&ReplicaPool>) -> Self {
-        let replicas: Box<[Replica]> = provider
-            .replicas
+        let mut pool = ReplicaPool::from_replicas(
+            &provider.replicas,
+            provider.replica_strategy,
+            policy,
+            super::probe_window(&provider.timeouts),
+            previous,
+        );
+        for r in pool.replicas.iter_mut() {
+            let mut seen = provider.clone();
+            seen.api_base.clone_from(&r.url);
+            seen.origin = Origin::clone(&r.origin);
+            seen.replicas = Vec::new();
+            r.provider = Some(Arc::new(seen));
+        }
+        pool
+    }
+
+    /// A pool over bare URLs (e.g. a plain reverse-proxy route's `upstream` list): the same
+    /// strategies and health, no provider ([`ReplicaGuard::provider`] is `None`; use
+    /// [`ReplicaGuard::origin`]). `probe_window`: how long a half-open replica's single probe
+    /// request may take before another request may probe (see [`super::probe_window`]).
+    /// Replicas past [`MAX_REPLICAS`] are left out.
+    pub fn from_replicas(
+        replicas: &[bitrouter_config::Replica],
+        strategy: ReplicaStrategy,
+        policy: HealthPolicy,
+        probe_window: Duration,
+        previous: Option<&ReplicaPool>,
+    ) -> Self {
+        let replicas: Box<[Replica]> = replicas
             .iter()
+            .take(MAX_REPLICAS)
             .map(|r| {
                 let state = previous
                     .and_then(|p| p.replicas.iter().find(|old| old.url == r.api_base))
                     .map_or_else(Arc::default, |old| old.state.clone());
-                let mut seen = provider.clone();
-                seen.api_base.clone_from(&r.api_base);
-                seen.origin = r.origin.clone();
-                seen.replicas = Vec::new();
                 Replica {
                     label: r.label().into(),
                     url: r.api_base.clone(),
-                    provider: Arc::new(seen),
+                    origin: Arc::new(r.origin.clone()),
+                    provider: None,
                     state,
                 }
             })
             .collect();
-        let ring = (provider.replica_strategy == ReplicaStrategy::Affinity)
+        let ring = (strategy == ReplicaStrategy::Affinity)
             .then(|| Ring::new(replicas.iter().map(|r| r.url.as_str())));
         ReplicaPool {
-            strategy: provider.replica_strategy,
+            strategy,
             replicas,
             ring,
             turns: RoundRobin::new(),
             policy,
-            probe_window: super::probe_window(&provider.timeouts),
+            probe_window,
         }
     }
 
@@ -253,6 +289,7 @@ impl ReplicaPool {
         Some(ReplicaGuard {
             index,
             label: r.label.clone(),
+            origin: r.origin.clone(),
             provider: r.provider.clone(),
             state: r.state.clone(),
             policy: self.policy,
@@ -278,7 +315,7 @@ impl ReplicaPool {
         self.replicas
             .iter()
             .enumerate()
-            .map(|(i, r)| (i, &r.provider))
+            .filter_map(|(i, r)| Some((i, r.provider.as_ref()?)))
     }
 
     /// Records an active check's verdict for replica `index`. A pass also ends a passive
@@ -371,10 +408,11 @@ mod tests {
         let busy = [a.index(), b.index()];
         assert!(!busy.contains(&third.index()));
         assert_eq!(
-            third.provider().origin.host,
+            third.provider().unwrap().origin.host,
             format!("10.0.0.{}", third.index() + 1)
         );
-        assert!(third.provider().replicas.is_empty());
+        assert!(third.provider().unwrap().replicas.is_empty());
+        assert_eq!(third.origin(), &third.provider().unwrap().origin);
         drop(a);
         let again = pool.pick(None).unwrap();
         assert!(!busy[1..].contains(&again.index()) && again.index() != third.index());
@@ -422,6 +460,26 @@ mod tests {
         );
         pool.set_check(home, false);
         assert_eq!(pool.pick(Some(42)).unwrap().index(), away);
+    }
+
+    #[test]
+    fn a_pool_of_bare_urls_has_no_provider_but_origins() {
+        let (c, _) = pools("round_robin", &THREE);
+        let pool = ReplicaPool::from_replicas(
+            &c.providers[0].replicas,
+            ReplicaStrategy::LeastRequests,
+            c.upstream.health,
+            Duration::from_secs(5),
+            None,
+        );
+        let g = pool.pick(None).unwrap();
+        assert!(g.provider().is_none());
+        assert_eq!(g.origin().port, 8000);
+        assert_eq!(pool.replicas().count(), 0, "nothing for provider probes");
+        let busy = g.index();
+        assert_ne!(pool.pick(None).unwrap().index(), busy);
+        drop(g);
+        assert_eq!(pool.to_json(Instant::now())["replicas"][busy]["in_flight"], 0);
     }
 
     #[test]

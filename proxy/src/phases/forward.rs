@@ -187,7 +187,10 @@ pub async fn forward(
                 client_headers: &client_headers,
                 policy,
                 deadline,
-                replica: replica.as_ref().map(|g| g.provider().as_ref()),
+                replica: replica
+                    .as_ref()
+                    .and_then(|g| g.provider())
+                    .map(|p| p.as_ref()),
             };
             let outcome = call.run(dn, ctx).await;
             let now = Instant::now();
