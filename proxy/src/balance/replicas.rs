@@ -479,7 +479,10 @@ mod tests {
         let busy = g.index();
         assert_ne!(pool.pick(None).unwrap().index(), busy);
         drop(g);
-        assert_eq!(pool.to_json(Instant::now())["replicas"][busy]["in_flight"], 0);
+        assert_eq!(
+            pool.to_json(Instant::now())["replicas"][busy]["in_flight"],
+            0
+        );
     }
 
     #[test]
