@@ -12,6 +12,7 @@ pub mod listen;
 pub mod policy;
 pub mod pricing;
 pub mod registry;
+pub mod replicas;
 pub mod routes;
 pub mod routing;
 pub mod schema;
@@ -40,6 +41,7 @@ pub use policy::{
 pub use pricing::{Bucket, CostError, PriceBook, PriceTier, Prices, Tokens};
 pub use protocol::{AuthStyle, Protocol};
 pub use registry::RegistryEntry;
+pub use replicas::{ApiBase, Replica, ReplicaStrategy};
 pub use resolved::*;
 pub use routing::{ListedModel, Resolution, ResolvedVia, RouteError, RoutingTable, Target};
 pub use schema::{json_schema, ConfigFile};

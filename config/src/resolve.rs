@@ -400,6 +400,7 @@ fn configured_provider(
     let entry = registry::find(id);
 
     let base_var = registry::api_base_var(id);
+    let mut replicas = Vec::new();
     let base = match (non_empty(env, &base_var), &s.api_base, entry) {
         (Some(url), ..) => parse_base(&url)
             .map_err(|why| {
@@ -409,7 +410,11 @@ fn configured_provider(
                 )
             })
             .ok(),
-        (None, Some(url), _) => parse_base(url)
+        (None, Some(url), _) => crate::replicas::parse(url)
+            .map(|(base, list)| {
+                replicas = list;
+                base
+            })
             .map_err(|why| {
                 cx.problem_at_value(
                     &[Seg::key("api_base")],
@@ -551,6 +556,8 @@ fn configured_provider(
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
+        replicas,
+        replica_strategy: s.replica_strategy.unwrap_or_default(),
         accounts: accounts
             .into_iter()
             .map(|(label, key, _)| Account {
@@ -1035,6 +1042,8 @@ pub(crate) fn builtin_provider(
             api_key: api_key.map(Secret::new),
         }],
         account_strategy: crate::AccountStrategy::default(),
+        replicas: Vec::new(),
+        replica_strategy: crate::ReplicaStrategy::default(),
         timeouts: crate::Timeouts::default(),
         health_check: None,
         protocols: ProtocolRules {
@@ -1078,6 +1087,8 @@ pub(crate) fn generic_provider(id: String, base: Base, api_key: String, var: Str
             api_key: Some(Secret::new(api_key)),
         }],
         account_strategy: crate::AccountStrategy::default(),
+        replicas: Vec::new(),
+        replica_strategy: crate::ReplicaStrategy::default(),
         timeouts: crate::Timeouts::default(),
         health_check: None,
         protocols,

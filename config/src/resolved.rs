@@ -273,9 +273,16 @@ pub struct Provider {
     pub id: String,
     /// The `api_base` as written (after `${VAR}` and env override), without a trailing slash.
     pub api_base: String,
+    /// Where requests go; for a pool (`api_base` a list), the first replica.
     pub origin: Origin,
     /// The path part of `api_base` without trailing slash (`""`, `/v1`, `/api/v1`, ...).
     pub base_path: String,
+    /// The replicas of a pool (`api_base` a list of two or more URLs), in declared order, the
+    /// first being `api_base`/`origin` above. Empty for a single URL: nothing on the request
+    /// path of a plain provider looks further than `replicas.is_empty()`.
+    pub replicas: Vec<crate::Replica>,
+    /// How requests spread over `replicas`.
+    pub replica_strategy: crate::ReplicaStrategy,
     /// The credentials, in declared order (never empty: a provider without a key has one
     /// account with `api_key: None`).
     pub accounts: Vec<Account>,
@@ -345,6 +352,8 @@ impl fmt::Debug for Provider {
             .field("api_base", &self.api_base)
             .field("origin", &self.origin)
             .field("base_path", &self.base_path)
+            .field("replicas", &self.replicas)
+            .field("replica_strategy", &self.replica_strategy)
             .field("accounts", &self.accounts)
             .field("account_strategy", &self.account_strategy)
             .field("timeouts", &self.timeouts)

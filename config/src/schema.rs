@@ -348,9 +348,10 @@ pub struct ProviderSection {
     /// Base URL of the provider's API (`https://api.openai.com/v1`); `http` or `https`. The
     /// protocol's version segment may be included or left out (`https://api.anthropic.com`
     /// and `https://api.anthropic.com/v1` are equivalent). Required unless the id names a
-    /// built-in provider; `BITROUTER_<ID>_API_BASE` overrides it.
+    /// built-in provider; `BITROUTER_<ID>_API_BASE` overrides it. A list of URLs is a pool of
+    /// replicas of one service (same path, keys and models), spread by `replica_strategy`.
     #[serde(default)]
-    pub api_base: Option<String>,
+    pub api_base: Option<crate::replicas::ApiBase>,
     /// The provider's API key, normally a `${VAR}` reference. When absent, the key comes from
     /// `BITROUTER_<ID>_API_KEY` or the built-in provider's usual variable (`OPENAI_API_KEY`).
     /// Local servers need none. Not together with `accounts`.
@@ -399,6 +400,10 @@ pub struct ProviderSection {
     /// of the provider unhealthy until a check passes.
     #[serde(default)]
     pub health_check: Option<HealthCheckSection>,
+    /// How requests spread over the replicas of an `api_base` list: `least_requests`
+    /// (default), `round_robin` or `affinity` (a session or prompt prefix keeps its replica).
+    #[serde(default)]
+    pub replica_strategy: Option<crate::replicas::ReplicaStrategy>,
 }
 
 /// Never prints the key or header values: they are secrets once `${VAR}`s are expanded.
@@ -410,6 +415,7 @@ impl fmt::Debug for ProviderSection {
             .map(|h| h.keys().map(String::as_str).collect());
         f.debug_struct("ProviderSection")
             .field("api_base", &self.api_base)
+            .field("replica_strategy", &self.replica_strategy)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("accounts", &self.accounts)
             .field("account_strategy", &self.account_strategy)

@@ -30,6 +30,9 @@ pub struct Entry<'a> {
     /// The model the client asked for (`-`: none).
     pub model: &'a str,
     pub provider: &'a str,
+    /// The replica of a pool (`api_base` a list) that served, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<&'a str>,
     pub account: &'a str,
     pub upstream_model: &'a str,
     pub attempts: usize,
@@ -125,11 +128,13 @@ pub fn text(e: &Entry<'_>) -> String {
     if let (Some(k), Some(u)) = (e.key_id, e.user) {
         let _ = write!(s, " key={k} user={u}");
     }
+    let _ = write!(s, " model={} provider={}", e.model, e.provider);
+    if let Some(r) = e.replica {
+        let _ = write!(s, " replica={r}");
+    }
     let _ = write!(
         s,
-        " model={} provider={} account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}",
-        e.model,
-        e.provider,
+        " account={} upstream_model={} attempts={} status={} stream={} duration_ms={:.1} bytes_in={} bytes_out={}",
         e.account,
         e.upstream_model,
         e.attempts,
@@ -179,6 +184,7 @@ mod tests {
             user: Some("alice"),
             model: "gpt-4o",
             provider: "openai",
+            replica: None,
             account: "default",
             upstream_model: "gpt-4o",
             attempts: 1,

@@ -26,10 +26,22 @@ pub async fn upstream_health(
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
 ) -> Result<(), ProxyError> {
-    let body = state
-        .balancer
-        .snapshot(&ctx.snapshot.config, std::time::Instant::now())
-        .to_string();
+    let now = std::time::Instant::now();
+    let mut view = state.balancer.snapshot(&ctx.snapshot.config, now);
+    // A pool's providers entry lists its replicas.
+    if let Some(providers) = view["providers"].as_array_mut() {
+        for entry in providers {
+            let pool = entry["provider"]
+                .as_str()
+                .and_then(|id| ctx.snapshot.pools.by_id(id));
+            if let Some(pool) = pool {
+                let replicas = pool.to_json(now);
+                entry["replica_strategy"] = replicas["strategy"].clone();
+                entry["replicas"] = replicas["replicas"].clone();
+            }
+        }
+    }
+    let body = view.to_string();
     json(dn, body).await
 }
 

@@ -76,6 +76,10 @@ pub struct Metrics {
     pub key_refusals: IntCounterVec,
     /// The `routes:` families (label `route`), see [`crate::routes::log`].
     pub routes: crate::routes::log::RouteMetrics,
+    /// Attempts on the replicas of a pool (`api_base` a list), by provider, replica
+    /// (`host:port`, configured so bounded) and outcome (`ok`, `failed`): per-replica traffic
+    /// and errors without a label on every request's counters.
+    pub replica_attempts: IntCounterVec,
 }
 
 const LABELS: [&str; 4] = ["inbound", "provider", "model", "status"];
@@ -168,6 +172,14 @@ impl Metrics {
             ),
             &["key", "reason"],
         )?;
+        let replica_attempts = IntCounterVec::new(
+            Opts::new(
+                "bitrouter_replica_attempts_total",
+                "Upstream attempts on the replicas of a pool, by provider, replica and outcome",
+            ),
+            &["provider", "replica", "outcome"],
+        )?;
+        registry.register(Box::new(replica_attempts.clone()))?;
         registry.register(Box::new(key_requests.clone()))?;
         registry.register(Box::new(key_cost.clone()))?;
         registry.register(Box::new(key_refusals.clone()))?;
@@ -203,6 +215,7 @@ impl Metrics {
             key_requests,
             key_cost,
             key_refusals,
+            replica_attempts,
         })
     }
 

@@ -13,6 +13,7 @@
 //! the request path, and a swap is atomic for every worker at once (`arc-swap` rather than an
 //! `RwLock<Arc<_>>`: readers never wait on a writer and never contend with each other).
 
+use crate::balance::replicas::Pools;
 use crate::balance::Balancer;
 use crate::guardrails::{Direction, GuardSet};
 use crate::hooks::StreamHooks;
@@ -43,12 +44,25 @@ pub struct Snapshot {
     pub prices: PriceBook,
     /// `routes:`, compiled (URL selection state included: a reload starts it afresh).
     pub routes: crate::routes::RouteTable,
+    /// The replica pools of providers whose `api_base` is a list (their live state is shared
+    /// with the previous snapshot's pools for replicas that remain).
+    pub pools: Pools,
 }
 
 impl Snapshot {
     /// Builds everything a config needs before it can serve (a guardrail the detector
     /// refuses makes the config unusable: an error at start or reload).
     pub fn new(config: Config, generation: u64) -> Result<Snapshot, String> {
+        Snapshot::after(config, generation, None)
+    }
+
+    /// [`Snapshot::new`] replacing `previous`: replicas that remain keep their state.
+    pub fn after(
+        config: Config,
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, String> {
+        let pools = Pools::new(&config, previous.map(|p| &p.pools));
         let table = RoutingTable::new(&config);
         let model_labels = ModelLabels::new(&config);
         let guardrails = match &config.guardrails {
@@ -66,6 +80,7 @@ impl Snapshot {
             stream_hooks: StreamHooks::default(),
             generation,
             guardrails,
+            pools,
         })
     }
 
@@ -181,7 +196,7 @@ impl AppState {
     pub fn swap(&self, config: Config) -> Result<u64, String> {
         self.upstream.load_cas(&config)?;
         let generation = self.generations.load(Ordering::Acquire) + 1;
-        let snapshot = Snapshot::new(config, generation)?;
+        let snapshot = Snapshot::after(config, generation, Some(&self.snapshot.load()))?;
         self.generations.store(generation, Ordering::Release);
         self.balancer.reconfigure(&snapshot.config);
         self.snapshot.store(Arc::new(snapshot));

@@ -295,6 +295,8 @@ fn provider(api_base: &str) -> Provider {
         api_base: base.api_base,
         origin: base.origin,
         base_path: base.base_path,
+        replicas: Vec::new(),
+        replica_strategy: crate::ReplicaStrategy::default(),
         accounts: vec![crate::Account {
             label: "default".into(),
             api_key: None,

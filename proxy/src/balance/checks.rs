@@ -1,7 +1,8 @@
 //! Active health checks (`providers.<id>.health_check`), run with Pingora's `HttpHealthCheck`
 //! and `TcpHealthCheck` from a background service. A provider passes when any of its addresses
 //! passes; the verdict goes to the [`super::Balancer`], which moves a failing provider's
-//! endpoints behind the healthy ones.
+//! endpoints behind the healthy ones. The replicas of a pool are each probed: a failing replica
+//! leaves its pool, a passing one (even one ejected by failed requests) comes back.
 
 use crate::state::AppState;
 use async_trait::async_trait;
@@ -56,6 +57,37 @@ impl HealthChecks {
                     continue;
                 }
             };
+            // A pool: every replica is probed on its own (its own address, `Host` and SNI),
+            // and the provider is down only when all of them are.
+            if let Some(pool) = snapshot.pools.get(provider) {
+                for (index, replica) in pool.replicas() {
+                    let check = match build(replica, cfg.kind, &cfg.path, cfg.timeout) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            log::warn!("provider `{}`: health check disabled: {e}", provider.id);
+                            continue;
+                        }
+                    };
+                    let (state, pool, replica) =
+                        (self.state.clone(), pool.clone(), replica.clone());
+                    let cfg = cfg.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut tick =
+                            tokio::time::interval(cfg.interval.max(Duration::from_millis(50)));
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        loop {
+                            tick.tick().await;
+                            let healthy =
+                                probe(&state, &replica, check.as_ref(), cfg.timeout).await;
+                            pool.set_check(index, healthy);
+                            state
+                                .balancer
+                                .set_check(&replica.id, pool.all_checks_down());
+                        }
+                    }));
+                }
+                continue;
+            }
             let state = self.state.clone();
             let provider = provider.clone();
             tasks.push(tokio::spawn(async move {

@@ -116,6 +116,16 @@ impl TargetHealth {
         }
     }
 
+    /// An active check passed: the target answers, so a passive ejection ends now (its
+    /// half-open probe has in effect been made) and the check no longer holds it out.
+    pub fn check_passed(&mut self) {
+        self.check_down = false;
+        self.consecutive_failures = 0;
+        self.ejections = 0;
+        self.ejected_until = None;
+        self.probe_until = None;
+    }
+
     /// Cools the target for `retry_after` (capped by `max_cooldown`).
     pub fn cool(&mut self, now: Instant, retry_after: Duration, policy: &HealthPolicy) {
         let until = now + retry_after.min(policy.max_cooldown);

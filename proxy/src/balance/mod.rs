@@ -9,9 +9,12 @@
 //! for configured endpoints and virtual models live forever, the others expire when idle and
 //! are capped in number ([`bounded`]).
 
+pub mod affinity;
 pub mod bounded;
 pub mod checks;
 pub mod health;
+pub mod replicas;
+pub mod ring;
 pub mod select;
 
 use arc_swap::ArcSwap;

@@ -46,6 +46,8 @@ pub fn run(config_path: Option<&Path>, model: &str, as_json: bool) -> i32 {
                 "service_id": t.service_id,
                 "protocol": t.protocol.as_str(),
                 "api_base": p.api_base,
+                "replicas": p.replicas.iter().map(|r| r.api_base.as_str()).collect::<Vec<_>>(),
+                "replica_strategy": (!p.replicas.is_empty()).then(|| p.replica_strategy.as_str()),
                 "path": p.endpoint_path(t.protocol, &t.service_id, false),
                 "weight": t.weight,
                 "price": t.price,

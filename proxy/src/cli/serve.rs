@@ -165,10 +165,19 @@ fn announce(config: &Config, table: &RoutingTable) {
             })
             .collect();
         log::info!(
-            "provider {} ({}) -> {} [{}] key={}",
+            "provider {} ({}) -> {}{} [{}] key={}",
             p.id,
             from,
             p.api_base,
+            if p.replicas.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and {} more replica(s), {}",
+                    p.replicas.len() - 1,
+                    p.replica_strategy.as_str()
+                )
+            },
             protocols.join(","),
             if p.api_key().is_some() { "set" } else { "none" }
         );

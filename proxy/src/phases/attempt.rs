@@ -107,6 +107,9 @@ pub struct Call<'a> {
     pub policy: &'a RetryPolicy,
     /// The request's retry deadline (bounds the wait for the first byte).
     pub deadline: Option<Instant>,
+    /// For a pool, the provider as seen through the chosen replica (its origin); `None`: the
+    /// target's provider.
+    pub replica: Option<&'a Provider>,
 }
 
 impl Call<'_> {
@@ -126,7 +129,7 @@ impl Call<'_> {
         ctx: &mut RequestCtx,
     ) -> Result<Outcome, ProxyError> {
         let target = self.attempt.target;
-        let provider: &Provider = &target.provider;
+        let provider: &Provider = self.replica.unwrap_or(&target.provider);
         let timeouts = provider.timeouts;
         let started = Instant::now();
         let first_byte_by = earliest(

@@ -103,6 +103,8 @@ pub struct Routed {
     pub service_id: String,
     /// Index into the provider's accounts.
     pub account: usize,
+    /// The replica (`host:port`) when the provider is a pool.
+    pub replica: Option<Arc<str>>,
 }
 
 impl Routed {

@@ -21,12 +21,14 @@
 use super::attempt::{Call, Outcome, Rejection};
 use super::route::Plan;
 use super::{ErrorSummary, RequestCtx, Routed};
+use crate::balance::affinity;
+use crate::balance::replicas::ReplicaGuard;
 use crate::downstream::Downstream;
 use crate::error::ProxyError;
 use crate::guardrails::{record, scan_body, Direction};
 use crate::state::AppState;
 use crate::upstream::headers;
-use bitrouter_config::{RetryPolicy, Target};
+use bitrouter_config::{ReplicaStrategy, RetryPolicy, Target};
 use bitrouter_filters::canonical::{CanonicalError, ErrorKind};
 use std::time::Instant;
 
@@ -39,8 +41,40 @@ enum Failed {
 
 /// What to do after a failed attempt.
 enum Next {
+    /// The same account on another replica of the pool.
+    Replica,
     Account,
     Target,
+}
+
+/// The request's affinity key, when a target is a pool with `replica_strategy: affinity`
+/// (computed once per request, and only then).
+fn affinity_key(ctx: &RequestCtx, dn: &Downstream<'_>, plan: &Plan) -> Option<u64> {
+    let pools = &ctx.snapshot.pools;
+    let wanted = plan.resolution.targets.iter().any(|t| {
+        pools
+            .get(&t.provider)
+            .is_some_and(|p| p.strategy() == ReplicaStrategy::Affinity)
+    });
+    if !wanted {
+        return None;
+    }
+    let session = dn.req().headers.get(affinity::SESSION_HEADER);
+    affinity::key(session.map(|v| v.as_bytes()), plan.body())
+}
+
+/// ` (replica host:port)` for a log line.
+fn replica_named(replica: Option<&ReplicaGuard>) -> String {
+    replica.map_or_else(String::new, |g| format!(" (replica {})", g.label()))
+}
+
+/// Counts an attempt on a replica.
+fn replica_outcome(state: &AppState, target: &Target, g: &ReplicaGuard, outcome: &str) {
+    state
+        .metrics
+        .replica_attempts
+        .with_label_values(&[target.provider.id.as_str(), g.label(), outcome])
+        .inc();
 }
 
 /// Applies the upgoing guardrails of `target`'s route to the body it is about to receive: a
@@ -104,6 +138,7 @@ pub async fn forward(
     let mut last: Option<Failed> = None;
     // Targets that could not take the request, and why.
     let mut refused: Vec<(String, CanonicalError)> = Vec::new();
+    let affinity = affinity_key(ctx, dn, &plan);
     'targets: for ti in balancer.order(resolution, Instant::now()) {
         let target: &Target = &resolution.targets[ti];
         let mut attempt = match plan.attempt(target) {
@@ -115,19 +150,35 @@ pub async fn forward(
             Err(e) => return Err(e),
         };
         guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
-        for ai in balancer.accounts(&target.provider, Instant::now()) {
+        // A pool (`api_base` a list): each attempt goes to one replica; the replicas that
+        // failed this request are in `tried`.
+        let pool = ctx.snapshot.pools.get(&target.provider).cloned();
+        let mut tried = 0u64;
+        let accounts = balancer.accounts(&target.provider, Instant::now());
+        let mut k = 0;
+        while let Some(&ai) = accounts.get(k) {
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
             if ctx.attempts >= max_attempts || (out_of_time && last.is_some()) {
                 break 'targets;
             }
             let Some(account) = target.provider.accounts.get(ai) else {
+                k += 1;
                 continue;
+            };
+            let replica = match &pool {
+                Some(pool) => match pool.pick_excluding(affinity, tried) {
+                    Some(g) => Some(g),
+                    // Every replica failed this request: the next target.
+                    None => continue 'targets,
+                },
+                None => None,
             };
             ctx.attempts += 1;
             ctx.route = Some(Routed {
                 provider: target.provider.clone(),
                 service_id: target.service_id.clone(),
                 account: ai,
+                replica: replica.as_ref().map(|g| g.label().clone()),
             });
             let call = Call {
                 state,
@@ -136,17 +187,42 @@ pub async fn forward(
                 client_headers: &client_headers,
                 policy,
                 deadline,
+                replica: replica
+                    .as_ref()
+                    .and_then(|g| g.provider())
+                    .map(|p| p.as_ref()),
             };
             let outcome = call.run(dn, ctx).await;
             let now = Instant::now();
+            // A failure of the replica (connection, timeout, 5xx): recorded against it, and
+            // another replica of the pool is tried before anything else. Without a pool, or
+            // once no replica is left, it is the endpoint's failure as before.
+            let replica_failed = |tried: &mut u64| -> bool {
+                let (Some(pool), Some(g)) = (&pool, &replica) else {
+                    balancer.endpoint_failure(target, now);
+                    return false;
+                };
+                g.failure();
+                replica_outcome(state, target, g, "failed");
+                *tried |= 1u64 << (g.index() % 64);
+                if pool.has_usable(*tried) {
+                    return true;
+                }
+                balancer.endpoint_failure(target, now);
+                false
+            };
             let next = match outcome {
                 Outcome::Served { ttfb } => {
+                    if let Some(g) = &replica {
+                        g.success();
+                        replica_outcome(state, target, g, "ok");
+                    }
                     balancer.success(target, ai, ttfb);
                     return Ok(());
                 }
                 Outcome::Broke(e) => {
                     // Committed, then the upstream failed (the client got an error event).
-                    balancer.endpoint_failure(target, now);
+                    replica_failed(&mut tried);
                     ctx.fail(&e);
                     return Ok(());
                 }
@@ -154,34 +230,50 @@ pub async fn forward(
                     let status = rejection.status();
                     let retry_after = rejection.retry_after();
                     balancer.account_failure(&target.provider, ai, now);
-                    if !matches!(status, 401 | 403 | 429) {
-                        balancer.endpoint_failure(target, now);
+                    let mut next = Next::Account;
+                    if !matches!(status, 401 | 403 | 429) && replica_failed(&mut tried) {
+                        next = Next::Replica;
                     }
                     match (status, retry_after) {
                         (429, Some(d)) => balancer.cool_account(&target.provider, ai, now, d),
-                        (503, Some(d)) => balancer.cool_endpoint(target, now, d),
+                        (503, Some(d)) => match &replica {
+                            Some(g) => g.cool(d),
+                            None => balancer.cool_endpoint(target, now, d),
+                        },
                         _ => {}
                     }
                     log::warn!(
-                        "model `{}`: provider `{}` (account `{}`) answered HTTP {status}; trying the next account or endpoint",
+                        "model `{}`: provider `{}`{} (account `{}`) answered HTTP {status}; trying the next {}",
                         resolution.requested,
                         target.provider.id,
+                        replica_named(replica.as_ref()),
                         account.label,
+                        match next {
+                            Next::Replica => "replica",
+                            _ => "account or endpoint",
+                        }
                     );
                     last = Some(Failed::Rejected(rejection));
-                    Next::Account
+                    next
                 }
                 Outcome::Failed(e) if retryable(&e, policy) => {
-                    balancer.endpoint_failure(target, now);
-                    let next = if matches!(e, ProxyError::UpstreamTimeout { .. }) {
+                    let mut next = if matches!(e, ProxyError::UpstreamTimeout { .. }) {
                         balancer.account_failure(&target.provider, ai, now);
                         Next::Account
                     } else {
                         Next::Target
                     };
+                    if replica_failed(&mut tried) {
+                        next = Next::Replica;
+                    }
                     log::warn!(
-                        "model `{}`: {e}; trying the next endpoint",
-                        resolution.requested
+                        "model `{}`: {e}{}; trying the next {}",
+                        resolution.requested,
+                        replica_named(replica.as_ref()),
+                        match next {
+                            Next::Replica => "replica",
+                            _ => "endpoint",
+                        }
                     );
                     last = Some(Failed::Error(e));
                     next
@@ -193,13 +285,15 @@ pub async fn forward(
                             | ProxyError::UpstreamTimeout { .. }
                             | ProxyError::UpstreamBroken { .. }
                     ) {
-                        balancer.endpoint_failure(target, now);
+                        replica_failed(&mut tried);
                     }
                     return Err(e);
                 }
             };
-            if let Next::Target = next {
-                continue 'targets;
+            match next {
+                Next::Target => continue 'targets,
+                Next::Account => k += 1,
+                Next::Replica => {}
             }
         }
     }

@@ -91,6 +91,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         user: key.map(|k| k.user()),
         model: ctx.model.as_deref().unwrap_or("-"),
         provider,
+        replica: ctx.route.as_ref().and_then(|r| r.replica.as_deref()),
         account: ctx.route.as_ref().map_or("-", |r| r.account_label()),
         upstream_model: model,
         attempts: ctx.attempts,

@@ -119,6 +119,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
             user: key.map(|k| k.user()),
             model: "-",
             provider: "-",
+            replica: None,
             account: "-",
             upstream_model: "-",
             attempts: p.tried.len(),
