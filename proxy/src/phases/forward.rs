@@ -114,7 +114,10 @@ pub async fn forward(
             }
             Err(e) => return Err(e),
         };
-        guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
+        if attempt.upload.is_none() {
+            // An upload's prefix is form data, not a JSON body the rules read.
+            guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
+        }
         for ai in balancer.accounts(&target.provider, Instant::now()) {
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
             if ctx.attempts >= max_attempts || (out_of_time && last.is_some()) {
@@ -198,6 +201,10 @@ pub async fn forward(
                     return Err(e);
                 }
             };
+            if plan.upload.as_ref().is_some_and(|u| u.spent()) {
+                // The upload's body went (partly) upstream and cannot be sent again.
+                break 'targets;
+            }
             if let Next::Target = next {
                 continue 'targets;
             }
