@@ -47,7 +47,7 @@ providers:
     api_base: {base}/v1
     api_key: k-oai-b
     api_protocol: chat_completions
-    models: [emb-b]
+    models: [emb-b, whisper-b]
   gem:
     api_base: {base}
     api_key: k-gem
@@ -59,7 +59,20 @@ providers:
     api_key: k-msg
     api_protocol: messages
     models: [claude-x]
+  dead:
+    api_base: http://127.0.0.1:1/v1
+    api_key: k-dead
+    api_protocol: chat_completions
+    models: [whisper-dead]
 models:
+  wh-fo:
+    endpoints:
+      - {{ provider: dead, service_id: whisper-dead }}
+      - {{ provider: oai, service_id: whisper }}
+  wh-two:
+    endpoints:
+      - {{ provider: oai, service_id: whisper }}
+      - {{ provider: oai-b, service_id: whisper-b }}
   emb-fo:
     endpoints:
       - {{ provider: oai-b, service_id: emb-b }}
@@ -542,4 +555,90 @@ async fn a_virtual_key_denied_a_model_gets_403_on_embeddings() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A multipart body with `model` first, then a file of `size` bytes, sent in 7 KiB pieces with
+/// no content-length (chunked).
+fn chunked_upload(model: &str, prompt: &str, size: usize) -> (String, reqwest::Body) {
+    let boundary = "----endpoints-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n{prompt}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\
+         Content-Type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend((0..size).map(|i| (i % 251) as u8));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(7 * 1024).map(|c| Ok(c.to_vec())).collect();
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)),
+    )
+}
+
+async fn send_upload(
+    model: &str,
+    prompt: &str,
+    size: usize,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let (content_type, body) = chunked_upload(model, prompt, size);
+    let r = client()
+        .post(fx().router.url("/audio/transcriptions"))
+        .bearer_auth(MASTER)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_fail_over_only_before_the_body_goes_upstream() {
+    // A chunked upload whose first endpoint cannot be reached: nothing of the body went out,
+    // so it moves on, and the whole file arrives (chunked again, the model field rewritten).
+    let t = tag("up-fo");
+    let (status, headers, body) = send_upload("wh-fo", &t, 300 * 1024).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-bitrouter-provider"], "oai");
+    assert_eq!(headers["x-bitrouter-attempts"], "2");
+    let ups: Vec<_> = fx()
+        .mock
+        .uploads()
+        .into_iter()
+        .filter(|u| u.field("prompt") == Some(t.as_str()))
+        .collect();
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].model, "whisper");
+    assert_eq!(ups[0].file_bytes, 300 * 1024);
+    assert_eq!(
+        ups[0].content_length, None,
+        "sent chunked, as the client did"
+    );
+
+    // A 500 after the body went upstream: the body cannot be sent again, so the client gets
+    // the 500 and the second endpoint never sees the upload.
+    let t = tag("up-500");
+    fx().mock.script(Script::for_body(
+        t.clone(),
+        Action::Error {
+            status: 500,
+            message: "transcriber crashed".into(),
+        },
+    ));
+    let (status, headers, body) = send_upload("wh-two", &t, 100 * 1024).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(headers["x-bitrouter-attempts"], "1");
+    assert!(body.contains("transcriber crashed"), "{body}");
+    let ups = fx()
+        .mock
+        .uploads()
+        .into_iter()
+        .filter(|u| u.field("prompt") == Some(t.as_str()))
+        .count();
+    assert_eq!(ups, 1, "the upload was not resent");
 }
