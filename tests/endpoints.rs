@@ -95,7 +95,13 @@ fn fx() -> &'static Fixture {
         let router = Router::start(RouterSpec {
             config: Some(&config),
             env: vec![("BITROUTER_API_KEY", MASTER.into())],
-            files: vec![("policies/no-emb.yaml", "denied_models: [\"emb*\"]\n".into())],
+            files: vec![
+                ("policies/no-emb.yaml", "denied_models: [\"emb*\"]\n".into()),
+                (
+                    "policies/budget.yaml",
+                    "max_spend_micro_usd: 1000000\n".into(),
+                ),
+            ],
             ..Default::default()
         });
         Fixture { mock, router }
@@ -507,8 +513,8 @@ async fn endpoints_no_provider_can_serve_are_clear_errors() {
     assert_eq!(r.status(), 405);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_virtual_key_denied_a_model_gets_403_on_embeddings() {
+/// Mints a virtual key with `policy` on the shared router.
+fn sign(user: &str, policy: &str) -> String {
     let router = &fx().router;
     let dir = router.dir.path();
     let config = dir.join("bitrouter.yaml");
@@ -517,10 +523,10 @@ async fn a_virtual_key_denied_a_model_gets_403_on_embeddings() {
             "key",
             "sign",
             "--user",
-            "rag",
+            user,
             "--json",
             "--policy",
-            "no-emb",
+            policy,
             "-c",
             config.to_str().unwrap(),
         ],
@@ -529,7 +535,41 @@ async fn a_virtual_key_denied_a_model_gets_403_on_embeddings() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let key = v["key"].as_str().unwrap().to_string();
+    v["key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_with_a_budget_embeds_priced_models_only() {
+    let key = sign("rag-budget", "budget");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = post_as(
+            "/v1/embeddings",
+            &json!({"model": "emb", "input": "x"}),
+            &key,
+        )
+        .await;
+        if status != 401 {
+            assert_eq!(status, 200, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "key never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An unpriced model's cost cannot be bounded: refused before anything goes upstream.
+    let (status, _, body) = post_as(
+        "/v1/images/generations",
+        &json!({"model": "img", "prompt": "x"}),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_priced", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_virtual_key_denied_a_model_gets_403_on_embeddings() {
+    let key = sign("rag", "no-emb");
     // Keys refresh every second.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
