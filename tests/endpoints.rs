@@ -681,3 +681,44 @@ async fn uploads_fail_over_only_before_the_body_goes_upstream() {
         .count();
     assert_eq!(ups, 1, "the upload was not resent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_completion_is_metered_without_showing_the_client_a_usage_chunk() {
+    let t = tag("cmpl-usage");
+    let r = client()
+        .post(fx().router.url("/completions"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "m-chat", "prompt": format!("{t} go go go"), "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains(&format!("{t} ")) && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("\"usage\""),
+        "the client did not ask for usage: {body}"
+    );
+    let sent = fx().mock.requests_containing(&t);
+    assert_eq!(
+        sent[0].json().unwrap()["stream_options"]["include_usage"],
+        true
+    );
+    let url = LedgerUrl::Sqlite(fx().router.dir.path().join("bitrouter.db"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = LedgerReader::open(&url).unwrap().recent(1000).unwrap();
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.inbound == "completions" && r.stream && r.output_tokens == 6)
+        {
+            assert_eq!(row.usage_origin, "provider_reported");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ledger row: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -349,6 +349,14 @@ impl Plan {
                 }
                 None => (self.passthrough_body(&target.service_id), None),
             };
+            // A streamed completion asks for the usage chunk the ledger needs, as chat does
+            // (vLLM and OpenAI accept `stream_options` on /v1/completions); the relay removes
+            // it again when the client did not ask.
+            let (body, strip_usage) = if endpoint == Endpoint::Completions {
+                self.ask_usage(Protocol::ChatCompletions, body)
+            } else {
+                (body, false)
+            };
             return Ok(Attempt {
                 target,
                 client: self.inbound,
@@ -357,7 +365,7 @@ impl Plan {
                 body,
                 translation: None,
                 count_tokens: false,
-                strip_usage: false,
+                strip_usage,
                 reshape: None,
                 upload,
             });
