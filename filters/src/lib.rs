@@ -6,8 +6,10 @@
 
 pub mod body;
 pub mod canonical;
+pub mod embeddings;
 pub mod guard;
 pub mod json_strings;
+pub mod multipart;
 pub mod protocol;
 pub mod sse;
 pub mod stream;

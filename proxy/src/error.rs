@@ -18,7 +18,7 @@ pub enum Fault {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("no route for {method} {path}; bitrouter serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1beta/models/{{model}}:generateContent and GET /v1/models")]
+    #[error("no route for {method} {path}; bitrouter serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1beta/models/{{model}}:generateContent, /v1/embeddings, /v1/completions, /v1/rerank, /v1/moderations, /v1/images/generations, /v1/audio/{{speech,transcriptions,translations}} and GET /v1/models")]
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}; use {allowed}")]
     MethodNotAllowed {

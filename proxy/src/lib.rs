@@ -14,6 +14,7 @@ pub mod balance;
 pub mod cli;
 pub mod daemon;
 pub mod downstream;
+pub mod endpoints;
 pub mod error;
 pub mod gateway;
 pub mod govern;

@@ -5,6 +5,7 @@
 //! `/v1/models/...` unless told `/v1beta`, with a `provider/model` name unescaped in the path.
 //! All of those forms land here.
 
+use crate::endpoints::Endpoint;
 use bitrouter_config::Protocol;
 
 /// The API surface a request addresses.
@@ -21,6 +22,9 @@ pub enum Surface {
     /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`; the model is
     /// in the path ([`gemini_model`]).
     Gemini { stream: bool },
+    /// An OpenAI-shaped endpoint other than chat (`/v1/embeddings`, ...): same protocol to
+    /// OpenAI-shaped upstreams, see [`crate::endpoints`].
+    Endpoint(Endpoint),
     /// `GET /v1/models`
     ListModels,
     /// `GET /health`
@@ -47,6 +51,8 @@ impl Surface {
             Surface::Responses => Some(Protocol::Responses),
             Surface::Messages | Surface::CountTokens => Some(Protocol::Messages),
             Surface::Gemini { .. } => Some(Protocol::GenerateContent),
+            // Errors come in OpenAI's JSON, as the endpoint's own API sends them.
+            Surface::Endpoint(_) => Some(Protocol::ChatCompletions),
             Surface::WrongMethod { protocol, .. } => Some(*protocol),
             _ => None,
         }
@@ -60,6 +66,7 @@ impl Surface {
             Surface::Messages => "messages",
             Surface::CountTokens => "count_tokens",
             Surface::Gemini { .. } => "generate_content",
+            Surface::Endpoint(e) => e.label(),
             Surface::ListModels => "models",
             Surface::Health => "health",
             Surface::UpstreamHealth => "upstream_health",
@@ -99,6 +106,9 @@ pub fn classify(method: &str, path: &str) -> Surface {
         "/health/upstreams" if is_get => return Surface::UpstreamHealth,
         "/metrics" if is_get => return Surface::Metrics,
         _ => {}
+    }
+    if let Some(endpoint) = Endpoint::from_path(trimmed) {
+        return llm(Surface::Endpoint(endpoint), Protocol::ChatCompletions);
     }
     if let Some(stream) = gemini_action(path) {
         if !is_post {
@@ -205,6 +215,27 @@ mod tests {
             classify("POST", "/v1/messages/count_tokens"),
             Surface::CountTokens
         );
+    }
+
+    #[test]
+    fn openai_endpoints() {
+        assert_eq!(
+            classify("POST", "/v1/embeddings"),
+            Surface::Endpoint(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            classify("POST", "/rerank"),
+            Surface::Endpoint(Endpoint::Rerank)
+        );
+        assert_eq!(
+            classify("POST", "/audio/transcriptions/"),
+            Surface::Endpoint(Endpoint::Transcriptions)
+        );
+        assert_eq!(classify("POST", "/v1/embeddings").label(), "embeddings");
+        assert!(matches!(
+            classify("GET", "/v1/embeddings"),
+            Surface::WrongMethod { .. }
+        ));
     }
 
     #[test]

@@ -3,7 +3,21 @@
 use serde::Serialize;
 
 /// The inbound protocols a row may name (`LedgerRow::inbound`).
-pub const INBOUND_PROTOCOLS: [&str; 4] = ["openai_chat", "openai_responses", "anthropic", "gemini"];
+/// Beyond the four chat protocols, the OpenAI endpoints (`crate::endpoints::Endpoint::label`).
+pub const INBOUND_PROTOCOLS: [&str; 12] = [
+    "openai_chat",
+    "openai_responses",
+    "anthropic",
+    "gemini",
+    "embeddings",
+    "completions",
+    "rerank",
+    "moderations",
+    "images",
+    "audio_speech",
+    "audio_transcriptions",
+    "audio_translations",
+];
 
 /// The ledger's name of a client protocol (one of [`INBOUND_PROTOCOLS`]).
 pub fn inbound_name(p: bitrouter_config::Protocol) -> &'static str {

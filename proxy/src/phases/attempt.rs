@@ -138,30 +138,53 @@ impl Call<'_> {
         );
         let total_by = timeouts.total.and_then(|d| started.checked_add(d));
         let by = earliest(first_byte_by, total_by);
+        let upload = self.attempt.upload.as_ref();
         let build = |h2: bool| {
-            headers::upstream_request(
+            let mut header = headers::upstream_request(
                 provider,
                 self.account,
                 &self.attempt.path,
                 self.client_headers,
                 self.attempt.body.len(),
                 h2,
-            )
+            )?;
+            if let Some(upload) = upload {
+                upload.apply(&mut header, h2)?;
+            }
+            Ok(header)
         };
-        let exchange =
-            transport::exchange(&self.state.upstream, provider, build, &self.attempt.body);
-        // Waiting for the upstream's first byte can take long (reasoning models); stop as soon
-        // as the client hangs up.
-        let (mut up, peer) = tokio::select! {
-            r = before(by, exchange) => match r {
+        let (mut up, peer) = if let Some(upload) = upload {
+            // The client's body streams through during the exchange (reading it notices a
+            // client that leaves); the first-byte wait cannot include the upload's own time,
+            // so only `total_secs` bounds it.
+            let exchange = transport::exchange_streaming(
+                &self.state.upstream,
+                provider,
+                build,
+                &self.attempt.body,
+                dn.session(),
+                upload.spent,
+            );
+            match before(total_by, exchange).await {
                 Some(r) => r?,
                 None => return Err(first_byte_timeout(provider, started)),
-            },
-            r = dn.session().read_body_or_idle(true) => {
-                return Err(match r {
-                    Err(_) => ProxyError::ClientGone,
-                    Ok(_) => ProxyError::ClientBody("unexpected bytes after the request body".into()),
-                });
+            }
+        } else {
+            let exchange =
+                transport::exchange(&self.state.upstream, provider, build, &self.attempt.body);
+            // Waiting for the upstream's first byte can take long (reasoning models); stop as
+            // soon as the client hangs up.
+            tokio::select! {
+                r = before(by, exchange) => match r {
+                    Some(r) => r?,
+                    None => return Err(first_byte_timeout(provider, started)),
+                },
+                r = dn.session().read_body_or_idle(true) => {
+                    return Err(match r {
+                        Err(_) => ProxyError::ClientGone,
+                        Ok(_) => ProxyError::ClientBody("unexpected bytes after the request body".into()),
+                    });
+                }
             }
         };
         ctx.upstream_ttfb = Some(ctx.start.elapsed());
@@ -186,11 +209,12 @@ impl Call<'_> {
             return Ok(Outcome::Rejected(Box::new(Rejection {
                 header,
                 body: raw,
-                translated: self
-                    .attempt
-                    .translation
-                    .as_ref()
-                    .map(|t| (t.upstream, t.dropped.clone())),
+                translated: match (&self.attempt.translation, &self.attempt.reshape) {
+                    (Some(t), _) => Some((t.upstream, t.dropped.clone())),
+                    // A Gemini embeddings error, shown in OpenAI's error JSON.
+                    (None, Some(_)) => Some((self.attempt.protocol, Vec::new())),
+                    (None, None) => None,
+                },
                 provider: provider.id.clone(),
                 service_id: target.service_id.clone(),
                 account: self.account.label.clone(),
@@ -241,9 +265,21 @@ impl Call<'_> {
         // Usage as the answer passes, priced by this route's entry in the snapshot's table.
         let snapshot = ctx.snapshot.clone();
         let prices = snapshot.prices.lookup(&provider.id, &target.service_id);
-        let mut meter = crate::metering::Meter::new(self.attempt.protocol, ctx.stream, prices);
+        // Speech audio passes through as it comes, like a stream.
+        let streamed = ctx.stream || super::upload::streams_binary(ctx);
+        let mut meter = crate::metering::Meter::new(self.attempt.protocol, streamed, prices);
         meter.strip = self.attempt.strip_usage;
         let relayed = match &self.attempt.translation {
+            None if self.attempt.reshape.is_some() => {
+                let ask = self.attempt.reshape.as_ref();
+                match ask {
+                    Some(ask) => {
+                        super::upload::relay_embeddings(dn, &mut body, ask, &decision, &mut meter)
+                            .await
+                    }
+                    None => Err(ProxyError::Internal("reshape vanished".into())),
+                }
+            }
             None => relay::relay(dn, &mut body, &decision, down.as_ref(), &mut meter).await,
             Some(t) => {
                 let hooks = &ctx.snapshot.stream_hooks;

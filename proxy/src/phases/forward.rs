@@ -149,7 +149,10 @@ pub async fn forward(
             }
             Err(e) => return Err(e),
         };
-        guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
+        if attempt.upload.is_none() {
+            // An upload's prefix is form data, not a JSON body the rules read.
+            guard_upgoing(state, ctx, &resolution.requested, target, &mut attempt)?;
+        }
         // A pool (`api_base` a list): each attempt goes to one replica; the replicas that
         // failed this request are in `tried`.
         let pool = ctx.snapshot.pools.get(&target.provider).cloned();
@@ -290,6 +293,10 @@ pub async fn forward(
                     return Err(e);
                 }
             };
+            if plan.upload.as_ref().is_some_and(|u| u.spent()) {
+                // The upload's body went (partly) upstream and cannot be sent again.
+                break 'targets;
+            }
             match next {
                 Next::Target => continue 'targets,
                 Next::Account => k += 1,

@@ -18,10 +18,14 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
     let ctx = &*ctx;
     let elapsed = ctx.start.elapsed();
     let req = session.req_header();
-    let inbound = ctx
-        .inbound
-        .map(|p| p.as_str())
-        .unwrap_or(ctx.surface.label());
+    let inbound = match ctx.surface {
+        // Each OpenAI endpoint is its own label (they all speak the chat protocol's shape).
+        Surface::Endpoint(e) => e.label(),
+        _ => ctx
+            .inbound
+            .map(|p| p.as_str())
+            .unwrap_or(ctx.surface.label()),
+    };
     let provider = ctx.provider_id().unwrap_or("-");
     let model = ctx.route.as_ref().map_or("-", |r| r.service_id.as_str());
     // Bounded: a model id no configuration names is `other` (the log line keeps the real one).
@@ -202,7 +206,10 @@ fn account(
             request_id: id.to_string(),
             key_id: key.map(|k| k.id().to_string()),
             user_id: key.map(|k| k.user().to_string()),
-            inbound: crate::ledger::inbound_name(inbound),
+            inbound: match ctx.surface {
+                Surface::Endpoint(e) => e.label(),
+                _ => crate::ledger::inbound_name(inbound),
+            },
             model: ctx.model.clone().unwrap_or_default(),
             provider: ctx.route.as_ref().map(|r| r.provider.id.clone()),
             upstream_model: ctx.route.as_ref().map(|r| r.service_id.clone()),

@@ -12,6 +12,7 @@ pub mod relay;
 pub mod request;
 pub mod route;
 pub mod translate;
+pub mod upload;
 
 pub use crate::downstream::Handled;
 pub use context::{ErrorSummary, Identity, RequestCtx, Routed};
@@ -84,7 +85,8 @@ async fn dispatch(
         | Surface::Responses
         | Surface::Messages
         | Surface::CountTokens
-        | Surface::Gemini { .. } => llm(state, dn, ctx).await,
+        | Surface::Gemini { .. }
+        | Surface::Endpoint(_) => llm(state, dn, ctx).await,
     }
 }
 
@@ -100,8 +102,17 @@ async fn llm(
         admit::rate_limit(gov, key)?;
     }
     let gemini_sse = surface::query_param(dn.req().uri.query(), "alt").as_deref() == Some("sse");
-    let body = request::read_body(dn.session(), ctx).await?;
-    let mut plan = route::plan(dn, gemini_sse, body, ctx)?;
+    let mut plan = match ctx.surface {
+        // A multipart upload: only its prefix, up to the `model` field, is read here.
+        Surface::Endpoint(e) if e.multipart() => {
+            let (model, prefix, up) = upload::read_prefix(dn.session(), ctx).await?;
+            route::plan_upload(e, model, prefix, up, ctx)?
+        }
+        _ => {
+            let body = request::read_body(dn.session(), ctx).await?;
+            route::plan(dn, gemini_sse, body, ctx)?
+        }
+    };
     if let Some(key) = &key {
         if key.policy.restricts_models() {
             admit::filter_models(key, &mut plan)?;

@@ -5,6 +5,7 @@
 
 use super::RequestCtx;
 use crate::downstream::Downstream;
+use crate::endpoints::Endpoint;
 use crate::error::ProxyError;
 use crate::surface::{self, Surface};
 use bitrouter_config::{Preset, Protocol, Resolution, Target};
@@ -35,6 +36,12 @@ pub struct Plan {
     /// The request in canonical form, decoded on first need (only cross-protocol attempts
     /// need it) and reused by every later attempt.
     canonical: OnceLock<Result<ChatRequest, CanonicalError>>,
+    /// An OpenAI endpoint other than chat: it goes same-protocol to providers that speak
+    /// OpenAI's shape, at the endpoint's own sub-path (embeddings also to Gemini, translated).
+    pub endpoint: Option<Endpoint>,
+    /// A multipart upload: `body` is only its prefix (up to the `model` field); the rest
+    /// streams from the client during the attempt.
+    pub upload: Option<super::upload::Upload>,
 }
 
 /// One upstream call to make.
@@ -54,6 +61,11 @@ pub struct Attempt<'a> {
     /// An OpenAI chat stream passed through whose usage chunk bitrouter asked for (the client
     /// did not): the relay removes it.
     pub strip_usage: bool,
+    /// A Gemini embeddings answer to turn back into OpenAI's shape.
+    pub reshape: Option<bitrouter_filters::embeddings::EmbedAsk>,
+    /// A multipart upload: the head for the body, whose prefix is `body` and whose rest
+    /// streams from the client.
+    pub upload: Option<super::upload::UploadHead<'a>>,
 }
 
 /// What the response side of a cross-protocol attempt needs.
@@ -78,6 +90,28 @@ pub fn plan(
             let model =
                 surface::gemini_model(dn.req().uri.path()).ok_or(ProxyError::MissingModel)?;
             (Protocol::GenerateContent, model, stream, None, None)
+        }
+        Surface::Endpoint(endpoint) => {
+            let peek = body::peek(&body)?;
+            let ask = crate::govern::bound::OutputAsk {
+                // No token output (embeddings, images, ...): the budget reserves the input
+                // bound alone.
+                max_tokens: if endpoint.has_token_output() {
+                    peek.max_tokens
+                } else {
+                    Some(0)
+                },
+                choices: peek.choices.unwrap_or(1).clamp(1, 128),
+            };
+            let model = peek.model.ok_or(ProxyError::MissingModel)?;
+            let stream = peek.stream && endpoint == Endpoint::Completions;
+            (
+                Protocol::ChatCompletions,
+                model,
+                stream,
+                peek.model_span,
+                Some(ask),
+            )
         }
         other => {
             let inbound = other
@@ -108,6 +142,43 @@ pub fn plan(
         body,
         model_span,
         canonical: OnceLock::new(),
+        endpoint: match ctx.surface {
+            Surface::Endpoint(e) => Some(e),
+            _ => None,
+        },
+        upload: None,
+    })
+}
+
+/// The plan of a multipart upload, from its prefix (which holds the `model` field).
+pub fn plan_upload(
+    endpoint: Endpoint,
+    model: String,
+    prefix: Bytes,
+    upload: super::upload::Upload,
+    ctx: &mut RequestCtx,
+) -> Result<Plan, ProxyError> {
+    ctx.stream = false;
+    let resolution = ctx.snapshot.table.resolve(&model)?;
+    ctx.model = Some(model);
+    Ok(Plan {
+        inbound: Protocol::ChatCompletions,
+        stream: false,
+        resolution,
+        gemini_sse: false,
+        count_tokens: false,
+        // Audio is billed by duration, which no prefix bounds: the budget reserves the
+        // prefix's input bound (docs/endpoints.md).
+        output_ask: Some(crate::govern::bound::OutputAsk {
+            max_tokens: Some(0),
+            choices: 1,
+        }),
+        hooked: false,
+        body: prefix,
+        model_span: None,
+        canonical: OnceLock::new(),
+        endpoint: Some(endpoint),
+        upload: Some(upload),
     })
 }
 
@@ -115,7 +186,10 @@ impl Plan {
     /// The upstream call for `target`. The provider's own protocol list decides: the client's
     /// protocol when the provider speaks it (bytes pass through with only `model` rewritten, or
     /// only the Gemini path), else the provider's preferred protocol with the body translated.
-    pub fn attempt<'a>(&self, target: &'a Target) -> Result<Attempt<'a>, ProxyError> {
+    pub fn attempt<'a>(&'a self, target: &'a Target) -> Result<Attempt<'a>, ProxyError> {
+        if let Some(endpoint) = self.endpoint {
+            return self.endpoint_attempt(endpoint, target);
+        }
         let provider = &target.provider;
         let protocol = if provider
             .protocols_for(&target.service_id)
@@ -166,6 +240,8 @@ impl Plan {
                 translation: None,
                 count_tokens: self.count_tokens,
                 strip_usage,
+                reshape: None,
+                upload: None,
             });
         }
         let canonical = self.canonical()?;
@@ -207,6 +283,8 @@ impl Plan {
                 strip_usage: self.stream
                     && protocol == Protocol::ChatCompletions
                     && !canonical.include_usage,
+                reshape: None,
+                upload: None,
             });
         }
         let mut ctx = ResponseContext::for_request(&self.resolution.requested, &request);
@@ -236,7 +314,106 @@ impl Plan {
             }),
             count_tokens: false,
             strip_usage: false,
+            reshape: None,
+            upload: None,
         })
+    }
+
+    /// The call for an OpenAI endpoint other than chat: the same bytes (only `model`
+    /// rewritten) to a provider that speaks OpenAI's shape, at the endpoint's sub-path;
+    /// embeddings translated for a Gemini provider; anything else cannot take it (a 400
+    /// naming why, when no target can).
+    fn endpoint_attempt<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        target: &'a Target,
+    ) -> Result<Attempt<'a>, ProxyError> {
+        let provider = &target.provider;
+        let protocols = provider.protocols_for(&target.service_id);
+        let sub_path = |protocol: Protocol, tail: &str, with: &str| {
+            let full = provider.endpoint_path(protocol, &target.service_id, false);
+            full.strip_suffix(tail)
+                .map(|base| format!("{base}{with}"))
+                .ok_or_else(|| ProxyError::Internal(format!("unexpected endpoint path {full}")))
+        };
+        if protocols.contains(&Protocol::ChatCompletions) {
+            let path = sub_path(
+                Protocol::ChatCompletions,
+                "/chat/completions",
+                endpoint.upstream_suffix(),
+            )?;
+            let (body, upload) = match &self.upload {
+                Some(upload) => {
+                    let (prefix, head) = upload.for_target(&self.body, &target.service_id);
+                    (prefix, Some(head))
+                }
+                None => (self.passthrough_body(&target.service_id), None),
+            };
+            // A streamed completion asks for the usage chunk the ledger needs, as chat does
+            // (vLLM and OpenAI accept `stream_options` on /v1/completions); the relay removes
+            // it again when the client did not ask.
+            let (body, strip_usage) = if endpoint == Endpoint::Completions {
+                self.ask_usage(Protocol::ChatCompletions, body)
+            } else {
+                (body, false)
+            };
+            return Ok(Attempt {
+                target,
+                client: self.inbound,
+                protocol: Protocol::ChatCompletions,
+                path,
+                body,
+                translation: None,
+                count_tokens: false,
+                strip_usage,
+                reshape: None,
+                upload,
+            });
+        }
+        if endpoint == Endpoint::Embeddings && protocols.contains(&Protocol::GenerateContent) {
+            let path = sub_path(
+                Protocol::GenerateContent,
+                ":generateContent",
+                ":batchEmbedContents",
+            )?;
+            let (body, ask) = bitrouter_filters::embeddings::to_gemini(
+                &self.body,
+                &self.resolution.requested,
+                &target.service_id,
+            )
+            .map_err(ProxyError::Translate)?;
+            return Ok(Attempt {
+                target,
+                client: self.inbound,
+                protocol: Protocol::GenerateContent,
+                path,
+                body: Bytes::from(body),
+                translation: None,
+                count_tokens: false,
+                strip_usage: false,
+                reshape: Some(ask),
+                upload: None,
+            });
+        }
+        let speaks: Vec<&str> = protocols.iter().map(|p| p.as_str()).collect();
+        let also = if endpoint == Endpoint::Embeddings {
+            " or Gemini's (generate_content)"
+        } else {
+            ""
+        };
+        Err(ProxyError::Translate(
+            CanonicalError::new(
+                bitrouter_filters::canonical::ErrorKind::InvalidRequest,
+                format!(
+                    "provider `{}` cannot serve /v1{} for `{}`: it speaks {}, and this endpoint goes only to providers that speak OpenAI's API (api_protocol: chat_completions){also}",
+                    provider.id,
+                    endpoint.upstream_suffix(),
+                    target.service_id,
+                    speaks.join(", "),
+                ),
+            )
+            .with_code("endpoint_not_supported"),
+        ))
     }
 
     /// An OpenAI chat stream that did not ask for usage asks for it (the ledger needs the
@@ -349,6 +526,8 @@ mod tests {
             body,
             model_span: peek.model_span,
             canonical: OnceLock::new(),
+            endpoint: None,
+            upload: None,
         }
     }
 

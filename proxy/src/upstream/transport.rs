@@ -72,6 +72,65 @@ pub async fn exchange(
     }
 }
 
+/// [`exchange`] for a request whose body streams from the client: the header and `prefix` (the
+/// part already read, which can be sent again) go first, then the rest of `session`'s body
+/// chunk by chunk, each write awaited before the next read. `spent` is set as soon as a byte
+/// past the prefix was read from the client: from then on the request cannot be retried, not
+/// even on a fresh connection (a stale pooled connection is retried only before that).
+pub async fn exchange_streaming(
+    client: &UpstreamClient,
+    provider: &Provider,
+    build_header: impl Fn(bool) -> Result<RequestHeader, ProxyError>,
+    prefix: &Bytes,
+    session: &mut Session,
+    spent: &std::sync::atomic::AtomicBool,
+) -> Result<(HttpSession, PeerRef), ProxyError> {
+    let peers = client.peers(provider).await?;
+    let mut tries = 0;
+    loop {
+        let (mut up, reused, index) = connect(client, provider, &peers).await?;
+        let peer = &peers[index];
+        let header = build_header(up.as_http2().is_some())?;
+        apply_timeouts(&mut up, peer);
+        let head = async {
+            up.write_request_header(Box::new(header)).await?;
+            up.write_request_body(prefix.clone(), false).await
+        };
+        match head.await {
+            Ok(_) => {}
+            Err(e) if reused && tries < STALE_RETRIES && !is_timeout(&e) => {
+                log::debug!("pooled connection to `{}` was stale: {e}", provider.id);
+                tries += 1;
+                continue;
+            }
+            Err(e) => return Err(classify(provider, &e, false)),
+        }
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|e| ProxyError::ClientBody(e.to_string()))?
+        {
+            spent.store(true, std::sync::atomic::Ordering::Relaxed);
+            up.write_request_body(chunk, false)
+                .await
+                .map_err(|e| classify(provider, &e, false))?;
+        }
+        up.finish_request_body()
+            .await
+            .map_err(|e| classify(provider, &e, false))?;
+        up.read_response_header()
+            .await
+            .map_err(|e| classify(provider, &e, false))?;
+        return Ok((
+            up,
+            PeerRef {
+                set: peers.clone(),
+                index,
+            },
+        ));
+    }
+}
+
 /// Writes the request and reads the response header. Over HTTP/1 the header and a body of up
 /// to [`COALESCE_BODY`] bytes leave in one write: Pingora's client flushes the header on its
 /// own, which costs a second send (and, on loopback, a second wake-up of the upstream).

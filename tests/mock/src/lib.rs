@@ -11,6 +11,9 @@
 //! | `POST */messages`, `*/messages/count_tokens`   | Anthropic Messages               |
 //! | `POST */models/{m}:generateContent`            | Gemini                           |
 //! | `POST */models/{m}:streamGenerateContent`      | Gemini (`?alt=sse`: SSE, else JSON array) |
+//! | `POST */embeddings`, `*/completions` (JSON, SSE), `*/rerank`, `*/moderations`, `*/images/generations`, `*/audio/speech` (binary, chunked) | OpenAI endpoints (see `openai_endpoints`) |
+//! | `POST */audio/transcriptions`, `*/audio/translations` | OpenAI multipart uploads, parsed as they stream ([`UploadRecord`], [`MockUpstream::uploads`]) |
+//! | `POST */models/{m}:batchEmbedContents`, `:embedContent` | Gemini embeddings            |
 //! | `GET */models`, `GET */models/{id}`            | OpenAI model list / model        |
 //! | anything else                                  | 404, OpenAI error format         |
 //!
@@ -77,6 +80,7 @@ mod anthropic;
 mod gemini;
 mod models;
 mod openai_chat;
+mod openai_endpoints;
 mod openai_responses;
 mod protocol;
 mod record;
@@ -85,6 +89,7 @@ mod script;
 mod server;
 mod sse;
 mod tls;
+mod upload;
 mod util;
 
 use std::io::{self, Write};
@@ -94,8 +99,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use openai_endpoints::{embedding_of, speech_bytes, DEFAULT_DIMENSIONS};
 pub use record::{RecordMode, RecordedRequest, StreamOutcome};
 pub use script::{Action, LineEnds, Match, Script};
+pub use upload::UploadRecord;
 
 use server::State;
 
@@ -339,6 +346,16 @@ impl MockUpstream {
     /// Drops every queued script.
     pub fn clear_scripts(&self) {
         self.inner.state.scripts.clear();
+    }
+
+    /// Every multipart upload received so far, in arrival order.
+    pub fn uploads(&self) -> Vec<UploadRecord> {
+        self.inner
+            .state
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Number of TCP connections accepted so far (tests assert upstream connection reuse).
