@@ -4,10 +4,11 @@
 //! parsed, provider ids checked, every problem placed at file:line:col); the proxy matches and
 //! forwards.
 
+use crate::replicas::MAX_REPLICAS;
 use crate::resolve::parse_base;
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
-use crate::{Origin, Provider, Timeouts};
+use crate::{Origin, Provider, ReplicaStrategy, Timeouts};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -30,9 +31,16 @@ pub struct RouteSection {
     #[serde(rename = "match")]
     pub matcher: MatchSection,
     /// Where matching requests go: a URL (`http://127.0.0.1:3000`, its path is put before the
-    /// request's), a list of URLs (round robin; one that refuses connections is skipped for a
-    /// while), or the id of a provider (its `api_base` origin, `ca_file` and timeouts).
+    /// request's), a list of URLs (a replica pool: `replica_strategy`, in-flight counts and
+    /// the health of `upstream.health`, as a provider's `api_base` list), or the id of a
+    /// provider (its `ca_file` and timeouts, and its replica pool when its `api_base` is a
+    /// list, else its origin).
     pub upstream: RouteUpstreamSection,
+    /// How requests spread over a list of URLs, as a provider's `replica_strategy` (default
+    /// `least_requests`; `affinity` is keyed by the `x-session-id` header only: a route never
+    /// reads the body). Not for a provider id upstream: the provider's own strategy applies.
+    #[serde(default)]
+    pub replica_strategy: Option<ReplicaStrategy>,
     /// Remove the matched `path_prefix` from the path before forwarding (nginx's
     /// `proxy_pass http://up/;` under `location /prefix/`). The query string is kept.
     #[serde(default)]
@@ -166,10 +174,13 @@ pub fn has_prefix(path: &str, prefix: &str) -> bool {
 /// Where a route's requests go.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteUpstream {
-    /// At least one.
+    /// At least one, at most [`MAX_REPLICAS`]. For a provider whose `api_base` is a list: its
+    /// replicas' origins in the provider's order (the indexes of its replica pool).
     pub urls: Vec<RouteUrl>,
     /// The provider id when `upstream` named one.
     pub provider: Option<String>,
+    /// How requests spread over `urls`: the route's `replica_strategy`, or the provider's.
+    pub strategy: ReplicaStrategy,
     /// The provider's `ca_file` (URLs use the system roots).
     pub ca_file: Option<PathBuf>,
     /// The provider's timeouts, or `upstream.timeouts`.
@@ -370,6 +381,15 @@ fn upstream(
     let list: Vec<(Vec<Seg>, &String)> = match &s.upstream {
         RouteUpstreamSection::One(one) => {
             if !one.contains("://") {
+                if s.replica_strategy.is_some() {
+                    let mut at = path.to_vec();
+                    at.pop();
+                    at.push(Seg::key("replica_strategy"));
+                    diag.at_value(
+                        &at,
+                        format!("`replica_strategy` is for a list of URLs: a route to provider `{one}` uses the provider's `replica_strategy`"),
+                    );
+                }
                 return provider_upstream(one, providers, broken, path, diag);
             }
             vec![(path.to_vec(), one)]
@@ -382,6 +402,16 @@ fn upstream(
     };
     if list.is_empty() {
         diag.at_value(path, "`upstream` is an empty list: give at least one URL");
+        return None;
+    }
+    if list.len() > MAX_REPLICAS {
+        diag.at_value(
+            path,
+            format!(
+                "{} upstream URLs: a route has at most {MAX_REPLICAS}",
+                list.len()
+            ),
+        );
         return None;
     }
     let mut urls = Vec::new();
@@ -398,6 +428,7 @@ fn upstream(
     Some(RouteUpstream {
         urls,
         provider: None,
+        strategy: s.replica_strategy.unwrap_or_default(),
         ca_file: None,
         timeouts: *default_timeouts,
     })
@@ -428,19 +459,30 @@ fn provider_upstream(
         }
         return None;
     };
-    let o = &p.origin;
+    let origin_url = |o: &Origin| RouteUrl {
+        url: format!(
+            "{}://{}:{}",
+            if o.tls { "https" } else { "http" },
+            o.host,
+            o.port
+        ),
+        origin: o.clone(),
+        base_path: String::new(),
+    };
+    // A pool's replicas in its order (the proxy shares the provider's pool by index).
+    let urls = if p.replicas.is_empty() {
+        vec![origin_url(&p.origin)]
+    } else {
+        p.replicas
+            .iter()
+            .take(MAX_REPLICAS)
+            .map(|r| origin_url(&r.origin))
+            .collect()
+    };
     Some(RouteUpstream {
-        urls: vec![RouteUrl {
-            url: format!(
-                "{}://{}:{}",
-                if o.tls { "https" } else { "http" },
-                o.host,
-                o.port
-            ),
-            origin: o.clone(),
-            base_path: String::new(),
-        }],
+        urls,
         provider: Some(p.id.clone()),
+        strategy: p.replica_strategy,
         ca_file: p.ca_file.clone(),
         timeouts: p.timeouts,
     })
@@ -459,7 +501,7 @@ fn http_value_bad(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::{load_str, MapEnv};
+    use crate::{load_str, MapEnv, ReplicaStrategy};
 
     fn load(yaml: &str) -> Result<crate::Config, String> {
         load_str(yaml, "b.yaml", &MapEnv::default()).map_err(|e| e.to_string())
@@ -549,5 +591,31 @@ mod tests {
         );
         let e = err("routes:\n  - {name: a, match: {path: /x}, upstream: 'http://h:1'}\n  - {name: a, match: {path: /y}, upstream: 'http://h:1'}\n");
         assert!(e.contains("duplicate route name `a`"), "{e}");
+        let e = err("providers:\n  p: {api_base: 'http://h:1/v1', models: [m]}\nroutes:\n  - match: {path: /x}\n    upstream: p\n    replica_strategy: affinity\n");
+        assert!(
+            e.contains("b.yaml:6:") && e.contains("uses the provider's `replica_strategy`"),
+            "{e}"
+        );
+        let many: Vec<String> = (0..65).map(|i| format!("'http://h:{}'", i + 1)).collect();
+        let e = err(&format!(
+            "routes:\n  - match: {{path: /x}}\n    upstream: [{}]\n",
+            many.join(", ")
+        ));
+        assert!(e.contains("65 upstream URLs"), "{e}");
+    }
+
+    #[test]
+    fn a_list_or_a_provider_pool_gives_every_url_and_the_strategy() {
+        let c = load(
+            "providers:\n  pool:\n    api_base: [http://g1:8000/v1, http://g2:8000/v1]\n    replica_strategy: round_robin\n    models: [m]\nroutes:\n  - match: {path_prefix: /a}\n    upstream: pool\n  - match: {path_prefix: /b}\n    upstream: [http://a:1, http://b:2]\n    replica_strategy: affinity\n  - match: {path_prefix: /c}\n    upstream: [http://a:1, http://b:2]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = &c.routes;
+        let urls: Vec<_> = r[0].upstream.urls.iter().map(|u| u.url.as_str()).collect();
+        assert_eq!(urls, ["http://g1:8000", "http://g2:8000"]);
+        assert!(r[0].upstream.urls.iter().all(|u| u.base_path.is_empty()));
+        assert_eq!(r[0].upstream.strategy, ReplicaStrategy::RoundRobin);
+        assert_eq!(r[1].upstream.strategy, ReplicaStrategy::Affinity);
+        assert_eq!(r[2].upstream.strategy, ReplicaStrategy::LeastRequests);
     }
 }
