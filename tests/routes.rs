@@ -298,6 +298,10 @@ routes:
     match: {{path_prefix: /duo}}
     upstream: duo
     strip_prefix: true
+  - name: checked
+    match: {{path_prefix: /checked}}
+    upstream: [http://127.0.0.1:{dead}, http://{a}]
+    health_check: {{kind: http, path: /healthz, interval_secs: 0.1, timeout_secs: 1}}
   - name: down
     match: {{path_prefix: /down}}
     upstream: http://127.0.0.1:{dead}
@@ -503,6 +507,53 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
     assert_eq!(replicas[1]["healthy"], true, "{pair}");
     assert_eq!(replicas[1]["successes"], 9, "{pair}");
     assert_eq!(replicas[1]["in_flight"], 0, "{pair}");
+}
+
+/// `health_check` on a route with URLs: the background checks probe each URL, one that fails
+/// leaves the pool before any request meets it.
+#[tokio::test]
+async fn a_route_health_check_takes_a_dead_url_out_before_any_request() {
+    let f = fixture();
+    let mut checked = Value::Null;
+    for _ in 0..100 {
+        let health: Value = client()
+            .get(f.router.url("/health/upstreams"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        checked = health["routes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["route"] == "checked"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{health}"));
+        if checked["replicas"][0]["check_down"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(checked["replicas"][0]["check_down"], true, "{checked}");
+    assert_eq!(checked["replicas"][0]["healthy"], false, "{checked}");
+    assert_eq!(checked["replicas"][1]["check_down"], false, "{checked}");
+    for i in 0..4 {
+        let (status, body) = get_json(&f.router.url(&format!("/checked/{i}")), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["server"], "a");
+    }
+    let metrics = client()
+        .get(f.router.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains(r#"bitrouter_route_retries_total{route="checked"}"#),
+        "the dead URL was never tried: {metrics}"
+    );
 }
 
 /// `least_requests` (the default for a list): while one URL holds a request open, new requests

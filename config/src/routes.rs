@@ -6,15 +6,17 @@
 
 use crate::replicas::MAX_REPLICAS;
 use crate::resolve::parse_base;
+use crate::schema::{HealthCheckKindName, HealthCheckSection};
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
-use crate::{Origin, Provider, ReplicaStrategy, Timeouts};
+use crate::{HealthCheck, HealthCheckKind, Origin, Provider, ReplicaStrategy, Timeouts};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One reverse-proxy route: requests that match go to `upstream` as they are (no model
 /// routing, no translation, bodies streamed both ways, websockets upgraded). The LLM surfaces
@@ -41,6 +43,11 @@ pub struct RouteSection {
     /// reads the body). Not for a provider id upstream: the provider's own strategy applies.
     #[serde(default)]
     pub replica_strategy: Option<ReplicaStrategy>,
+    /// An active check of each URL of the list, run in the background as a provider's
+    /// `health_check` (`path` defaults to `/`): a URL that fails it takes no request until it
+    /// passes again. Not for a provider id upstream: the provider's `health_check` applies.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
     /// Remove the matched `path_prefix` from the path before forwarding (nginx's
     /// `proxy_pass http://up/;` under `location /prefix/`). The query string is kept.
     #[serde(default)]
@@ -112,6 +119,8 @@ pub struct Route {
     /// Lower-cased names, checked values.
     pub set_headers: Vec<(String, String)>,
     pub auth: bool,
+    /// `health_check` (a route with URLs only).
+    pub health_check: Option<HealthCheck>,
 }
 
 /// What a request must look like (at least one field is set).
@@ -306,6 +315,15 @@ pub(crate) fn resolve(
             &at(&["upstream"]),
             diag,
         );
+        let health_check = s.health_check.as_ref().map(|hc| {
+            if upstream.as_ref().is_some_and(|u| u.provider.is_some()) {
+                diag.at_key(
+                    &at(&["health_check"]),
+                    "`health_check` is for URLs: a route to a provider uses the provider's `health_check`",
+                );
+            }
+            health_check(hc, &at(&["health_check"]), diag)
+        });
         if diag.problem_count() != before {
             continue;
         }
@@ -317,6 +335,7 @@ pub(crate) fn resolve(
                 strip_prefix: s.strip_prefix,
                 set_headers,
                 auth: s.auth,
+                health_check,
             }));
         }
     }
@@ -488,6 +507,39 @@ fn provider_upstream(
     })
 }
 
+/// `routes[].health_check`: as a provider's, with `/` as the default path.
+fn health_check(s: &HealthCheckSection, path: &[Seg], diag: &mut Diagnostics) -> HealthCheck {
+    let at = |key: &str| [path, &[Seg::key(key)]].concat();
+    let check_path = s.path.clone().unwrap_or_else(|| "/".to_string());
+    if !check_path.starts_with('/')
+        || check_path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        diag.at_value(
+            &at("path"),
+            format!(
+                "`health_check.path` must be an absolute path such as `/healthz`, found `{}`",
+                check_path.escape_debug()
+            ),
+        );
+    }
+    let mut secs = |key: &str, value: Option<f64>, default: u64| {
+        value
+            .and_then(|v| crate::resolve::seconds(diag, &at(key), v, true))
+            .unwrap_or(Duration::from_secs(default))
+    };
+    HealthCheck {
+        kind: match s.kind {
+            Some(HealthCheckKindName::Tcp) => HealthCheckKind::Tcp,
+            Some(HealthCheckKindName::Http) | None => HealthCheckKind::Http,
+        },
+        path: check_path,
+        interval: secs("interval_secs", s.interval_secs, 10),
+        timeout: secs("timeout_secs", s.timeout_secs, 2),
+    }
+}
+
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -602,6 +654,16 @@ mod tests {
             many.join(", ")
         ));
         assert!(e.contains("65 upstream URLs"), "{e}");
+        let e = err("providers:\n  p: {api_base: 'http://h:1/v1', models: [m]}\nroutes:\n  - match: {path: /x}\n    upstream: p\n    health_check: {kind: tcp}\n");
+        assert!(
+            e.contains("b.yaml:6:") && e.contains("uses the provider's `health_check`"),
+            "{e}"
+        );
+        let e = err("routes:\n  - match: {path: /x}\n    upstream: [http://h:1]\n    health_check: {path: healthz, interval_secs: -1}\n");
+        assert!(
+            e.contains("must be an absolute path") && e.contains("interval_secs"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -617,5 +679,16 @@ mod tests {
         assert_eq!(r[0].upstream.strategy, ReplicaStrategy::RoundRobin);
         assert_eq!(r[1].upstream.strategy, ReplicaStrategy::Affinity);
         assert_eq!(r[2].upstream.strategy, ReplicaStrategy::LeastRequests);
+        assert!(r[0].health_check.is_none());
+        let c = load("routes:\n  - match: {path_prefix: /a}\n    upstream: [http://a:1, http://b:2]\n    health_check: {kind: tcp, interval_secs: 0.5}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let hc = c.routes[0]
+            .health_check
+            .as_ref()
+            .unwrap_or_else(|| panic!("no check"));
+        assert_eq!(hc.kind, crate::HealthCheckKind::Tcp);
+        assert_eq!(hc.path, "/");
+        assert_eq!(hc.interval, std::time::Duration::from_millis(500));
+        assert_eq!(hc.timeout, std::time::Duration::from_secs(2));
     }
 }
