@@ -3,7 +3,9 @@
 //! any size; echoes websocket messages). Matching (prefix, host, header, first match wins),
 //! strip_prefix, set_headers, Host, LLM surfaces keeping priority, a 1 GB streamed upload and a
 //! large download without the router's memory growing, a websocket, a list of URLs with one
-//! down, an unreachable upstream, `auth: true`, the 404 of an unmatched path, and a reload.
+//! down (ejected, as `/health/upstreams` shows), least requests over a list, a provider whose
+//! `api_base` is a list, an unreachable upstream, `auth: true`, the 404 of an unmatched path,
+//! and a reload.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -135,6 +137,13 @@ async fn serve(stream: TcpStream, name: &'static str) -> std::io::Result<()> {
             body_bytes =
                 tokio::io::copy(&mut (&mut reader).take(n), &mut tokio::io::sink()).await?;
         }
+        // `.../slow/<ms>`: answers after that long (holds a request open).
+        if let Some(ms) = target
+            .split_once("/slow/")
+            .and_then(|(_, ms)| ms.parse::<u64>().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         if let Some(n) = target
             .strip_prefix("/dl/")
             .and_then(|n| n.parse::<u64>().ok())
@@ -233,7 +242,15 @@ fn fixture() -> &'static Fixture {
         let dead = closed_port();
         let config = format!(
             r#"
+upstream:
+  health:
+    failure_threshold: 1
 providers:
+  duo:
+    api_base: [http://{a}/v1, http://{b}/v1]
+    api_key: sk-duo-never-sent
+    api_protocol: chat_completions
+    models: [duo-model]
   openai:
     api_base: {m}/v1
     api_key: sk-openai-test
@@ -274,6 +291,17 @@ routes:
   - name: pair
     match: {{path_prefix: /pair}}
     upstream: [http://127.0.0.1:{dead}, http://{a}]
+  - name: lr
+    match: {{path_prefix: /lr}}
+    upstream: [http://{a}, http://{b}]
+  - name: duo
+    match: {{path_prefix: /duo}}
+    upstream: duo
+    strip_prefix: true
+  - name: checked
+    match: {{path_prefix: /checked}}
+    upstream: [http://127.0.0.1:{dead}, http://{a}]
+    health_check: {{kind: http, path: /healthz, interval_secs: 0.1, timeout_secs: 1}}
   - name: down
     match: {{path_prefix: /down}}
     upstream: http://127.0.0.1:{dead}
@@ -423,6 +451,97 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["body_bytes"], 300_000);
+    // A request is counted (and its replica's in-flight unit returned) just after its answer
+    // went out: wait for the last one.
+    let mut metrics = String::new();
+    let mut pair = Value::Null;
+    for _ in 0..50 {
+        metrics = client()
+            .get(f.router.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let health: Value = client()
+            .get(f.router.url("/health/upstreams"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pair = health["routes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["route"] == "pair"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{health}"));
+        if metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#)
+            && pair["replicas"][1]["in_flight"] == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#),
+        "{metrics}"
+    );
+    // The dead URL was tried once (`failure_threshold: 1`), then skipped (ejected) while it
+    // stays down.
+    assert!(
+        metrics.contains(r#"bitrouter_route_retries_total{route="pair"} 1"#),
+        "{metrics}"
+    );
+    // The route's pool shows it, as a provider's pool does.
+    assert_eq!(pair["replica_strategy"], "least_requests", "{pair}");
+    let replicas = pair["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{pair}");
+    assert_eq!(replicas[0]["healthy"], false, "{pair}");
+    assert_eq!(replicas[0]["failures"], 1, "{pair}");
+    assert!(
+        replicas[0]["ejected_for_secs"].as_f64().unwrap() > 0.0,
+        "{pair}"
+    );
+    assert_eq!(replicas[1]["healthy"], true, "{pair}");
+    assert_eq!(replicas[1]["successes"], 9, "{pair}");
+    assert_eq!(replicas[1]["in_flight"], 0, "{pair}");
+}
+
+/// `health_check` on a route with URLs: the background checks probe each URL, one that fails
+/// leaves the pool before any request meets it.
+#[tokio::test]
+async fn a_route_health_check_takes_a_dead_url_out_before_any_request() {
+    let f = fixture();
+    let mut checked = Value::Null;
+    for _ in 0..100 {
+        let health: Value = client()
+            .get(f.router.url("/health/upstreams"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        checked = health["routes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["route"] == "checked"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{health}"));
+        if checked["replicas"][0]["check_down"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(checked["replicas"][0]["check_down"], true, "{checked}");
+    assert_eq!(checked["replicas"][0]["healthy"], false, "{checked}");
+    assert_eq!(checked["replicas"][1]["check_down"], false, "{checked}");
+    for i in 0..4 {
+        let (status, body) = get_json(&f.router.url(&format!("/checked/{i}")), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["server"], "a");
+    }
     let metrics = client()
         .get(f.router.url("/metrics"))
         .send()
@@ -432,14 +551,75 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#),
-        "{metrics}"
+        !metrics.contains(r#"bitrouter_route_retries_total{route="checked"}"#),
+        "the dead URL was never tried: {metrics}"
     );
-    // The dead URL was tried once, then skipped (ejected) while it stays down.
+}
+
+/// `least_requests` (the default for a list): while one URL holds a request open, new requests
+/// go to the idle one.
+#[tokio::test]
+async fn least_requests_skips_the_url_holding_a_request_open() {
+    let f = fixture();
+    let slow = f.router.url("/lr/slow/2500");
+    let held = tokio::spawn(async move { get_json(&slow, &[]).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut quick = Vec::new();
+    for i in 0..6 {
+        let (status, body) = get_json(&f.router.url(&format!("/lr/{i}")), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        quick.push(body["server"].as_str().unwrap().to_string());
+    }
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let busy = body["server"].as_str().unwrap();
     assert!(
-        metrics.contains(r#"bitrouter_route_retries_total{route="pair"} 1"#),
-        "{metrics}"
+        quick.iter().all(|s| s != busy),
+        "the replica holding a request ({busy}) got new ones: {quick:?}"
     );
+}
+
+/// A provider whose `api_base` is a list: the route uses the provider's pool (every replica,
+/// its strategy), only their origins (the provider's path and key stay out).
+#[tokio::test]
+async fn a_provider_id_with_replicas_reaches_every_replica() {
+    let f = fixture();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..6 {
+        let (status, body) = get_json(&f.router.url(&format!("/duo/x{i}")), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["target"], format!("/x{i}"));
+        assert!(body["headers"]["authorization"].is_null(), "{body}");
+        seen.insert(body["server"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "both replicas: {seen:?}");
+    // The route has no pool of its own: the provider's entry lists the replicas.
+    let health: Value = client()
+        .get(f.router.url("/health/upstreams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let duo = health["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["route"] == "duo"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(duo["provider"], "duo", "{duo}");
+    let provider = health["providers"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["provider"] == "duo"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{health}"));
+    let successes: u64 = provider["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["successes"].as_u64().unwrap())
+        .sum();
+    assert!(successes >= 6, "{provider}");
 }
 
 #[tokio::test]

@@ -219,7 +219,12 @@ fn health(diag: &mut Diagnostics, s: &HealthSection) -> HealthPolicy {
 
 /// `value` seconds as a duration, or a problem at `path` when it is negative, not finite, too
 /// large, or (with `positive`) zero.
-fn seconds(diag: &mut Diagnostics, path: &[Seg], value: f64, positive: bool) -> Option<Duration> {
+pub(crate) fn seconds(
+    diag: &mut Diagnostics,
+    path: &[Seg],
+    value: f64,
+    positive: bool,
+) -> Option<Duration> {
     duration(value, positive)
         .map_err(|want| diag.at_value(path, format!("{} {want}", describe(path))))
         .ok()

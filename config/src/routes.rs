@@ -4,16 +4,19 @@
 //! parsed, provider ids checked, every problem placed at file:line:col); the proxy matches and
 //! forwards.
 
+use crate::replicas::MAX_REPLICAS;
 use crate::resolve::parse_base;
+use crate::schema::{HealthCheckKindName, HealthCheckSection};
 use crate::spans::Seg;
 use crate::validate::Diagnostics;
-use crate::{Origin, Provider, Timeouts};
+use crate::{HealthCheck, HealthCheckKind, Origin, Provider, ReplicaStrategy, Timeouts};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One reverse-proxy route: requests that match go to `upstream` as they are (no model
 /// routing, no translation, bodies streamed both ways, websockets upgraded). The LLM surfaces
@@ -30,9 +33,21 @@ pub struct RouteSection {
     #[serde(rename = "match")]
     pub matcher: MatchSection,
     /// Where matching requests go: a URL (`http://127.0.0.1:3000`, its path is put before the
-    /// request's), a list of URLs (round robin; one that refuses connections is skipped for a
-    /// while), or the id of a provider (its `api_base` origin, `ca_file` and timeouts).
+    /// request's), a list of URLs (a replica pool: `replica_strategy`, in-flight counts and
+    /// the health of `upstream.health`, as a provider's `api_base` list), or the id of a
+    /// provider (its `ca_file` and timeouts, and its replica pool when its `api_base` is a
+    /// list, else its origin).
     pub upstream: RouteUpstreamSection,
+    /// How requests spread over a list of URLs, as a provider's `replica_strategy` (default
+    /// `least_requests`; `affinity` is keyed by the `x-session-id` header only: a route never
+    /// reads the body). Not for a provider id upstream: the provider's own strategy applies.
+    #[serde(default)]
+    pub replica_strategy: Option<ReplicaStrategy>,
+    /// An active check of each URL of the list, run in the background as a provider's
+    /// `health_check` (`path` defaults to `/`): a URL that fails it takes no request until it
+    /// passes again. Not for a provider id upstream: the provider's `health_check` applies.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
     /// Remove the matched `path_prefix` from the path before forwarding (nginx's
     /// `proxy_pass http://up/;` under `location /prefix/`). The query string is kept.
     #[serde(default)]
@@ -104,6 +119,8 @@ pub struct Route {
     /// Lower-cased names, checked values.
     pub set_headers: Vec<(String, String)>,
     pub auth: bool,
+    /// `health_check` (a route with URLs only).
+    pub health_check: Option<HealthCheck>,
 }
 
 /// What a request must look like (at least one field is set).
@@ -166,10 +183,13 @@ pub fn has_prefix(path: &str, prefix: &str) -> bool {
 /// Where a route's requests go.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteUpstream {
-    /// At least one.
+    /// At least one, at most [`MAX_REPLICAS`]. For a provider whose `api_base` is a list: its
+    /// replicas' origins in the provider's order (the indexes of its replica pool).
     pub urls: Vec<RouteUrl>,
     /// The provider id when `upstream` named one.
     pub provider: Option<String>,
+    /// How requests spread over `urls`: the route's `replica_strategy`, or the provider's.
+    pub strategy: ReplicaStrategy,
     /// The provider's `ca_file` (URLs use the system roots).
     pub ca_file: Option<PathBuf>,
     /// The provider's timeouts, or `upstream.timeouts`.
@@ -295,6 +315,15 @@ pub(crate) fn resolve(
             &at(&["upstream"]),
             diag,
         );
+        let health_check = s.health_check.as_ref().map(|hc| {
+            if upstream.as_ref().is_some_and(|u| u.provider.is_some()) {
+                diag.at_key(
+                    &at(&["health_check"]),
+                    "`health_check` is for URLs: a route to a provider uses the provider's `health_check`",
+                );
+            }
+            health_check(hc, &at(&["health_check"]), diag)
+        });
         if diag.problem_count() != before {
             continue;
         }
@@ -306,6 +335,7 @@ pub(crate) fn resolve(
                 strip_prefix: s.strip_prefix,
                 set_headers,
                 auth: s.auth,
+                health_check,
             }));
         }
     }
@@ -370,6 +400,15 @@ fn upstream(
     let list: Vec<(Vec<Seg>, &String)> = match &s.upstream {
         RouteUpstreamSection::One(one) => {
             if !one.contains("://") {
+                if s.replica_strategy.is_some() {
+                    let mut at = path.to_vec();
+                    at.pop();
+                    at.push(Seg::key("replica_strategy"));
+                    diag.at_value(
+                        &at,
+                        format!("`replica_strategy` is for a list of URLs: a route to provider `{one}` uses the provider's `replica_strategy`"),
+                    );
+                }
                 return provider_upstream(one, providers, broken, path, diag);
             }
             vec![(path.to_vec(), one)]
@@ -382,6 +421,16 @@ fn upstream(
     };
     if list.is_empty() {
         diag.at_value(path, "`upstream` is an empty list: give at least one URL");
+        return None;
+    }
+    if list.len() > MAX_REPLICAS {
+        diag.at_value(
+            path,
+            format!(
+                "{} upstream URLs: a route has at most {MAX_REPLICAS}",
+                list.len()
+            ),
+        );
         return None;
     }
     let mut urls = Vec::new();
@@ -398,6 +447,7 @@ fn upstream(
     Some(RouteUpstream {
         urls,
         provider: None,
+        strategy: s.replica_strategy.unwrap_or_default(),
         ca_file: None,
         timeouts: *default_timeouts,
     })
@@ -428,22 +478,66 @@ fn provider_upstream(
         }
         return None;
     };
-    let o = &p.origin;
+    let origin_url = |o: &Origin| RouteUrl {
+        url: format!(
+            "{}://{}:{}",
+            if o.tls { "https" } else { "http" },
+            o.host,
+            o.port
+        ),
+        origin: o.clone(),
+        base_path: String::new(),
+    };
+    // A pool's replicas in its order (the proxy shares the provider's pool by index).
+    let urls = if p.replicas.is_empty() {
+        vec![origin_url(&p.origin)]
+    } else {
+        p.replicas
+            .iter()
+            .take(MAX_REPLICAS)
+            .map(|r| origin_url(&r.origin))
+            .collect()
+    };
     Some(RouteUpstream {
-        urls: vec![RouteUrl {
-            url: format!(
-                "{}://{}:{}",
-                if o.tls { "https" } else { "http" },
-                o.host,
-                o.port
-            ),
-            origin: o.clone(),
-            base_path: String::new(),
-        }],
+        urls,
         provider: Some(p.id.clone()),
+        strategy: p.replica_strategy,
         ca_file: p.ca_file.clone(),
         timeouts: p.timeouts,
     })
+}
+
+/// `routes[].health_check`: as a provider's, with `/` as the default path.
+fn health_check(s: &HealthCheckSection, path: &[Seg], diag: &mut Diagnostics) -> HealthCheck {
+    let at = |key: &str| [path, &[Seg::key(key)]].concat();
+    let check_path = s.path.clone().unwrap_or_else(|| "/".to_string());
+    if !check_path.starts_with('/')
+        || check_path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        diag.at_value(
+            &at("path"),
+            format!(
+                "`health_check.path` must be an absolute path such as `/healthz`, found `{}`",
+                check_path.escape_debug()
+            ),
+        );
+    }
+    let mut secs = |key: &str, value: Option<f64>, default: u64| {
+        value
+            .and_then(|v| crate::resolve::seconds(diag, &at(key), v, true))
+            .unwrap_or(Duration::from_secs(default))
+    };
+    HealthCheck {
+        kind: match s.kind {
+            Some(HealthCheckKindName::Tcp) => HealthCheckKind::Tcp,
+            Some(HealthCheckKindName::Http) | None => HealthCheckKind::Http,
+        },
+        path: check_path,
+        interval: secs("interval_secs", s.interval_secs, 10),
+        timeout: secs("timeout_secs", s.timeout_secs, 2),
+    }
 }
 
 fn valid_header_name(name: &str) -> bool {
@@ -459,7 +553,7 @@ fn http_value_bad(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::{load_str, MapEnv};
+    use crate::{load_str, MapEnv, ReplicaStrategy};
 
     fn load(yaml: &str) -> Result<crate::Config, String> {
         load_str(yaml, "b.yaml", &MapEnv::default()).map_err(|e| e.to_string())
@@ -549,5 +643,52 @@ mod tests {
         );
         let e = err("routes:\n  - {name: a, match: {path: /x}, upstream: 'http://h:1'}\n  - {name: a, match: {path: /y}, upstream: 'http://h:1'}\n");
         assert!(e.contains("duplicate route name `a`"), "{e}");
+        let e = err("providers:\n  p: {api_base: 'http://h:1/v1', models: [m]}\nroutes:\n  - match: {path: /x}\n    upstream: p\n    replica_strategy: affinity\n");
+        assert!(
+            e.contains("b.yaml:6:") && e.contains("uses the provider's `replica_strategy`"),
+            "{e}"
+        );
+        let many: Vec<String> = (0..65).map(|i| format!("'http://h:{}'", i + 1)).collect();
+        let e = err(&format!(
+            "routes:\n  - match: {{path: /x}}\n    upstream: [{}]\n",
+            many.join(", ")
+        ));
+        assert!(e.contains("65 upstream URLs"), "{e}");
+        let e = err("providers:\n  p: {api_base: 'http://h:1/v1', models: [m]}\nroutes:\n  - match: {path: /x}\n    upstream: p\n    health_check: {kind: tcp}\n");
+        assert!(
+            e.contains("b.yaml:6:") && e.contains("uses the provider's `health_check`"),
+            "{e}"
+        );
+        let e = err("routes:\n  - match: {path: /x}\n    upstream: [http://h:1]\n    health_check: {path: healthz, interval_secs: -1}\n");
+        assert!(
+            e.contains("must be an absolute path") && e.contains("interval_secs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_list_or_a_provider_pool_gives_every_url_and_the_strategy() {
+        let c = load(
+            "providers:\n  pool:\n    api_base: [http://g1:8000/v1, http://g2:8000/v1]\n    replica_strategy: round_robin\n    models: [m]\nroutes:\n  - match: {path_prefix: /a}\n    upstream: pool\n  - match: {path_prefix: /b}\n    upstream: [http://a:1, http://b:2]\n    replica_strategy: affinity\n  - match: {path_prefix: /c}\n    upstream: [http://a:1, http://b:2]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = &c.routes;
+        let urls: Vec<_> = r[0].upstream.urls.iter().map(|u| u.url.as_str()).collect();
+        assert_eq!(urls, ["http://g1:8000", "http://g2:8000"]);
+        assert!(r[0].upstream.urls.iter().all(|u| u.base_path.is_empty()));
+        assert_eq!(r[0].upstream.strategy, ReplicaStrategy::RoundRobin);
+        assert_eq!(r[1].upstream.strategy, ReplicaStrategy::Affinity);
+        assert_eq!(r[2].upstream.strategy, ReplicaStrategy::LeastRequests);
+        assert!(r[0].health_check.is_none());
+        let c = load("routes:\n  - match: {path_prefix: /a}\n    upstream: [http://a:1, http://b:2]\n    health_check: {kind: tcp, interval_secs: 0.5}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let hc = c.routes[0]
+            .health_check
+            .as_ref()
+            .unwrap_or_else(|| panic!("no check"));
+        assert_eq!(hc.kind, crate::HealthCheckKind::Tcp);
+        assert_eq!(hc.path, "/");
+        assert_eq!(hc.interval, std::time::Duration::from_millis(500));
+        assert_eq!(hc.timeout, std::time::Duration::from_secs(2));
     }
 }

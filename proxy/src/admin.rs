@@ -41,6 +41,9 @@ pub async fn upstream_health(
             }
         }
     }
+    if !ctx.snapshot.routes.is_empty() {
+        view["routes"] = ctx.snapshot.routes.to_json(now);
+    }
     let body = view.to_string();
     json(dn, body).await
 }

@@ -42,7 +42,8 @@ pub struct Snapshot {
     pub guardrails: Option<Arc<GuardSet>>,
     /// Prices per provider and upstream model: the config's `pricing`, then the built-in table.
     pub prices: PriceBook,
-    /// `routes:`, compiled (URL selection state included: a reload starts it afresh).
+    /// `routes:`, compiled (their own replica pools share state with the previous snapshot's
+    /// for URLs that remain, as `pools` do).
     pub routes: crate::routes::RouteTable,
     /// The replica pools of providers whose `api_base` is a list (their live state is shared
     /// with the previous snapshot's pools for replicas that remain).
@@ -70,7 +71,7 @@ impl Snapshot {
             None => None,
         };
         let prices = PriceBook::from_config(&config);
-        let routes = crate::routes::RouteTable::new(&config);
+        let routes = crate::routes::RouteTable::new(&config, &pools, previous.map(|p| &p.routes));
         Ok(Snapshot {
             routes,
             prices,

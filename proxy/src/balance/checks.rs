@@ -2,11 +2,12 @@
 //! and `TcpHealthCheck` from a background service. A provider passes when any of its addresses
 //! passes; the verdict goes to the [`super::Balancer`], which moves a failing provider's
 //! endpoints behind the healthy ones. The replicas of a pool are each probed: a failing replica
-//! leaves its pool, a passing one (even one ejected by failed requests) comes back.
+//! leaves its pool, a passing one (even one ejected by failed requests) comes back. The URLs of
+//! a `routes:` entry with a `health_check` are probed the same way, in the route's own pool.
 
 use crate::state::AppState;
 use async_trait::async_trait;
-use bitrouter_config::{HealthCheckKind, Provider};
+use bitrouter_config::{HealthCheckKind, Origin, Provider};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_http::RequestHeader;
@@ -100,6 +101,39 @@ impl HealthChecks {
                 }
             }));
         }
+        // Routes with URLs and a `health_check`: each URL of the route's own pool (a route to a
+        // provider's pool is covered by the provider's check above).
+        for route in snapshot.routes.iter().filter(|r| !r.shared) {
+            let Some(cfg) = route.route.health_check.clone() else {
+                continue;
+            };
+            for (index, url) in route.route.upstream.urls.iter().enumerate() {
+                let name = format!("route `{}` ({})", route.route.name, url.url);
+                let check = match build_at(&url.origin, None, cfg.kind, &cfg.path, cfg.timeout) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        log::warn!("{name}: health check disabled: {e}");
+                        continue;
+                    }
+                };
+                let (state, pool, origin) =
+                    (self.state.clone(), route.pool.clone(), url.origin.clone());
+                let connect = route.route.upstream.timeouts.connect;
+                let cfg = cfg.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick =
+                        tokio::time::interval(cfg.interval.max(Duration::from_millis(50)));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let healthy =
+                            probe_at(&state, &name, &origin, connect, check.as_ref(), cfg.timeout)
+                                .await;
+                        pool.set_check(index, healthy);
+                    }
+                }));
+            }
+        }
         tasks
     }
 }
@@ -110,7 +144,20 @@ fn build(
     path: &str,
     timeout: Duration,
 ) -> Result<Box<dyn HealthCheck + Send + Sync>, String> {
-    let origin = &provider.origin;
+    let auth = provider
+        .api_key()
+        .and_then(|key| crate::upstream::headers::auth_header(provider.auth, key));
+    build_at(&provider.origin, auth, kind, path, timeout)
+}
+
+/// A check of `origin`, sending `auth` (a header name and value) with an HTTP check.
+fn build_at(
+    origin: &Origin,
+    auth: Option<(&'static str, String)>,
+    kind: HealthCheckKind,
+    path: &str,
+    timeout: Duration,
+) -> Result<Box<dyn HealthCheck + Send + Sync>, String> {
     match kind {
         HealthCheckKind::Tcp => {
             let mut check = if origin.tls {
@@ -134,13 +181,9 @@ fn build(
             };
             req.insert_header(http::header::HOST, host)
                 .map_err(|e| e.to_string())?;
-            if let Some(key) = provider.api_key() {
-                if let Some((name, value)) =
-                    crate::upstream::headers::auth_header(provider.auth, key)
-                {
-                    req.insert_header(name, value)
-                        .map_err(|_| "the api key is not a valid header value".to_string())?;
-                }
+            if let Some((name, value)) = auth {
+                req.insert_header(name, value)
+                    .map_err(|_| "the api key is not a valid header value".to_string())?;
             }
             check.req = req;
             check.peer_template.options.connection_timeout = Some(timeout);
@@ -159,11 +202,25 @@ async fn probe(
     check: &(dyn HealthCheck + Send + Sync),
     timeout: Duration,
 ) -> bool {
-    let origin = &provider.origin;
-    let addrs = match state.upstream.resolve(provider).await {
+    let name = format!("`{}`", provider.id);
+    let connect = provider.timeouts.connect;
+    probe_at(state, &name, &provider.origin, connect, check, timeout).await
+}
+
+/// Whether any address of `origin` (resolved within `connect`) passes `check`; `name` says
+/// what is checked in the debug log.
+async fn probe_at(
+    state: &AppState,
+    name: &str,
+    origin: &Origin,
+    connect: Duration,
+    check: &(dyn HealthCheck + Send + Sync),
+    timeout: Duration,
+) -> bool {
+    let addrs = match state.upstream.resolve_at(origin, connect).await {
         Ok(a) => a,
         Err(e) => {
-            log::debug!("health check of `{}`: {e}", provider.id);
+            log::debug!("health check of {name}: {e}");
             return false;
         }
     };
@@ -176,12 +233,11 @@ async fn probe(
         match tokio::time::timeout(timeout, check.check(&backend)).await {
             Ok(Ok(())) => return true,
             Ok(Err(e)) => log::debug!(
-                "health check of `{}` at {}:{} ({addr}): {e}",
-                provider.id,
+                "health check of {name} at {}:{} ({addr}): {e}",
                 origin.host,
                 origin.port
             ),
-            Err(_) => log::debug!("health check of `{}` ({addr}) timed out", provider.id),
+            Err(_) => log::debug!("health check of {name} ({addr}) timed out"),
         }
     }
     false

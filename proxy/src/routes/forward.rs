@@ -21,9 +21,10 @@ fn proxied(ctx: &mut RequestCtx) -> Result<&mut Proxied> {
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route for this request"))
 }
 
-/// `upstream_peer`: the next URL of the route and a peer for it (its first resolved address,
-/// or the next one after a refused connection), from the shared upstream client's cache.
-/// Called again by Pingora for each retry.
+/// `upstream_peer`: the next URL of the route, chosen by its replica pool among those this
+/// request has not tried, and a peer for it (its first resolved address, or the next one after
+/// a refused connection), from the shared upstream client's cache. Called again by Pingora for
+/// each retry.
 pub async fn upstream_peer(
     state: &AppState,
     session: &Session,
@@ -31,24 +32,31 @@ pub async fn upstream_peer(
 ) -> Result<Box<HttpPeer>> {
     let p = proxied(ctx)?;
     let route = p.route.clone();
-    let index = match (p.next_addr, p.url) {
+    let index = match (p.next_addr, p.url()) {
         (true, Some(index)) => {
             p.addr += 1;
             index
         }
         _ => {
-            let Some(index) = route.pool.pick(&p.tried) else {
+            // The previous try's guard (if any) is dropped here: its in-flight unit ends.
+            p.guard = None;
+            let Some(guard) = route.pool.pick_excluding(p.key, p.tried) else {
                 return Error::e_explain(ErrorType::ConnectError, "every upstream URL was tried");
             };
-            p.url = Some(index);
-            p.tried.push(index);
+            let index = guard.index();
+            p.guard = Some(guard);
+            p.reported = false;
+            p.tried |= 1u64 << index.min(63);
+            p.attempts += 1;
             p.addr = 0;
             index
         }
     };
     p.next_addr = false;
     let upstream = &route.route.upstream;
-    let url = &upstream.urls[index];
+    let Some(url) = upstream.urls.get(index) else {
+        return Error::e_explain(ErrorType::InternalError, "replica outside the route's URLs");
+    };
     let peers = state
         .upstream
         .peers_at(&url.origin, upstream.ca_file.as_deref(), &upstream.timeouts)
@@ -64,14 +72,14 @@ pub async fn upstream_peer(
         }
     };
     let Some(mut peer) = peer else {
-        route.pool.eject(index);
+        p.report(false);
         let mut e = Error::create(
             ErrorType::ConnectNoRoute,
             ErrorSource::Upstream,
             Some(format!("cannot resolve {}", url.origin.host).into()),
             None,
         );
-        e.set_retry(route.pool.has_untried(&p.tried));
+        e.set_retry(p.has_untried());
         return Err(e);
     };
     // A websocket (or any Upgrade) needs HTTP/1.1 to the upstream.
@@ -89,7 +97,7 @@ pub async fn upstream_peer(
 pub fn upstream_request(up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     let p = proxied(ctx)?;
     let route = &p.route.route;
-    let Some(url) = p.url.and_then(|i| route.upstream.urls.get(i)) else {
+    let Some(url) = p.url().and_then(|i| route.upstream.urls.get(i)) else {
         return Error::e_explain(ErrorType::InternalError, "no upstream URL chosen");
     };
     let uri = up.uri.clone();
@@ -136,10 +144,11 @@ fn without_param(query: &str, name: &str) -> Option<String> {
     (!kept.is_empty() && kept.iter().any(|p| !p.is_empty())).then(|| kept.join("&"))
 }
 
-/// `fail_to_connect`: the next resolved address of the same URL when there is one; else the URL
-/// is ejected for a while, its cached addresses forgotten, and
-/// Pingora told to retry when the route has a URL this request has not tried (nothing of the
-/// request has been sent yet, so any method may go elsewhere).
+/// `fail_to_connect`: the next resolved address of the same URL when there is one; else the
+/// failure goes to the replica's health (ejected after `upstream.health.failure_threshold` in a
+/// row), its cached addresses are forgotten, and Pingora told to retry when the route has a URL
+/// this request has not tried (nothing of the request has been sent yet, so any method may go
+/// elsewhere).
 pub fn fail_to_connect(state: &AppState, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     let Some(p) = ctx.proxied.as_mut() else {
         return e;
@@ -150,8 +159,8 @@ pub fn fail_to_connect(state: &AppState, ctx: &mut RequestCtx, mut e: Box<Error>
         e.set_retry(true);
         return e;
     }
-    if let Some(index) = p.url {
-        p.route.pool.eject(index);
+    if let Some(index) = p.url() {
+        p.report(false);
         if let Some(url) = p.route.route.upstream.urls.get(index) {
             state.upstream.forget_origin(&url.origin);
             log::warn!(
@@ -161,18 +170,16 @@ pub fn fail_to_connect(state: &AppState, ctx: &mut RequestCtx, mut e: Box<Error>
             );
         }
     }
-    if p.route.pool.has_untried(&p.tried) {
+    if p.has_untried() {
         e.set_retry(true);
     }
     e
 }
 
-/// The upstream answered (a response header arrived): its URL is in again.
+/// The upstream answered (a response header arrived): its replica is healthy.
 pub fn answered(ctx: &mut RequestCtx) {
-    if let Some(p) = ctx.proxied.as_ref() {
-        if let Some(index) = p.url {
-            p.route.pool.restore(index);
-        }
+    if let Some(p) = ctx.proxied.as_mut() {
+        p.report(true);
     }
     ctx.upstream_ttfb = Some(ctx.start.elapsed());
 }
@@ -196,6 +203,13 @@ pub async fn fail_to_proxy(session: &mut Session, e: &Error, ctx: &mut RequestCt
             ErrorSource::Internal | ErrorSource::Unset => 500,
         },
     };
+    // An upstream that broke or timed out before answering counts against its replica (a
+    // refused connection was counted by `fail_to_connect` already).
+    if e.esource() == &ErrorSource::Upstream && ctx.upstream_ttfb.is_none() {
+        if let Some(p) = ctx.proxied.as_mut() {
+            p.report(false);
+        }
+    }
     let name = ctx.proxied.as_ref().map_or("-", |p| p.name()).to_string();
     if ctx.error.is_none() {
         ctx.error = Some(crate::phases::ErrorSummary {

@@ -90,15 +90,15 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
     m.bytes
         .with_label_values(&[name, "out"])
         .inc_by(bytes_out as u64);
-    if p.tried.len() > 1 {
+    if p.attempts > 1 {
         m.retries
             .with_label_values(&[name])
-            .inc_by(p.tried.len() as u64 - 1);
+            .inc_by(p.attempts as u64 - 1);
     }
     let req = session.req_header();
     let id = state.request_id();
     let upstream = p
-        .url
+        .url()
         .and_then(|i| p.route.route.upstream.urls.get(i))
         .map_or("-", |u| u.url.as_str());
     let access = &ctx.snapshot.config.server.access_log;
@@ -119,10 +119,14 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
             user: key.map(|k| k.user()),
             model: "-",
             provider: "-",
-            replica: None,
+            replica: p
+                .guard
+                .as_ref()
+                .filter(|_| p.route.pool.len() > 1)
+                .map(|g| g.label().as_ref()),
             account: "-",
             upstream_model: "-",
-            attempts: p.tried.len(),
+            attempts: p.attempts,
             status,
             stream: false,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
@@ -145,7 +149,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         req.method,
         req.uri.path(),
         p.peer.as_deref().unwrap_or("-"),
-        p.tried.len(),
+        p.attempts,
         elapsed.as_secs_f64() * 1000.0,
         ctx.identity
             .as_ref()

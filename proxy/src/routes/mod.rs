@@ -9,38 +9,54 @@
 //! - [`request_filter`]: the request is not an LLM surface or an admin endpoint, and a route
 //!   matches (first match wins): check the credential when the route asks, remember the route
 //!   in the request's context and let Pingora proxy (`Ok(false)`).
-//! - [`forward::upstream_peer`]: the URL ([`pool::UrlPool`]) and its peer, built by the shared
-//!   upstream client (async DNS, trust roots, ALPN, timeouts).
+//! - [`forward::upstream_peer`]: the URL, chosen by the route's replica pool
+//!   ([`ReplicaPool`]: the provider's own pool for a provider id whose `api_base` is a list,
+//!   else one of the route's, kept across reloads), and its peer, built by the shared upstream
+//!   client (async DNS, trust roots, ALPN, timeouts).
 //! - [`forward::upstream_request`]: path (strip_prefix, the URL's path), `Host`, `set_headers`,
 //!   the gateway credential removed.
-//! - [`forward::fail_to_connect`] / [`forward::fail_to_proxy`]: another URL, or a short 502.
+//! - [`forward::fail_to_connect`] / [`forward::fail_to_proxy`]: another URL (the failure goes
+//!   to the replica's health), or a short 502.
 //! - [`log::record`]: the log line and the route metrics (no ledger row: nothing is billed).
 
 pub mod forward;
 pub mod log;
-pub mod pool;
 
+use crate::balance::replicas::{Pools, ReplicaGuard, ReplicaPool};
 use crate::downstream::{Attribution, Downstream, Handled};
 use crate::phases::{request, Identity, RequestCtx};
 use crate::state::AppState;
 use crate::surface::{self, Surface};
 use bitrouter_config::routes::Route;
-use bitrouter_config::Config;
+use bitrouter_config::{Config, Replica, ReplicaStrategy};
 use http::{HeaderName, HeaderValue};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
-use pool::UrlPool;
 use std::sync::Arc;
 
+/// The header an `affinity` route keys on (the same one LLM calls read first).
+const SESSION_HEADER: &str = "x-session-id";
+
 /// One configured route, ready to serve.
-#[derive(Debug)]
 pub struct CompiledRoute {
     pub route: Arc<Route>,
-    /// URL selection (state lives as long as the snapshot: a reload starts it afresh).
-    pub pool: UrlPool,
+    /// Which URL each try goes to; index `i` is `route.upstream.urls[i]`.
+    pub pool: Arc<ReplicaPool>,
+    /// `pool` is a provider's: LLM traffic and this route share its in-flight counts and
+    /// health (a replica one ejects, the other skips).
+    pub shared: bool,
     /// `set_headers`, parsed once.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for CompiledRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRoute")
+            .field("route", &self.route.name)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The routes of one configuration, in order.
@@ -50,11 +66,44 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(config: &Config) -> RouteTable {
+    /// The routes of `config`. A route to a provider with replicas uses that provider's pool
+    /// from `pools`; any other route gets its own pool, whose URLs still in the route of the
+    /// same name in `previous` keep their state (in flight, health), as provider pools do.
+    pub fn new(config: &Config, pools: &Pools, previous: Option<&RouteTable>) -> RouteTable {
         let routes = config
             .routes
             .iter()
             .map(|r| {
+                let up = &r.upstream;
+                let provider_pool = up
+                    .provider
+                    .as_deref()
+                    .and_then(|id| pools.by_id(id))
+                    .filter(|pool| pool.len() == up.urls.len());
+                let (pool, shared) = match provider_pool {
+                    Some(pool) => (pool.clone(), true),
+                    None => {
+                        let old = previous
+                            .and_then(|t| t.routes.iter().find(|c| c.route.name == r.name))
+                            .filter(|c| !c.shared);
+                        let replicas: Vec<Replica> = up
+                            .urls
+                            .iter()
+                            .map(|u| Replica {
+                                api_base: u.url.clone(),
+                                origin: u.origin.clone(),
+                            })
+                            .collect();
+                        let pool = ReplicaPool::from_replicas(
+                            &replicas,
+                            up.strategy,
+                            config.upstream.health,
+                            crate::balance::probe_window(&up.timeouts),
+                            old.map(|c| c.pool.as_ref()),
+                        );
+                        (Arc::new(pool), false)
+                    }
+                };
                 let set_headers = r
                     .set_headers
                     .iter()
@@ -68,7 +117,8 @@ impl RouteTable {
                     })
                     .collect();
                 Arc::new(CompiledRoute {
-                    pool: UrlPool::new(r.upstream.urls.len()),
+                    pool,
+                    shared,
                     route: r.clone(),
                     set_headers,
                 })
@@ -79,6 +129,33 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Every route, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledRoute>> {
+        self.routes.iter()
+    }
+
+    /// The state of the routes' own pools for `GET /health/upstreams` (a route sharing a
+    /// provider's pool names the provider: its replicas are listed there).
+    pub fn to_json(&self, now: std::time::Instant) -> serde_json::Value {
+        self.routes
+            .iter()
+            .map(|r| {
+                if r.shared {
+                    return serde_json::json!({
+                        "route": r.route.name,
+                        "provider": r.route.upstream.provider,
+                    });
+                }
+                let pool = r.pool.to_json(now);
+                serde_json::json!({
+                    "route": r.route.name,
+                    "replica_strategy": pool["strategy"],
+                    "replicas": pool["replicas"],
+                })
+            })
+            .collect()
     }
 
     /// The first route `req` matches.
@@ -113,14 +190,22 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// A request being proxied by a route.
-#[derive(Debug)]
+/// A request being proxied by a route. Dropped with the request's context, that is when the
+/// request has ended (a streamed body or a websocket included): so does `guard`, and with it
+/// the replica's in-flight count.
 pub struct Proxied {
     pub route: Arc<CompiledRoute>,
-    /// The URL of the current try.
-    pub url: Option<usize>,
-    /// URLs tried so far (a connection failure moves to one not in here).
-    pub tried: Vec<usize>,
+    /// The replica of the current try (index into `route.upstream.urls`), holding one unit of
+    /// its in-flight count.
+    pub guard: Option<ReplicaGuard>,
+    /// The current guard's outcome went to its health already.
+    pub reported: bool,
+    /// Bit mask of the replicas tried so far (a connection failure moves to one not in here).
+    pub tried: u64,
+    /// Replicas tried so far (the log's `attempts`, the retries metric).
+    pub attempts: usize,
+    /// The `affinity` key (the `x-session-id` header), for `affinity` routes.
+    pub key: Option<u64>,
     /// The address the last try connected to, for the log line.
     pub peer: Option<String>,
     /// Index of the current try's address among the URL's resolved addresses, and how many
@@ -132,9 +217,45 @@ pub struct Proxied {
     pub next_addr: bool,
 }
 
+impl std::fmt::Debug for Proxied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxied")
+            .field("route", &self.route.route.name)
+            .field("url", &self.url())
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Proxied {
     pub fn name(&self) -> &str {
         &self.route.route.name
+    }
+
+    /// The URL index of the current try.
+    pub fn url(&self) -> Option<usize> {
+        self.guard.as_ref().map(ReplicaGuard::index)
+    }
+
+    /// Reports the current try's outcome to its replica's health, once per try.
+    pub fn report(&mut self, ok: bool) {
+        if self.reported {
+            return;
+        }
+        if let Some(guard) = &self.guard {
+            self.reported = true;
+            if ok {
+                guard.success();
+            } else {
+                guard.failure();
+            }
+        }
+    }
+
+    /// Whether some replica has not been tried by this request (an ejected one is still
+    /// better than an error).
+    pub fn has_untried(&self) -> bool {
+        (0..self.route.pool.len().min(64)).any(|i| self.tried & (1u64 << i) == 0)
     }
 }
 
@@ -156,10 +277,21 @@ pub async fn request_filter(
     }
     let route = ctx.snapshot.routes.find(req)?.clone();
     let auth = route.route.auth;
+    let key = (route.pool.strategy() == ReplicaStrategy::Affinity)
+        .then(|| {
+            crate::balance::affinity::key(
+                req.headers.get(SESSION_HEADER).map(HeaderValue::as_bytes),
+                &[],
+            )
+        })
+        .flatten();
     ctx.proxied = Some(Proxied {
         route,
-        url: None,
-        tried: Vec::new(),
+        guard: None,
+        reported: false,
+        tried: 0,
+        attempts: 0,
+        key,
         peer: None,
         addr: 0,
         addrs: 0,
@@ -215,10 +347,68 @@ mod tests {
             &bitrouter_config::MapEnv::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let table = RouteTable::new(&config);
+        let table = RouteTable::new(&config, &Pools::default(), None);
         let req = |path: &str| RequestHeader::build("GET", path.as_bytes(), None).unwrap();
         let name = |r: &RequestHeader| table.find(r).map(|r| r.route.name.clone());
         assert_eq!(name(&req("/x/1")).as_deref(), Some("a"));
         assert_eq!(name(&req("/y")).as_deref(), Some("b"));
+    }
+
+    fn load(yaml: &str) -> Config {
+        bitrouter_config::load_str(yaml, "t.yaml", &bitrouter_config::MapEnv::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_provider_route_shares_the_providers_pool() {
+        let config = load(
+            "providers:\n  p:\n    api_base: [http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1]\n    api_key: k\n    api_protocol: chat_completions\n    replica_strategy: round_robin\n    models: [m]\n  one:\n    api_base: http://10.0.0.3:8000/v1\n    api_key: k\n    api_protocol: chat_completions\n    models: [m1]\nroutes:\n  - {name: r, match: {path_prefix: /r}, upstream: p}\n  - {name: s, match: {path_prefix: /s}, upstream: one}\n",
+        );
+        let pools = Pools::new(&config, None);
+        let table = RouteTable::new(&config, &pools, None);
+        let routes: Vec<_> = table.iter().collect();
+        let shared = pools.by_id("p").unwrap_or_else(|| panic!("no pool"));
+        assert!(routes[0].shared);
+        assert!(Arc::ptr_eq(&routes[0].pool, shared));
+        assert_eq!(routes[0].route.upstream.urls.len(), 2);
+        assert_eq!(routes[0].pool.strategy(), ReplicaStrategy::RoundRobin);
+        // A replica the LLM traffic ejects is skipped by the route (failure_threshold 3).
+        for _ in 0..3 {
+            if let Some(g) = shared.pick_excluding(None, 0b10) {
+                g.failure();
+            }
+        }
+        for _ in 0..4 {
+            let g = routes[0]
+                .pool
+                .pick(None)
+                .unwrap_or_else(|| panic!("no pick"));
+            assert_eq!(g.index(), 1);
+        }
+        // A single-origin provider: a pool of one, the route's own.
+        assert!(!routes[1].shared);
+        assert_eq!(routes[1].pool.len(), 1);
+    }
+
+    #[test]
+    fn a_routes_own_pool_keeps_its_state_across_a_reload() {
+        let yaml = |urls: &str| {
+            format!("routes:\n  - {{name: r, match: {{path_prefix: /r}}, upstream: [{urls}], replica_strategy: affinity}}\n")
+        };
+        let first = load(&yaml("'http://10.0.0.1:1', 'http://10.0.0.2:1'"));
+        let old = RouteTable::new(&first, &Pools::default(), None);
+        let held = old.routes[0].pool.pick_excluding(None, 0b10);
+        assert_eq!(held.as_ref().map(ReplicaGuard::index), Some(0));
+        let second = load(&yaml("'http://10.0.0.3:1', 'http://10.0.0.1:1'"));
+        let new = RouteTable::new(&second, &Pools::default(), Some(&old));
+        assert_eq!(new.routes[0].pool.strategy(), ReplicaStrategy::Affinity);
+        let json = new.to_json(std::time::Instant::now());
+        assert_eq!(json[0]["route"], "r");
+        assert_eq!(json[0]["replicas"][1]["api_base"], "http://10.0.0.1:1");
+        assert_eq!(json[0]["replicas"][1]["in_flight"], 1, "{json}");
+        assert_eq!(json[0]["replicas"][0]["in_flight"], 0, "{json}");
+        drop(held);
+        let json = new.to_json(std::time::Instant::now());
+        assert_eq!(json[0]["replicas"][1]["in_flight"], 0, "{json}");
     }
 }

@@ -191,9 +191,18 @@ impl UpstreamClient {
     /// The addresses of `provider`'s origin (cached), waiting for a lookup at most the
     /// provider's connect timeout.
     pub async fn resolve(&self, provider: &Provider) -> Result<Vec<SocketAddr>, String> {
-        let origin = &provider.origin;
+        self.resolve_at(&provider.origin, provider.timeouts.connect)
+            .await
+    }
+
+    /// The addresses of `origin` (a route's URL has no provider), looked up within `timeout`.
+    pub async fn resolve_at(
+        &self,
+        origin: &Origin,
+        timeout: Duration,
+    ) -> Result<Vec<SocketAddr>, String> {
         self.resolver
-            .resolve(&origin.host, origin.port, provider.timeouts.connect)
+            .resolve(&origin.host, origin.port, timeout)
             .await
     }
 
