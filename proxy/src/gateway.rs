@@ -35,8 +35,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(routed) = routes::request_filter(&self.state, session, ctx).await {
-            return routed;
+        // Routes need no await unless one matches (then `auth` may write an error): checked
+        // synchronously first, so the LLM path's future does not carry the route path's.
+        if !ctx.snapshot.routes.is_empty() {
+            if let Some(routed) = Box::pin(routes::request_filter(&self.state, session, ctx)).await
+            {
+                return routed;
+            }
         }
         match phases::handle(&self.state, session, ctx).await {
             Handled::Complete => Ok(true),

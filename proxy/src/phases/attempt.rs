@@ -157,14 +157,16 @@ impl Call<'_> {
             // The client's body streams through during the exchange (reading it notices a
             // client that leaves); the first-byte wait cannot include the upload's own time,
             // so only `total_secs` bounds it.
-            let exchange = transport::exchange_streaming(
+            // Boxed: only uploads take this path; inline, its future (the upload loop) would
+            // be part of the future of every request, which is boxed and copied per request.
+            let exchange = Box::pin(transport::exchange_streaming(
                 &self.state.upstream,
                 provider,
                 build,
                 &self.attempt.body,
                 dn.session(),
                 upload.spent,
-            );
+            ));
             match before(total_by, exchange).await {
                 Some(r) => r?,
                 None => return Err(first_byte_timeout(provider, started)),
@@ -188,8 +190,8 @@ impl Call<'_> {
             }
         };
         ctx.upstream_ttfb = Some(ctx.start.elapsed());
-        ctx.upstream_addr =
-            Some(pingora_core::upstreams::peer::Peer::address(peer.peer()).to_string());
+        // Kept as the address (a copy), formatted only when an access line is written.
+        ctx.upstream_addr = Some(pingora_core::upstreams::peer::Peer::address(peer.peer()).clone());
         if let HttpSession::H1(h1) = &mut up {
             h1.respect_keepalive();
         }

@@ -31,7 +31,7 @@ pub struct RequestCtx {
     /// Time to the upstream's response header.
     pub upstream_ttfb: Option<Duration>,
     /// The address the last upstream attempt was sent to (`ip:port`), for the access log.
-    pub upstream_addr: Option<String>,
+    pub upstream_addr: Option<pingora_core::protocols::l4::socket::SocketAddr>,
     /// What went wrong, for the log line and metrics.
     pub error: Option<ErrorSummary>,
     /// Request fields the translation for the last attempt left out (as in

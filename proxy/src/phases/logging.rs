@@ -107,7 +107,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         client: session.client_addr().map(|a| a.to_string()),
         listener: session.server_addr().map(|a| a.to_string()),
         tls: crate::listeners::tls_version(session),
-        upstream: ctx.upstream_addr.clone(),
+        upstream: ctx.upstream_addr.as_ref().map(|a| a.to_string()),
         dropped: &ctx.dropped,
         guardrails: guardrail_items(ctx),
         spent,

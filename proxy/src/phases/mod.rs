@@ -105,7 +105,8 @@ async fn llm(
     let mut plan = match ctx.surface {
         // A multipart upload: only its prefix, up to the `model` field, is read here.
         Surface::Endpoint(e) if e.multipart() => {
-            let (model, prefix, up) = upload::read_prefix(dn.session(), ctx).await?;
+            // Boxed: a rare path, kept out of the size of every request's future.
+            let (model, prefix, up) = Box::pin(upload::read_prefix(dn.session(), ctx)).await?;
             route::plan_upload(e, model, prefix, up, ctx)?
         }
         _ => {
