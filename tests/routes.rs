@@ -80,6 +80,8 @@ async fn serve(stream: TcpStream, name: &'static str) -> std::io::Result<()> {
             let key = header("sec-websocket-key").unwrap_or_default();
             let accept =
                 tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            // Whatever the reader already buffered past the head belongs to the websocket.
+            let early = reader.buffer().to_vec();
             let mut stream = reader.into_inner();
             stream
                 .write_all(
@@ -89,8 +91,9 @@ async fn serve(stream: TcpStream, name: &'static str) -> std::io::Result<()> {
                     .as_bytes(),
                 )
                 .await?;
-            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            let mut ws = tokio_tungstenite::WebSocketStream::from_partially_read(
                 stream,
+                early,
                 tokio_tungstenite::tungstenite::protocol::Role::Server,
                 None,
             )
@@ -563,7 +566,32 @@ async fn least_requests_skips_the_url_holding_a_request_open() {
     let f = fixture();
     let slow = f.router.url("/lr/slow/2500");
     let held = tokio::spawn(async move { get_json(&slow, &[]).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Until the router holds it (on a loaded machine the spawned request can take a while to
+    // get there): one replica of the route shows it in flight.
+    let mut holding = false;
+    for _ in 0..200 {
+        let health: Value = client()
+            .get(f.router.url("/health/upstreams"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        holding = health["routes"].as_array().is_some_and(|routes| {
+            routes.iter().any(|r| {
+                r["route"] == "lr"
+                    && r["replicas"]
+                        .as_array()
+                        .is_some_and(|rs| rs.iter().any(|x| x["in_flight"] == 1))
+            })
+        });
+        if holding {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(holding, "the slow request never reached the router");
     let mut quick = Vec::new();
     for i in 0..6 {
         let (status, body) = get_json(&f.router.url(&format!("/lr/{i}")), &[]).await;
@@ -573,10 +601,17 @@ async fn least_requests_skips_the_url_holding_a_request_open() {
     let (status, body) = held.await.unwrap();
     assert_eq!(status, 200, "{body}");
     let busy = body["server"].as_str().unwrap();
-    assert!(
-        quick.iter().all(|s| s != busy),
-        "the replica holding a request ({busy}) got new ones: {quick:?}"
-    );
+    if quick.iter().any(|s| s == busy) {
+        let health = client()
+            .get(f.router.url("/health/upstreams"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panic!("the replica holding a request ({busy}) got new ones: {quick:?}; {health}");
+    }
 }
 
 /// A provider whose `api_base` is a list: the route uses the provider's pool (every replica,

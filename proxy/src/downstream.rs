@@ -27,6 +27,8 @@ pub enum Handled {
     Complete,
     /// The response started but could not be finished; the connection must be dropped.
     Aborted,
+    /// Nothing written: the request is for a `routes:` entry, which Pingora's own loop proxies.
+    Proxy,
 }
 
 /// Where the response stands.

@@ -30,6 +30,13 @@ use std::sync::Arc;
 pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
     let req = session.req_header();
     let surface = surface::classify(req.method.as_str(), req.uri.path());
+    if surface == Surface::Unknown && !ctx.snapshot.routes.is_empty() {
+        // A `routes:` entry (boxed: a path of its own, kept out of the LLM path's future).
+        if let Some(handled) = Box::pin(crate::routes::request_filter(state, session, ctx)).await {
+            return handled;
+        }
+    }
+    let req = session.req_header();
     ctx.surface = surface;
     ctx.inbound = surface.protocol();
     let protocol = surface

@@ -30,7 +30,6 @@ use crate::surface::{self, Surface};
 use bitrouter_config::routes::Route;
 use bitrouter_config::{Config, Replica, ReplicaStrategy};
 use http::{HeaderName, HeaderValue};
-use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use std::sync::Arc;
@@ -260,13 +259,13 @@ impl Proxied {
 }
 
 /// `request_filter` for routes: `None` when the request is not for a route (the LLM path takes
-/// it, or answers the 404 as before); `Some(Ok(false))` to let Pingora proxy it;
-/// `Some(Ok(true))` when a refusal was written.
+/// it, or answers the 404 as before); `Some(Handled::Proxy)` to let Pingora proxy it; else the
+/// refusal that was written.
 pub async fn request_filter(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
-) -> Option<Result<bool>> {
+) -> Option<Handled> {
     if ctx.snapshot.routes.is_empty() {
         return None;
     }
@@ -298,7 +297,7 @@ pub async fn request_filter(
         next_addr: false,
     });
     if !auth {
-        return Some(Ok(false));
+        return Some(Handled::Proxy);
     }
     let admitted = request::authorize(state, ctx, session).and_then(|()| {
         match (
@@ -310,7 +309,7 @@ pub async fn request_filter(
         }
     });
     let Err(e) = admitted else {
-        return Some(Ok(false));
+        return Some(Handled::Proxy);
     };
     let req = session.req_header();
     let protocol = surface::guess_protocol(req.uri.path(), &req.headers);
@@ -319,13 +318,7 @@ pub async fn request_filter(
     let handled = dn.fail(&e, Attribution::default()).await;
     ctx.status = dn.status();
     ctx.bytes_out = dn.bytes_out();
-    Some(match handled {
-        Handled::Complete => Ok(true),
-        Handled::Aborted => Err(Error::explain(
-            ErrorType::ConnectionClosed,
-            "response aborted mid-way",
-        )),
-    })
+    Some(handled)
 }
 
 #[cfg(test)]

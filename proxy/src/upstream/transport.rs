@@ -270,10 +270,40 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// `fut`'s output, or `None` when `by` passes first.
-pub async fn before<T>(by: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+///
+/// A future of its own rather than an `async fn` with one `await` per case: that one held
+/// `fut` twice (once bare, once inside the timeout), which doubled the size of every future
+/// awaiting it (7,096 instead of ~3,600 bytes around the upstream exchange), and each request's
+/// future is boxed and moved whole.
+pub fn before<F: Future>(by: Option<Instant>, fut: F) -> Before<F> {
     match by {
-        Some(by) => tokio::time::timeout_at(by.into(), fut).await.ok(),
-        None => Some(fut.await),
+        Some(by) => Before::Timed {
+            inner: tokio::time::timeout_at(by.into(), fut),
+        },
+        None => Before::Open { inner: fut },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`before`].
+    #[project = BeforeProj]
+    pub enum Before<F> {
+        Timed { #[pin] inner: tokio::time::Timeout<F> },
+        Open { #[pin] inner: F },
+    }
+}
+
+impl<F: Future> Future for Before<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            BeforeProj::Timed { inner } => inner.poll(cx).map(Result::ok),
+            BeforeProj::Open { inner } => inner.poll(cx).map(Some),
+        }
     }
 }
 
