@@ -84,6 +84,15 @@ pub struct Tokens {
     pub output: u64,
 }
 
+/// [`Entry::http`] for a request's version.
+pub fn http_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// The current time for [`Entry::ts`].
 pub fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()

@@ -73,9 +73,7 @@ impl HealthChecks {
                         (self.state.clone(), pool.clone(), replica.clone());
                     let cfg = cfg.clone();
                     tasks.push(tokio::spawn(async move {
-                        let mut tick =
-                            tokio::time::interval(cfg.interval.max(Duration::from_millis(50)));
-                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        let mut tick = ticker(cfg.interval);
                         loop {
                             tick.tick().await;
                             let healthy =
@@ -92,8 +90,7 @@ impl HealthChecks {
             let state = self.state.clone();
             let provider = provider.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(cfg.interval.max(Duration::from_millis(50)));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut tick = ticker(cfg.interval);
                 loop {
                     tick.tick().await;
                     let healthy = probe(&state, &provider, check.as_ref(), cfg.timeout).await;
@@ -121,9 +118,7 @@ impl HealthChecks {
                 let connect = route.route.upstream.timeouts.connect;
                 let cfg = cfg.clone();
                 tasks.push(tokio::spawn(async move {
-                    let mut tick =
-                        tokio::time::interval(cfg.interval.max(Duration::from_millis(50)));
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut tick = ticker(cfg.interval);
                     loop {
                         tick.tick().await;
                         let healthy =
@@ -196,6 +191,14 @@ fn build_at(
 }
 
 /// Whether any address of `provider` passes `check`.
+/// A check's clock: every `interval` (at least 50 ms), a late tick delays the next rather than
+/// bunching probes.
+fn ticker(interval: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 async fn probe(
     state: &AppState,
     provider: &Provider,

@@ -86,11 +86,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         method: req.method.as_str(),
         path: req.uri.path(),
         route: None,
-        http: match req.version {
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        },
+        http: crate::access_log::http_version(req.version),
         key_id: key.map(|k| k.id()),
         user: key.map(|k| k.user()),
         model: ctx.model.as_deref().unwrap_or("-"),

@@ -101,6 +101,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Answers `Expect: 100-continue` before the body is read: curl sends it for bodies over 1 MB
+/// (and the openai SDK's uploads may) and waits a second for it.
+pub async fn answer_expect_continue(session: &mut Session) -> Result<(), ProxyError> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Reads the whole request body, refusing more than `server.max_body_bytes` (early, from
 /// `content-length`, when the client declares it).
 ///
@@ -117,18 +134,7 @@ pub async fn read_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<By
     if declared.is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        // curl sends `Expect: 100-continue` for bodies over 1 MB and waits a second for it.
-        session
-            .write_continue_response()
-            .await
-            .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
-    }
+    answer_expect_continue(session).await?;
     // A body that arrives in one piece (most requests) is used as Pingora hands it over; only a
     // second chunk starts a buffer that gathers them.
     let mut first: Option<Bytes> = None;

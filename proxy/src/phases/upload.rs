@@ -144,16 +144,7 @@ pub async fn read_prefix(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let expects_continue = req
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        session
-            .write_continue_response()
-            .await
-            .map_err(|e| ProxyError::ClientBody(e.to_string()))?;
-    }
+    super::request::answer_expect_continue(session).await?;
     let mut prefix = BytesMut::new();
     let found = loop {
         let chunk = session
