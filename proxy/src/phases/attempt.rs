@@ -271,19 +271,12 @@ impl Call<'_> {
         let streamed = ctx.stream || super::upload::streams_binary(ctx);
         let mut meter = crate::metering::Meter::new(self.attempt.protocol, streamed, prices);
         meter.strip = self.attempt.strip_usage;
-        let relayed = match &self.attempt.translation {
-            None if self.attempt.reshape.is_some() => {
-                let ask = self.attempt.reshape.as_ref();
-                match ask {
-                    Some(ask) => {
-                        super::upload::relay_embeddings(dn, &mut body, ask, &decision, &mut meter)
-                            .await
-                    }
-                    None => Err(ProxyError::Internal("reshape vanished".into())),
-                }
+        let relayed = match (&self.attempt.translation, &self.attempt.reshape) {
+            (None, Some(ask)) => {
+                super::upload::relay_embeddings(dn, &mut body, ask, &decision, &mut meter).await
             }
-            None => relay::relay(dn, &mut body, &decision, down.as_ref(), &mut meter).await,
-            Some(t) => {
+            (None, None) => relay::relay(dn, &mut body, &decision, down.as_ref(), &mut meter).await,
+            (Some(t), _) => {
                 let hooks = &ctx.snapshot.stream_hooks;
                 let mut hook = if t.ctx.stream && !hooks.is_empty() {
                     hooks.build(&HookInput {

@@ -91,12 +91,19 @@ pub fn plan(
                 surface::gemini_model(dn.req().uri.path()).ok_or(ProxyError::MissingModel)?;
             (Protocol::GenerateContent, model, stream, None, None)
         }
-        Surface::Endpoint(endpoint) => {
+        other => {
+            let inbound = other
+                .protocol()
+                .ok_or_else(|| ProxyError::Internal("routing a non-LLM surface".into()))?;
             let peek = body::peek(&body)?;
+            let endpoint = match other {
+                Surface::Endpoint(e) => Some(e),
+                _ => None,
+            };
             let ask = crate::govern::bound::OutputAsk {
                 // No token output (embeddings, images, ...): the budget reserves the input
                 // bound alone.
-                max_tokens: if endpoint.has_token_output() {
+                max_tokens: if endpoint.is_none_or(|e| e.has_token_output()) {
                     peek.max_tokens
                 } else {
                     Some(0)
@@ -104,26 +111,9 @@ pub fn plan(
                 choices: peek.choices.unwrap_or(1).clamp(1, 128),
             };
             let model = peek.model.ok_or(ProxyError::MissingModel)?;
-            let stream = peek.stream && endpoint == Endpoint::Completions;
-            (
-                Protocol::ChatCompletions,
-                model,
-                stream,
-                peek.model_span,
-                Some(ask),
-            )
-        }
-        other => {
-            let inbound = other
-                .protocol()
-                .ok_or_else(|| ProxyError::Internal("routing a non-LLM surface".into()))?;
-            let peek = body::peek(&body)?;
-            let ask = crate::govern::bound::OutputAsk {
-                max_tokens: peek.max_tokens,
-                choices: peek.choices.unwrap_or(1).clamp(1, 128),
-            };
-            let model = peek.model.ok_or(ProxyError::MissingModel)?;
-            (inbound, model, peek.stream, peek.model_span, Some(ask))
+            // Of the OpenAI endpoints, only completions stream.
+            let stream = peek.stream && endpoint.is_none_or(|e| e == Endpoint::Completions);
+            (inbound, model, stream, peek.model_span, Some(ask))
         }
     };
     let count_tokens = ctx.surface == Surface::CountTokens;

@@ -86,7 +86,7 @@ pub async fn upstream_peer(
     if session.is_upgrade_req() {
         peer.options.alpn = ALPN::H1;
     }
-    p.peer = Some(peer.address().to_string());
+    p.peer = Some(peer.address().clone());
     Ok(Box::new(peer))
 }
 

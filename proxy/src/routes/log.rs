@@ -131,7 +131,7 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
             client: session.client_addr().map(|a| a.to_string()),
             listener: session.server_addr().map(|a| a.to_string()),
             tls: crate::listeners::tls_version(session),
-            upstream: p.peer.clone(),
+            upstream: p.peer.as_ref().map(|a| a.to_string()),
             dropped: &[],
             guardrails: Vec::new(),
             spent: None,
@@ -144,7 +144,9 @@ pub fn record(state: &AppState, session: &Session, _e: Option<&Error>, ctx: &mut
         "{} {} id={id} route={name} upstream={upstream} peer={} attempts={} status={status} duration_ms={:.1} bytes_in={bytes_in} bytes_out={bytes_out}{}{}",
         req.method,
         req.uri.path(),
-        p.peer.as_deref().unwrap_or("-"),
+        p.peer
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |a| a.to_string()),
         p.attempts,
         elapsed.as_secs_f64() * 1000.0,
         ctx.identity

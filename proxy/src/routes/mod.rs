@@ -26,7 +26,7 @@ use crate::balance::replicas::{Pools, ReplicaGuard, ReplicaPool};
 use crate::downstream::{Attribution, Downstream, Handled};
 use crate::phases::{request, Identity, RequestCtx};
 use crate::state::AppState;
-use crate::surface::{self, Surface};
+use crate::surface;
 use bitrouter_config::routes::Route;
 use bitrouter_config::{Config, Replica, ReplicaStrategy};
 use http::{HeaderName, HeaderValue};
@@ -205,8 +205,8 @@ pub struct Proxied {
     pub attempts: usize,
     /// The `affinity` key (the `x-session-id` header), for `affinity` routes.
     pub key: Option<u64>,
-    /// The address the last try connected to, for the log line.
-    pub peer: Option<String>,
+    /// The address the last try connected to, for the log line (formatted only there).
+    pub peer: Option<pingora_core::protocols::l4::socket::SocketAddr>,
     /// Index of the current try's address among the URL's resolved addresses, and how many
     /// there are: a connection refused on one address (`localhost` as `::1`) moves to the
     /// next address of the same URL before the URL counts as failed.
@@ -258,22 +258,16 @@ impl Proxied {
     }
 }
 
-/// `request_filter` for routes: `None` when the request is not for a route (the LLM path takes
-/// it, or answers the 404 as before); `Some(Handled::Proxy)` to let Pingora proxy it; else the
-/// refusal that was written.
+/// `request_filter` for routes, called by [`crate::phases::handle`] only for a request that is
+/// no LLM surface or endpoint of the router's own (those come first, even with a wrong method)
+/// while routes are configured: `None` when no route matches (the 404 as before);
+/// `Some(Handled::Proxy)` to let Pingora proxy it; else the refusal that was written.
 pub async fn request_filter(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Option<Handled> {
-    if ctx.snapshot.routes.is_empty() {
-        return None;
-    }
     let req = session.req_header();
-    // LLM surfaces and the router's own endpoints (even with a wrong method) come first.
-    if surface::classify(req.method.as_str(), req.uri.path()) != Surface::Unknown {
-        return None;
-    }
     let route = ctx.snapshot.routes.find(req)?.clone();
     let auth = route.route.auth;
     let key = (route.pool.strategy() == ReplicaStrategy::Affinity)

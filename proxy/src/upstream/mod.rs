@@ -255,10 +255,7 @@ impl UpstreamClient {
         ca_file: Option<&Path>,
         t: &Timeouts,
     ) -> Result<PeerSet, String> {
-        let addrs = self
-            .resolver
-            .resolve(&origin.host, origin.port, t.connect)
-            .await?;
+        let addrs = self.resolve_at(origin, t.connect).await?;
         let ca = ca_file.and_then(|p| self.cas.load().get(p).cloned());
         // Pingora pools connections by address and SNI, not by trust roots: keep connections
         // verified against a private CA apart from those verified against the system roots.
