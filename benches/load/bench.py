@@ -3,8 +3,9 @@
 
 Subcommands:
   cpus                         first two CPUs this process may run on ("SRV LOAD"), and the count
-  ports N                      N free loopback TCP ports
+  ports N [TAKEN ...]          N free loopback TCP ports (none of TAKEN)
   gen DIR UP NGX BR            write the upstream/proxy nginx configs, bitrouter.yaml, bodies, wrk script
+  upstls-gen DIR UP UPTLS UPH2 NGX BR   the HTTPS-upstream rows' configs (upstream_tls.py)
   snap PID [PID ...]           JSON snapshot: CPU ticks and memory of the process trees, /proc/stat
   quiet PID A B                two snapshots 0.5 s apart, into files A and B
   check KIND FILE              validate a sanity response body (chat | sse)
@@ -20,9 +21,12 @@ import json
 import os
 import re
 import socket
-import statistics
 import sys
 import time
+
+# Parsers of the tools' outputs, and the HTTPS-upstream rows: modules beside this file.
+import upstream_tls
+from parsers import load_json, median_run, parse_curl, parse_ir, parse_oha, parse_soak, parse_wrk
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -215,6 +219,8 @@ def gen(d, up, ngx, br, ngx_tls, br_tls):
     with open(os.path.join(d, "upstream.conf"), "w") as f:
         f.write(nginx_common(up_prefix))
         f.write("http {\n" + nginx_http_common(up_prefix))
+        # More server blocks from other modules (upstream_tls.py: the HTTPS upstreams).
+        f.write(f"    include {d}/upstream.d/*.conf;\n")
         f.write(f"""    server {{
         listen 127.0.0.1:{up} backlog=8192;
         location = /v1/chat/completions {{
@@ -490,157 +496,6 @@ def snap(pids):
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Parsing
-
-
-def load_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def parse_wrk(path):
-    try:
-        text = _read(path)
-    except OSError:
-        return None
-    m = re.search(r"^WRKJSON (.*)$", text, re.M)
-    if not m:
-        return {"parse_error": text[-500:]}
-    w = json.loads(m.group(1))
-    w["rps"] = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    w["non2xx"] = int(m.group(1)) if m else 0
-    w["socket_errors"] = sum(v for k, v in w["errors"].items() if k != "status")
-    return w
-
-
-def parse_oha(path):
-    """oha --output-format json (or -j): latencies in seconds."""
-    j = load_json(path)
-    if j is None:
-        return None
-    s = j.get("summary", {})
-    pct = j.get("latencyPercentiles", {})
-    codes = j.get("statusCodeDistribution", {}) or {}
-    errs = j.get("errorDistribution", {}) or {}
-    ok = sum(int(v) for k, v in codes.items() if str(k).startswith("2"))
-    bad = sum(int(v) for k, v in codes.items() if not str(k).startswith("2"))
-
-    def us(x):
-        return None if x is None else x * 1e6
-
-    return {
-        "rps": s.get("requestsPerSec"),
-        "ok": ok,
-        "non2xx": bad,
-        "status_codes": codes,
-        "errors": errs,
-        # The requests still in flight when -z ends are reported as "aborted due to deadline".
-        "socket_errors": sum(int(v) for k, v in errs.items() if "deadline" not in k),
-        "p50_us": us(pct.get("p50")),
-        "p90_us": us(pct.get("p90")),
-        "p99_us": us(pct.get("p99")),
-        "p999_us": us(pct.get("p99.9")),
-        "max_us": us(s.get("slowest")),
-        "mean_us": us(s.get("average")),
-    }
-
-
-def parse_ir(d):
-    """Instructions per request from a callgrind run: the dump taken after the counters were
-    zeroed (callgrind.out.1) over the requests oha_ir.json counted."""
-    o = parse_oha(os.path.join(d, "oha_ir.json"))
-    total = None
-    try:
-        for line in _read(os.path.join(d, "callgrind.out.1")).splitlines():
-            if line.startswith("totals:"):
-                total = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    if o is None and total is None:
-        return None
-    n = (o or {}).get("ok") or 0
-    return {
-        "requests": n,
-        "non2xx": (o or {}).get("non2xx"),
-        "socket_errors": (o or {}).get("socket_errors"),
-        "instructions": total,
-        "per_request": total / n if total is not None and n else None,
-        "parse_error": None if (o is not None and total is not None) else "oha_ir.json or callgrind.out.1",
-    }
-
-
-def median_run(runs):
-    """The run with the median p99 (its other figures kept with it); p99s of all runs listed."""
-    good = [x for x in runs if x and x.get("p99_us") is not None]
-    if not good:
-        return None
-    good.sort(key=lambda x: x["p99_us"])
-    m = dict(good[(len(good) - 1) // 2])
-    m["p99_us_runs"] = [x.get("p99_us") for x in runs]
-    m["rps"] = statistics.mean(x["rps"] for x in good if x.get("rps") is not None)
-    return m
-
-
-def percentile(vals, p):
-    if not vals:
-        return None
-    v = sorted(vals)
-    k = max(0, min(len(v) - 1, int(round(p / 100 * len(v) + 0.5)) - 1))
-    return v[k]
-
-
-def parse_curl(path):
-    """Lines `code ttfb_s total_s` written by curl -w."""
-    try:
-        lines = _read(path).split()
-    except OSError:
-        return None
-    rows = [lines[i : i + 3] for i in range(0, len(lines) - 2, 3)]
-    codes = [r[0] for r in rows]
-    ttfb = [float(r[1]) * 1e6 for r in rows if r[0].startswith("2")]
-    ttlb = [float(r[2]) * 1e6 for r in rows if r[0].startswith("2")]
-    return {
-        "n": len(rows),
-        "non2xx": sum(1 for c in codes if not c.startswith("2")),
-        "ttfb_p50_us": statistics.median(ttfb) if ttfb else None,
-        "ttfb_p99_us": percentile(ttfb, 99),
-        "ttlb_p50_us": statistics.median(ttlb) if ttlb else None,
-        "ttlb_p99_us": percentile(ttlb, 99),
-    }
-
-
-def parse_soak(path):
-    """Lines `unix_time rss_kb` sampled during the soak. Growth compares the mean RSS of the last
-    third of the run with that of the first third, after the first 10 % (warm-up: pools and
-    allocator arenas fill)."""
-    try:
-        rows = [tuple(map(float, l.split())) for l in _read(path).splitlines() if len(l.split()) == 2]
-    except (OSError, ValueError):
-        return None
-    if len(rows) < 6:
-        return None
-    t0, t1 = rows[0][0], rows[-1][0]
-    settled = [r for r in rows if r[0] - t0 >= 0.1 * (t1 - t0)]
-    third = max(1, len(settled) // 3)
-    first = statistics.mean(r[1] for r in settled[:third])
-    last = statistics.mean(r[1] for r in settled[-third:])
-    return {
-        "samples": len(rows),
-        "duration_s": t1 - t0,
-        "rss_start_kb": rows[0][1],
-        "rss_first_third_kb": first,
-        "rss_last_third_kb": last,
-        "rss_max_kb": max(r[1] for r in rows),
-        "growth_kb": last - first,
-        "series": [[round(t - t0, 1), int(kb)] for t, kb in rows],
-    }
-
-
 STALL_SLEEP = 0.05
 STALL_MIN = 0.5
 
@@ -749,6 +604,8 @@ COMPARATOR = {
     "bitrouter-route": "nginx-route",
 }
 FLOOR = {s: ("direct-stream" if s in STREAM_SCENARIOS else "direct") for s in COMPARATOR}
+COMPARATOR.update(upstream_tls.COMPARATOR)
+FLOOR.update(upstream_tls.FLOOR)
 
 
 def cpu_busy(a, b, cpu, field=None):
@@ -976,10 +833,12 @@ def report(raw, outdir):
     meta = load_json(os.path.join(raw, "meta.json")) or {}
     sizes = load_json(os.path.join(raw, "sizes.json")) or {}
     res = {}
-    for name in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + [SOAK]:
+    for name in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + upstream_tls.SCENARIOS + [SOAK]:
         r = scenario(raw, name, meta)
         if r:
             res[name] = r
+            if name in upstream_tls.SCENARIOS:
+                r["upstream_tls"] = upstream_tls.parse(raw, name)
     figs = {}
     for name, r in res.items():
         figs[name] = figures(r, res.get(FLOOR[name]))
@@ -1006,7 +865,9 @@ def report(raw, outdir):
             errs.append("no oha result for the swap run")
         if errs:
             failures[SWAP] = errs
-    notes = []
+    notes = upstream_tls.notes(res)
+    if meta.get("only"):
+        notes.insert(0, f"PARTIAL RUN (`--only {meta['only']}`): every other scenario, the soak and the reload/restart row were skipped.")
     if meta.get("stallwatch"):
         if stalls:
             longest = max(stalls, key=lambda x: x[1])
@@ -1085,7 +946,7 @@ def report(raw, outdir):
     rate = meta.get("rate")
     for n in res:
         rps = figs[n]["rps_c64"]
-        if rate and rps and rps < float(rate) * 1.15 and n in JSON_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS:
+        if rate and rps and rps < float(rate) * 1.15 and n in JSON_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS + upstream_tls.SCENARIOS:
             notes.append(
                 f"WARNING: {n} saturates at {rps:,.0f} req/s, close to or below the fixed rate {rate}/s: its p99 at that rate is a saturated figure."
             )
@@ -1100,7 +961,9 @@ def report(raw, outdir):
         "per_event_cpu_us": per_event_cpu(figs),
         "targets": targets(figs, ratios, res, swap),
         "swap": swap,
+        "upstream_tls": {n: res[n]["upstream_tls"] for n in upstream_tls.SCENARIOS if n in res},
         "mode": meta.get("mode"),
+        "only": meta.get("only") or None,
         "started_utc": meta.get("started_utc"),
         "machine": meta.get("machine"),
         "versions": meta.get("versions"),
@@ -1259,6 +1122,8 @@ def render_md(out, meta):
     d = s.get("durations_s") or {}
     L = []
     L.append(f"# bitrouter vs nginx load benchmark ({out.get('mode')} run, {out.get('started_utc')})\n")
+    if out.get("only"):
+        L.append(f"**Partial run** (`--only {out['only']}`): only these scenarios ran; no soak, no reload/restart row.\n")
     L.append(
         f"- Machine: {m.get('cpu_model')}, {m.get('cores')} cores, kernel {m.get('kernel')}, {m.get('mem')}, {m.get('os')}"
     )
@@ -1328,6 +1193,7 @@ def render_md(out, meta):
                 f"{fmt_mib(f['peak_rss_kb'])}{fmt_x(x.get('peak_rss_kb'))} |"
             )
         L.append("")
+    L += upstream_tls.render(out, label, fmt_n, fmt_x)
     L.append("## Streaming (`stream: true`, 50-event SSE, OpenAI → OpenAI)\n")
     L.append(
         f"| scenario | req/s @64 conn | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 vs direct | p50 @1 conn (oha) | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
@@ -1402,7 +1268,7 @@ def render_md(out, meta):
         f"| scenario | proxy process CPU % | user µs / req | kernel µs / req | server core (cpu{s.get('server_cpu')}) busy % | irq+softirq on it (partly inside the proxy's time) | other processes on it | load+upstream core (cpu{s.get('load_cpu')}) busy % | upstream nginx CPU % | hypervisor steal % (server / load core) | machine busy just before (others) |"
     )
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + [SOAK]:
+    for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + BIG_SCENARIOS + DC_SCENARIOS + upstream_tls.SCENARIOS + [SOAK]:
         if n not in res:
             continue
         r = res[n]
@@ -1417,7 +1283,8 @@ def render_md(out, meta):
             f"{fmt_n(r.get('upstream_cpu_pct'))} | {steal} | {bgs} |"
         )
     L.append("")
-    ir_rows = [n for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS if g(figs, n, "instr_per_req")]
+    ir_rows = [n for n in JSON_SCENARIOS + REFERENCE_SCENARIOS + STREAM_SCENARIOS + DC_SCENARIOS + upstream_tls.SCENARIOS
+               if g(figs, n, "instr_per_req")]
     if ir_rows:
         L.append("## Instructions per request (callgrind)\n")
         L.append(
@@ -1431,7 +1298,7 @@ def render_md(out, meta):
         L.append("|---|---|---|")
         for n in ir_rows:
             L.append(
-                f"| {label(n)}{' (SSE stream)' if n in STREAM_SCENARIOS else ''} | "
+                f"| {label(n)}{' (SSE stream)' if n in STREAM_SCENARIOS + upstream_tls.STREAM else ''} | "
                 f"{fmt_n(figs[n]['instr_per_req'])}{fmt_x(ratios[n].get('instr_per_req'))} | "
                 f"{fmt_n(g(res, n, 'ir', 'requests'))} |"
             )
@@ -1476,6 +1343,9 @@ LABELS = {
 }
 
 
+LABELS.update(upstream_tls.LABELS)
+
+
 def label(n):
     return LABELS.get(n, n)
 
@@ -1502,7 +1372,8 @@ def main(argv):
             low = 32768
         import random
 
-        cands = list(range(max(1025, low - 12000), low))
+        taken = {int(p) for p in argv[3:]}  # ports handed out by an earlier call, not yet bound
+        cands = [p for p in range(max(1025, low - 12000), low) if p not in taken]
         random.shuffle(cands)
         got = []
         for port in cands:
@@ -1519,6 +1390,9 @@ def main(argv):
         print(" ".join(map(str, got)))
     elif cmd == "gen":
         gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), int(argv[6]), int(argv[7]))
+    elif cmd == "upstls-gen":
+        oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
+        upstream_tls.gen(argv[2], *(int(p) for p in argv[3:8]), nginx_str(oa), nginx_common, nginx_http_common)
     elif cmd == "quiet":
         # Two snapshots 0.5 s apart from one process, so this script's own start-up is outside.
         pids = [int(argv[2])]
