@@ -4,8 +4,9 @@
 
 mod support;
 
-use bitrouter_mock::MockUpstream;
+use bitrouter_mock::{Action, Match, MockUpstream, Script};
 use serde_json::{json, Value};
+use std::time::Duration;
 use support::{client, sse_events, tag, Router, RouterSpec};
 
 #[tokio::test]
@@ -83,6 +84,58 @@ providers:
         .as_str()
         .unwrap()
         .contains("untrusted"));
+}
+
+/// Concurrent requests share one h2 connection to the upstream: Pingora's default allows one
+/// stream per connection, which opened a TLS connection per request in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_are_multiplexed_over_one_h2_connection() {
+    let mock = MockUpstream::start_tls();
+    let ca = mock.ca_file().expect("tls mock has a CA file");
+    let base = mock.base_url();
+    let config = format!(
+        r#"
+providers:
+  secure:
+    api_base: {base}/v1
+    api_key: sk-tls
+    ca_file: {ca}
+    models:
+      - id: gpt-4o
+"#,
+        ca = ca.display()
+    );
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        ..Default::default()
+    });
+    let c = client();
+    let send = |t: String| {
+        c.post(router.url("/v1/chat/completions"))
+            .json(&json!({"model": "secure/gpt-4o", "messages": [{"role": "user", "content": t}]}))
+            .send()
+    };
+    // One request opens the connection (handshakes are not coordinated: requests that all
+    // arrive before the first connection is up each open their own).
+    assert_eq!(send(tag("h2-first")).await.unwrap().status(), 200);
+    let t = tag("h2-slow");
+    mock.script(
+        Script::new(
+            Match::BodyContains(t.clone()),
+            Action::Delay(Duration::from_millis(500)),
+        )
+        .times(100),
+    );
+    let slow: Vec<_> = (0..16).map(|i| send(format!("{t}-{i}"))).collect();
+    for r in futures_util::future::join_all(slow).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    assert_eq!(mock.requests_containing(&t).len(), 16);
+    assert_eq!(
+        mock.connections(),
+        1,
+        "16 requests in flight at once share the pooled h2 connection"
+    );
 }
 
 #[test]

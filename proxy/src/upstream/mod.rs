@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// they are the same for every request until the addresses change.
 pub type PeerSet = Arc<[HttpPeer]>;
 
+/// Requests one h2 upstream connection may carry at once (the server's own limit applies when
+/// lower; hosted APIs announce 100–250). Beyond it the connector opens another connection.
+const H2_STREAMS_PER_CONNECTION: usize = 128;
+
 /// The shared upstream client.
 ///
 /// It holds Pingora's HTTP/1 and h2 connectors itself rather than the combined
@@ -284,6 +288,11 @@ impl UpstreamClient {
                     user_timeout: Duration::ZERO,
                 });
                 peer.options.alpn = if origin.tls { ALPN::H2H1 } else { ALPN::H1 };
+                // Pingora's default is 1: an h2 connection then carries one request at a time
+                // and is never shared, so 64 concurrent requests opened 64 TLS connections
+                // (benches/load, HTTPS upstreams). The connector takes the smaller of this and
+                // the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+                peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
                 peer.options.ca = ca.clone();
                 peer.group_key = group_key;
                 peer

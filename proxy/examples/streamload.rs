@@ -1,0 +1,455 @@
+//! Open-stream load for the benchmark (not part of the product): what an edge gateway in front
+//! of many agents really holds, thousands of slow SSE streams open at once.
+//!
+//! `upstream` is a paced OpenAI-compatible SSE server: every POST gets a chunked
+//! `text/event-stream` of `--events` chat-completion chunks, one every `--interval-ms`, each
+//! carrying the wall-clock microsecond it was written in its `content`. `client` opens
+//! `--streams` connections (spread over `--ramp-ms`), sends one streamed chat request on each,
+//! reads every event and records how late it arrived (receive time − the time in it: the proxy's
+//! added delay plus the loopback's, which a direct run measures alone). With `--pid` it samples
+//! the server's resident memory every 100 ms: before the load, the peak while every stream is
+//! open, and `--after-secs` after the last stream ended (does the allocator give it back?).
+//!
+//! ```text
+//! streamload upstream 127.0.0.1:18200 --events 20 --interval-ms 300
+//! streamload client http://127.0.0.1:4356/v1/chat/completions --body stream.json \
+//!     --streams 1000 --ramp-ms 1000 --pid $(pidof bitrouter) --after-secs 10 --out open.json
+//! ```
+//! Both sides run on one thread (the benchmark pins them to the load core). The file-descriptor
+//! limit is the caller's: `ulimit -n` before 10,000 streams.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Res<T> = Result<T, String>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("streamload: {e}");
+            std::process::exit(1);
+        }
+    };
+    let out = match args.first().map(String::as_str) {
+        Some("upstream") => rt.block_on(upstream(&args[1..])),
+        Some("client") => rt.block_on(client(&args[1..])),
+        _ => Err("usage: streamload upstream ADDR [--events N] [--interval-ms MS] | \
+                  client URL --body FILE [--streams N] [--ramp-ms MS] [--pid PID]... \
+                  [--after-secs S] [--out FILE] [--header 'K: V']..."
+            .into()),
+    };
+    if let Err(e) = out {
+        eprintln!("streamload: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `--name value` options after the positional argument; repeated names keep every value.
+fn options(args: &[String]) -> Res<(String, HashMap<String, Vec<String>>)> {
+    let mut it = args.iter();
+    let pos = it.next().ok_or("missing address")?.clone();
+    let mut opts: HashMap<String, Vec<String>> = HashMap::new();
+    while let Some(k) = it.next() {
+        let name = k.strip_prefix("--").ok_or(format!("unexpected {k}"))?;
+        let v = it.next().ok_or(format!("{k} needs a value"))?;
+        opts.entry(name.to_string()).or_default().push(v.clone());
+    }
+    Ok((pos, opts))
+}
+
+fn num(opts: &HashMap<String, Vec<String>>, name: &str, default: u64) -> Res<u64> {
+    match opts.get(name).and_then(|v| v.last()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("--{name}: not a number: {v}")),
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- upstream
+
+async fn upstream(args: &[String]) -> Res<()> {
+    let (addr, opts) = options(args)?;
+    let events = num(&opts, "events", 20)?;
+    let interval = Duration::from_millis(num(&opts, "interval-ms", 300)?);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    loop {
+        let (sock, _) = match listener.accept().await {
+            Ok(c) => c,
+            // Out of descriptors under a burst: wait for streams to end.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = serve_conn(sock, events, interval).await;
+        });
+    }
+}
+
+/// One keep-alive connection: read a request (head + `content-length` body), answer it with the
+/// paced stream, repeat.
+async fn serve_conn(mut sock: TcpStream, events: u64, interval: Duration) -> Res<()> {
+    let mut buf = Vec::with_capacity(2048);
+    loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if read_more(&mut sock, &mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let len = header(&buf[..head_end], "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            if read_more(&mut sock, &mut buf).await? == 0 {
+                return Ok(());
+            }
+        }
+        buf.drain(..head_end + len);
+        sock.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+              cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        for i in 0..events {
+            tick.tick().await;
+            let finish = if i + 1 == events {
+                r#""stop""#
+            } else {
+                "null"
+            };
+            let ev = format!(
+                "data: {{\"id\":\"chatcmpl-load\",\"object\":\"chat.completion.chunk\",\
+                 \"created\":1,\"model\":\"load\",\"choices\":[{{\"index\":0,\"delta\":\
+                 {{\"content\":\"t{} \"}},\"finish_reason\":{finish}}}]}}\n\n",
+                now_us()
+            );
+            let mut chunk = format!("{:x}\r\n{ev}\r\n", ev.len());
+            if i + 1 == events {
+                let usage = "data: {\"id\":\"chatcmpl-load\",\"object\":\"chat.completion.chunk\",\
+                             \"created\":1,\"model\":\"load\",\"choices\":[],\"usage\":\
+                             {\"prompt_tokens\":10,\"completion_tokens\":20,\"total_tokens\":30}}\
+                             \n\ndata: [DONE]\n\n";
+                chunk.push_str(&format!("{:x}\r\n{usage}\r\n0\r\n\r\n", usage.len()));
+            }
+            sock.write_all(chunk.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Res<usize> {
+    let mut chunk = [0u8; 4096];
+    let n = sock.read(&mut chunk).await.map_err(|e| e.to_string())?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header(head: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.split("\r\n").find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+// ---------------------------------------------------------------- client
+
+#[derive(Default)]
+struct Totals {
+    ok: usize,
+    errors: Vec<String>,
+    events: usize,
+    /// Microseconds each event arrived after the upstream wrote it.
+    late_us: Vec<u64>,
+}
+
+async fn client(args: &[String]) -> Res<()> {
+    let (url, opts) = options(args)?;
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a.to_string(), format!("/{p}")))
+        .unwrap_or((rest.to_string(), "/".into()));
+    let body_file = opts
+        .get("body")
+        .and_then(|v| v.last())
+        .ok_or("--body FILE is required")?;
+    let body = std::fs::read(body_file).map_err(|e| format!("{body_file}: {e}"))?;
+    let streams = num(&opts, "streams", 1000)? as usize;
+    let ramp = Duration::from_millis(num(&opts, "ramp-ms", 1000)?);
+    let after = Duration::from_secs(num(&opts, "after-secs", 10)?);
+    let pids: Vec<u32> = opts
+        .get("pid")
+        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         accept: text/event-stream\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for h in opts.get("header").into_iter().flatten() {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body);
+    let request: Arc<[u8]> = request.into();
+
+    let idle_kb = rss_kb(&pids);
+    let open = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let started = Instant::now();
+    let sampler = tokio::spawn(sample(pids.clone(), open.clone(), done.clone(), streams));
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let at = ramp.mul_f64(i as f64 / streams.max(1) as f64);
+        let (authority, request) = (authority.clone(), request.clone());
+        let (open, done, totals) = (open.clone(), done.clone(), totals.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until((started + at).into()).await;
+            let mut late = Vec::with_capacity(32);
+            let res = one_stream(&authority, &request, &open, &mut late).await;
+            let mut t = lock(&totals);
+            t.events += late.len();
+            t.late_us.extend(late);
+            match res {
+                Ok(()) => t.ok += 1,
+                Err(e) => t.errors.push(e),
+            }
+            drop(t);
+            done.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed();
+    let (peak_kb, all_open_kb, max_open) = sampler.await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(after).await;
+    let after_kb = rss_kb(&pids);
+
+    let mut t = std::mem::take(&mut *lock(&totals));
+    t.late_us.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if t.late_us.is_empty() {
+            return 0;
+        }
+        let i = ((t.late_us.len() as f64 - 1.0) * p).round() as usize;
+        t.late_us[i.min(t.late_us.len() - 1)]
+    };
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    for e in &t.errors {
+        *errors.entry(e.clone()).or_default() += 1;
+    }
+    let errors_json: Vec<String> = errors
+        .iter()
+        .map(|(e, n)| format!("{{\"error\":{},\"count\":{n}}}", json_str(e)))
+        .collect();
+    let json = format!(
+        "{{\"streams\":{streams},\"ok\":{},\"failed\":{},\"errors\":[{}],\"events\":{},\
+         \"seconds\":{:.3},\"max_open\":{max_open},\
+         \"late_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+         \"rss_kb\":{{\"idle\":{idle_kb},\"peak\":{peak_kb},\"all_open\":{all_open_kb},\
+         \"after\":{after_kb},\"after_secs\":{}}}}}",
+        t.ok,
+        t.errors.len(),
+        errors_json.join(","),
+        t.events,
+        elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+        t.late_us.last().copied().unwrap_or(0),
+        after.as_secs()
+    );
+    match opts.get("out").and_then(|v| v.last()) {
+        Some(path) => std::fs::write(path, &json).map_err(|e| format!("{path}: {e}"))?,
+        None => println!("{json}"),
+    }
+    if t.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} of {streams} streams failed", t.errors.len()))
+    }
+}
+
+fn lock<T: Default>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One connection, one streamed request: parse the chunked SSE answer and note each event's
+/// lateness. Counts itself in `open` from its first event to its last.
+async fn one_stream(
+    authority: &str,
+    request: &[u8],
+    open: &AtomicUsize,
+    late: &mut Vec<u64>,
+) -> Res<()> {
+    let mut sock = TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    sock.write_all(request)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = Vec::with_capacity(4096);
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if read_more(&mut sock, &mut buf)
+            .await
+            .map_err(|e| format!("read head: {e}"))?
+            == 0
+        {
+            return Err("closed before the response head".into());
+        }
+    };
+    let status = buf.get(9..12).map(|s| String::from_utf8_lossy(s).to_string());
+    if status.as_deref() != Some("200") {
+        return Err(format!("status {}", status.unwrap_or_default()));
+    }
+    let chunked = header(&buf[..head_end], "transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    buf.drain(..head_end);
+    let mut counted = false;
+    let mut payload = Vec::new();
+    let mut finished = false;
+    let res = loop {
+        // Move whole chunks (or everything, without chunking) into `payload`.
+        if chunked {
+            while let Some(eol) = find(&buf, b"\r\n") {
+                let size = std::str::from_utf8(&buf[..eol])
+                    .ok()
+                    .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                    .ok_or("bad chunk size")?;
+                if size == 0 {
+                    finished = true;
+                    break;
+                }
+                if buf.len() < eol + 2 + size + 2 {
+                    break;
+                }
+                payload.extend_from_slice(&buf[eol + 2..eol + 2 + size]);
+                buf.drain(..eol + 2 + size + 2);
+            }
+        } else {
+            payload.append(&mut buf);
+        }
+        while let Some(end) = find(&payload, b"\n\n") {
+            let now = now_us();
+            let ev: Vec<u8> = payload.drain(..end + 2).collect();
+            if ev.starts_with(b"data: [DONE]") {
+                finished = true;
+            } else if let Some(i) = find(&ev, b"\"content\":\"t") {
+                let digits: String = ev[i + 12..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .map(|&b| b as char)
+                    .collect();
+                if let Ok(sent) = digits.parse::<u64>() {
+                    late.push(now.saturating_sub(sent));
+                    if !counted {
+                        counted = true;
+                        open.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        if finished {
+            break Ok(());
+        }
+        match read_more(&mut sock, &mut buf).await {
+            Ok(0) => break Err("closed mid-stream".to_string()),
+            Ok(_) => {}
+            Err(e) => break Err(format!("read: {e}")),
+        }
+    };
+    if counted {
+        open.fetch_sub(1, Ordering::Relaxed);
+    }
+    res
+}
+
+/// Resident memory of the processes, every 100 ms until every stream ended: (peak, peak while
+/// every stream was open, the most streams open at once).
+async fn sample(
+    pids: Vec<u32>,
+    open: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    streams: usize,
+) -> (u64, u64, usize) {
+    let (mut peak, mut all_open, mut max_open) = (0, 0, 0);
+    while done.load(Ordering::Relaxed) < streams {
+        let now_open = open.load(Ordering::Relaxed);
+        let kb = rss_kb(&pids);
+        peak = peak.max(kb);
+        max_open = max_open.max(now_open);
+        if now_open == streams {
+            all_open = all_open.max(kb);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (peak, all_open, max_open)
+}
+
+/// VmRSS of the processes, in KiB (0 when none is given or readable).
+fn rss_kb(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .sum()
+}
