@@ -1,7 +1,8 @@
 //! Pingora's own floor on this machine, for reading bitrouter's benchmark figures (not part of
 //! the product). `static` answers every request in `request_filter` with a fixed 818-byte body
 //! (the server side alone); `proxy` forwards every request to one upstream with Pingora's stock
-//! proxy loop and connection pool (what any Pingora proxy pays per request).
+//! proxy loop and connection pool (what any Pingora proxy pays per request). Both use
+//! bitrouter's listener settings.
 //!
 //! ```text
 //! cargo build --release -p bitrouter-proxy --example pingora_floor
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -67,7 +69,14 @@ fn main() {
             upstream: args[3].clone(),
         },
     );
-    svc.add_tcp(&args[2]);
+    // bitrouter's listener setting (proxy/src/server.rs): no L4 read buffer in front of the
+    // HTTP/1 parser (Pingora's default is 64 KiB per connection).
+    svc.add_listener(
+        ListenerConfig::tcp(args[2].as_str()).l4_buffer(L4BufferSettings {
+            read: Some(0),
+            write: None,
+        }),
+    );
     server.add_service(svc);
     server.run_forever();
 }

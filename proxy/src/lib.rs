@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod alloc_tick;
 pub mod balance;
 pub mod cli;
 pub mod daemon;

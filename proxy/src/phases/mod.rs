@@ -130,7 +130,10 @@ async fn llm(
         }
     }
     if ctx.surface == Surface::CountTokens {
-        return count_tokens::answer(state, dn, ctx, plan).await;
+        // Boxed: its future (11.9 KB: a whole forward inside) set the size of every request's
+        // future, which an open stream holds for its whole life (-Zprint-type-sizes: `llm`
+        // 12,864 bytes with it inline).
+        return Box::pin(count_tokens::answer(state, dn, ctx, plan)).await;
     }
     if let (Some(key), Some(gov)) = (&key, state.governance()) {
         ctx.reservation = admit::reserve(gov, &ctx.snapshot, key, &plan).await?;

@@ -361,7 +361,10 @@ impl<'a> UpstreamBody<'a> {
     /// more tokens).
     pub async fn close(mut self) {
         if let Some(up) = self.up.take() {
-            release(self.client, up, &self.peer, self.idle).await;
+            // Boxed, as below: Pingora's release and shutdown futures (~4 KB) would otherwise
+            // be part of every future that can end an exchange, which an open stream holds
+            // for its whole life (-Zprint-type-sizes; benches/load, open streams).
+            Box::pin(release(self.client, up, &self.peer, self.idle)).await;
         }
     }
 
@@ -370,7 +373,7 @@ impl<'a> UpstreamBody<'a> {
     pub async fn release_if_done(&mut self) {
         if self.up.as_mut().is_some_and(|up| up.response_done()) {
             if let Some(up) = self.up.take() {
-                self.client.release(up, self.peer.peer(), self.idle).await;
+                Box::pin(self.client.release(up, self.peer.peer(), self.idle)).await;
             }
         }
     }
