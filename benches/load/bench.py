@@ -6,6 +6,8 @@ Subcommands:
   ports N [TAKEN ...]          N free loopback TCP ports (none of TAKEN)
   gen DIR UP NGX BR            write the upstream/proxy nginx configs, bitrouter.yaml, bodies, wrk script
   upstls-gen DIR UP UPTLS UPH2 NGX BR   the HTTPS-upstream rows' configs (upstream_tls.py)
+  open-gen DIR UP NGX NGX_H2C BR         the open-stream rows' configs (open_streams.py)
+  open-rows                    the open-stream rows: `name kind streams ramp_ms h2c_conns` per line
   snap PID [PID ...]           JSON snapshot: CPU ticks and memory of the process trees, /proc/stat
   quiet PID A B                two snapshots 0.5 s apart, into files A and B
   check KIND FILE              validate a sanity response body (chat | sse)
@@ -25,6 +27,7 @@ import sys
 import time
 
 # Parsers of the tools' outputs, and the HTTPS-upstream rows: modules beside this file.
+import open_streams
 import upstream_tls
 from parsers import load_json, median_run, parse_curl, parse_ir, parse_oha, parse_soak, parse_wrk
 
@@ -866,6 +869,9 @@ def report(raw, outdir):
         if errs:
             failures[SWAP] = errs
     notes = upstream_tls.notes(res)
+    open_res = open_streams.parse(raw)
+    for n in open_streams.failed(open_res):
+        failures[n] = [f"{open_res[n].get('failed', 0)} streams failed: {open_res[n].get('errors') or open_res[n].get('error')}"]
     if meta.get("only"):
         notes.insert(0, f"PARTIAL RUN (`--only {meta['only']}`): every other scenario, the soak and the reload/restart row were skipped.")
     if meta.get("stallwatch"):
@@ -962,6 +968,7 @@ def report(raw, outdir):
         "targets": targets(figs, ratios, res, swap),
         "swap": swap,
         "upstream_tls": {n: res[n]["upstream_tls"] for n in upstream_tls.SCENARIOS if n in res},
+        "open_streams": open_res,
         "mode": meta.get("mode"),
         "only": meta.get("only") or None,
         "started_utc": meta.get("started_utc"),
@@ -1194,6 +1201,8 @@ def render_md(out, meta):
             )
         L.append("")
     L += upstream_tls.render(out, label, fmt_n, fmt_x)
+    L += open_streams.render(out.get("open_streams") or {})
+    L.append("")
     L.append("## Streaming (`stream: true`, 50-event SSE, OpenAI → OpenAI)\n")
     L.append(
         f"| scenario | req/s @64 conn | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 vs direct | p50 @1 conn (oha) | p99 @ {s.get('fixed_rate_rps')} req/s | CPU s / 10k req | idle RSS MiB | peak RSS MiB |"
@@ -1393,6 +1402,10 @@ def main(argv):
     elif cmd == "upstls-gen":
         oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
         upstream_tls.gen(argv[2], *(int(p) for p in argv[3:8]), nginx_str(oa), nginx_common, nginx_http_common)
+    elif cmd == "open-gen":
+        open_streams.gen(argv[2], *(int(p) for p in argv[3:7]), nginx_common, nginx_http_common)
+    elif cmd == "open-rows":
+        print(open_streams.rows_for_run())
     elif cmd == "quiet":
         # Two snapshots 0.5 s apart from one process, so this script's own start-up is outside.
         pids = [int(argv[2])]

@@ -3,7 +3,8 @@
 //!
 //! `upstream` is a paced OpenAI-compatible SSE server: every POST gets a chunked
 //! `text/event-stream` of `--events` chat-completion chunks, one every `--interval-ms`, each
-//! carrying the wall-clock microsecond it was written in its `content`. `client` opens
+//! carrying the wall-clock microsecond it was written in its `content` (anything else gets a
+//! 404 at once, for readiness probes). `client` opens
 //! `--streams` connections (spread over `--ramp-ms`), sends one streamed chat request on each,
 //! reads every event and records how late it arrived (receive time − the time in it: the proxy's
 //! added delay plus the loopback's, which a direct run measures alone). With `--pid` it samples
@@ -15,6 +16,9 @@
 //! streamload client http://127.0.0.1:4356/v1/chat/completions --body stream.json \
 //!     --streams 1000 --ramp-ms 1000 --pid $(pidof bitrouter) --after-secs 10 --out open.json
 //! ```
+//! `--h2c-conns K` sends the streams over K HTTP/2 connections (prior knowledge) instead of one
+//! HTTP/1.1 connection each: 10,000 streams through a proxy need 20,000 descriptors over
+//! HTTP/1.1, this machine's hard per-process limit (and the most an unprivileged `ulimit` gets).
 //! Both sides run on one thread (the benchmark pins them to the load core). The file-descriptor
 //! limit is the caller's: `ulimit -n` before 10,000 streams.
 use std::collections::HashMap;
@@ -42,10 +46,12 @@ fn main() {
     let out = match args.first().map(String::as_str) {
         Some("upstream") => rt.block_on(upstream(&args[1..])),
         Some("client") => rt.block_on(client(&args[1..])),
-        _ => Err("usage: streamload upstream ADDR [--events N] [--interval-ms MS] | \
+        _ => Err(
+            "usage: streamload upstream ADDR [--events N] [--interval-ms MS] | \
                   client URL --body FILE [--streams N] [--ramp-ms MS] [--pid PID]... \
-                  [--after-secs S] [--out FILE] [--header 'K: V']..."
-            .into()),
+                  [--after-secs S] [--out FILE] [--header 'K: V']... [--h2c-conns K]"
+                .into(),
+        ),
     };
     if let Err(e) = out {
         eprintln!("streamload: {e}");
@@ -69,7 +75,9 @@ fn options(args: &[String]) -> Res<(String, HashMap<String, Vec<String>>)> {
 fn num(opts: &HashMap<String, Vec<String>>, name: &str, default: u64) -> Res<u64> {
     match opts.get(name).and_then(|v| v.last()) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("--{name}: not a number: {v}")),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("--{name}: not a number: {v}")),
     }
 }
 
@@ -126,7 +134,15 @@ async fn serve_conn(mut sock: TcpStream, events: u64, interval: Duration) -> Res
                 return Ok(());
             }
         }
+        let post = buf.starts_with(b"POST ");
         buf.drain(..head_end + len);
+        if !post {
+            // Readiness probes (`GET /`) get an answer at once.
+            sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
         sock.write_all(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
               cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -137,11 +153,7 @@ async fn serve_conn(mut sock: TcpStream, events: u64, interval: Duration) -> Res
         tick.tick().await;
         for i in 0..events {
             tick.tick().await;
-            let finish = if i + 1 == events {
-                r#""stop""#
-            } else {
-                "null"
-            };
+            let finish = if i + 1 == events { r#""stop""# } else { "null" };
             let ev = format!(
                 "data: {{\"id\":\"chatcmpl-load\",\"object\":\"chat.completion.chunk\",\
                  \"created\":1,\"model\":\"load\",\"choices\":[{{\"index\":0,\"delta\":\
@@ -228,6 +240,15 @@ async fn client(args: &[String]) -> Res<()> {
     request.extend_from_slice(&body);
     let request: Arc<[u8]> = request.into();
 
+    let h2c = num(&opts, "h2c-conns", 0)? as usize;
+    let h2_conns = if h2c > 0 {
+        h2_connections(&authority, h2c).await?
+    } else {
+        Vec::new()
+    };
+    let path: Arc<str> = path.into();
+    let h2_body = bytes::Bytes::from(body.clone());
+
     let idle_kb = rss_kb(&pids);
     let open = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -239,10 +260,17 @@ async fn client(args: &[String]) -> Res<()> {
         let at = ramp.mul_f64(i as f64 / streams.max(1) as f64);
         let (authority, request) = (authority.clone(), request.clone());
         let (open, done, totals) = (open.clone(), done.clone(), totals.clone());
+        let h2 = h2_conns.get(i % h2c.max(1)).cloned();
+        let (path, h2_body) = (path.clone(), h2_body.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until((started + at).into()).await;
             let mut late = Vec::with_capacity(32);
-            let res = one_stream(&authority, &request, &open, &mut late).await;
+            let res = match h2 {
+                Some(conn) => {
+                    one_h2_stream(conn, &authority, &path, h2_body, &open, &mut late).await
+                }
+                None => one_stream(&authority, &request, &open, &mut late).await,
+            };
             let mut t = lock(&totals);
             t.events += late.len();
             t.late_us.extend(late);
@@ -354,14 +382,16 @@ async fn one_stream(
             return Err("closed before the response head".into());
         }
     };
-    let status = buf.get(9..12).map(|s| String::from_utf8_lossy(s).to_string());
+    let status = buf
+        .get(9..12)
+        .map(|s| String::from_utf8_lossy(s).to_string());
     if status.as_deref() != Some("200") {
         return Err(format!("status {}", status.unwrap_or_default()));
     }
     let chunked = header(&buf[..head_end], "transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     buf.drain(..head_end);
-    let mut counted = false;
+    let mut events = Events::new(open, late);
     let mut payload = Vec::new();
     let mut finished = false;
     let res = loop {
@@ -385,26 +415,7 @@ async fn one_stream(
         } else {
             payload.append(&mut buf);
         }
-        while let Some(end) = find(&payload, b"\n\n") {
-            let now = now_us();
-            let ev: Vec<u8> = payload.drain(..end + 2).collect();
-            if ev.starts_with(b"data: [DONE]") {
-                finished = true;
-            } else if let Some(i) = find(&ev, b"\"content\":\"t") {
-                let digits: String = ev[i + 12..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_digit())
-                    .map(|&b| b as char)
-                    .collect();
-                if let Ok(sent) = digits.parse::<u64>() {
-                    late.push(now.saturating_sub(sent));
-                    if !counted {
-                        counted = true;
-                        open.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
+        finished |= events.scan(&mut payload);
         if finished {
             break Ok(());
         }
@@ -414,10 +425,127 @@ async fn one_stream(
             Err(e) => break Err(format!("read: {e}")),
         }
     };
-    if counted {
-        open.fetch_sub(1, Ordering::Relaxed);
-    }
+    events.close();
     res
+}
+
+/// The SSE events of one stream as they arrive: each one's lateness, and the stream counted in
+/// `open` from its first event until [`Events::close`].
+struct Events<'a> {
+    open: &'a AtomicUsize,
+    late: &'a mut Vec<u64>,
+    counted: bool,
+}
+
+impl<'a> Events<'a> {
+    fn new(open: &'a AtomicUsize, late: &'a mut Vec<u64>) -> Self {
+        Events {
+            open,
+            late,
+            counted: false,
+        }
+    }
+
+    /// Consumes the whole events at the front of `payload`; `true` once `[DONE]` was seen.
+    fn scan(&mut self, payload: &mut Vec<u8>) -> bool {
+        let mut done = false;
+        while let Some(end) = find(payload, b"\n\n") {
+            let now = now_us();
+            let ev: Vec<u8> = payload.drain(..end + 2).collect();
+            if ev.starts_with(b"data: [DONE]") {
+                done = true;
+            } else if let Some(i) = find(&ev, b"\"content\":\"t") {
+                let digits: String = ev[i + 12..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .map(|&b| b as char)
+                    .collect();
+                if let Ok(sent) = digits.parse::<u64>() {
+                    self.late.push(now.saturating_sub(sent));
+                    if !self.counted {
+                        self.counted = true;
+                        self.open.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    fn close(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One stream on a shared h2c connection (prior knowledge): the same request and reading as
+/// [`one_stream`], for loads with more streams than descriptors.
+async fn one_h2_stream(
+    conn: h2::client::SendRequest<bytes::Bytes>,
+    authority: &str,
+    path: &str,
+    body: bytes::Bytes,
+    open: &AtomicUsize,
+    late: &mut Vec<u64>,
+) -> Res<()> {
+    let mut conn = conn.ready().await.map_err(|e| format!("h2 ready: {e}"))?;
+    let req = http::Request::post(format!("http://{authority}{path}"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let (resp, mut send) = conn
+        .send_request(req, false)
+        .map_err(|e| format!("h2 send: {e}"))?;
+    send.send_data(body, true)
+        .map_err(|e| format!("h2 body: {e}"))?;
+    let resp = resp.await.map_err(|e| format!("h2 response: {e}"))?;
+    if resp.status() != 200 {
+        return Err(format!("status {}", resp.status().as_u16()));
+    }
+    let mut body = resp.into_body();
+    let mut events = Events::new(open, late);
+    let mut payload = Vec::new();
+    let res = loop {
+        match body.data().await {
+            Some(Ok(chunk)) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                payload.extend_from_slice(&chunk);
+                if events.scan(&mut payload) {
+                    break Ok(());
+                }
+            }
+            Some(Err(e)) => break Err(format!("h2 read: {e}")),
+            None => break Err("h2 stream ended before [DONE]".to_string()),
+        }
+    };
+    events.close();
+    res
+}
+
+/// `count` h2c connections (prior knowledge) to `authority`, each driven by its own task.
+async fn h2_connections(
+    authority: &str,
+    count: usize,
+) -> Res<Vec<h2::client::SendRequest<bytes::Bytes>>> {
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sock = TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = sock.set_nodelay(true);
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .handshake(sock)
+            .await
+            .map_err(|e| format!("h2 handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        conns.push(send);
+    }
+    Ok(conns)
 }
 
 /// Resident memory of the processes, every 100 ms until every stream ended: (peak, peak while
