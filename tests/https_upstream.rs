@@ -9,13 +9,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use support::{client, sse_events, tag, Router, RouterSpec};
 
-#[tokio::test]
-async fn https_upstream_with_test_ca() {
-    let mock = MockUpstream::start_tls();
+/// Two providers on the TLS mock: `secure` trusts its test CA, `untrusted` does not.
+fn tls_config(mock: &MockUpstream) -> String {
     let ca = mock.ca_file().expect("tls mock has a CA file");
     let base = mock.base_url();
-    assert!(base.starts_with("https://localhost:"), "{base}");
-    let config = format!(
+    format!(
         r#"
 providers:
   secure:
@@ -31,7 +29,15 @@ providers:
       - id: gpt-4o
 "#,
         ca = ca.display()
-    );
+    )
+}
+
+#[tokio::test]
+async fn https_upstream_with_test_ca() {
+    let mock = MockUpstream::start_tls();
+    let base = mock.base_url();
+    assert!(base.starts_with("https://localhost:"), "{base}");
+    let config = tls_config(&mock);
     let router = Router::start(RouterSpec {
         config: Some(&config),
         ..Default::default()
@@ -91,20 +97,7 @@ providers:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_are_multiplexed_over_one_h2_connection() {
     let mock = MockUpstream::start_tls();
-    let ca = mock.ca_file().expect("tls mock has a CA file");
-    let base = mock.base_url();
-    let config = format!(
-        r#"
-providers:
-  secure:
-    api_base: {base}/v1
-    api_key: sk-tls
-    ca_file: {ca}
-    models:
-      - id: gpt-4o
-"#,
-        ca = ca.display()
-    );
+    let config = tls_config(&mock);
     let router = Router::start(RouterSpec {
         config: Some(&config),
         ..Default::default()
@@ -131,10 +124,12 @@ providers:
         assert_eq!(r.unwrap().status(), 200);
     }
     assert_eq!(mock.requests_containing(&t).len(), 16);
-    assert_eq!(
-        mock.connections(),
-        1,
-        "16 requests in flight at once share the pooled h2 connection"
+    // Pingora moves the idle connection to its shared pool when the first of them takes it;
+    // one arriving in between may open a second. Without sharing it is one per request (16).
+    let conns = mock.connections();
+    assert!(
+        conns <= 2,
+        "16 requests in flight at once share the pooled h2 connection: {conns} connections"
     );
 }
 

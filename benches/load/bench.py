@@ -188,6 +188,22 @@ def nginx_http_common(prefix):
 """
 
 
+def mock_stream_and_404(d):
+    """The mock upstream's SSE location and its 404 for anything else (plain and TLS servers)."""
+    return f"""        # Too long for a `return` string: a static file, and a POST's 405 turned into a GET of it.
+        location = /stream/v1/chat/completions {{
+            default_type text/event-stream;
+            add_header Cache-Control no-cache;
+            alias {d}/sse.txt;
+            error_page 405 =200 $uri;
+        }}
+        location / {{
+            default_type application/json;
+            return 404 '{{"error":{{"message":"mock upstream: unexpected path","type":"not_found"}}}}';
+        }}
+"""
+
+
 def make_cert(d):
     """A self-signed ECDSA P-256 certificate for 127.0.0.1, used by nginx and bitrouter alike (the
     HTTPS rows compare the same certificate, key type and TLS 1.3 on both)."""
@@ -242,18 +258,7 @@ def gen(d, up, ngx, br, ngx_tls, br_tls):
             default_type application/json;
             return 200 {nginx_str(pl)};
         }}
-        # Too long for a `return` string: a static file, and a POST's 405 turned into a GET of it.
-        location = /stream/v1/chat/completions {{
-            default_type text/event-stream;
-            add_header Cache-Control no-cache;
-            alias {d}/sse.txt;
-            error_page 405 =200 $uri;
-        }}
-        location / {{
-            default_type application/json;
-            return 404 '{{"error":{{"message":"mock upstream: unexpected path","type":"not_found"}}}}';
-        }}
-    }}
+{mock_stream_and_404(d)}    }}
 }}
 """)
     with open(os.path.join(d, "proxy.conf"), "w") as f:
@@ -1401,7 +1406,8 @@ def main(argv):
         gen(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), int(argv[6]), int(argv[7]))
     elif cmd == "upstls-gen":
         oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
-        upstream_tls.gen(argv[2], *(int(p) for p in argv[3:8]), nginx_str(oa), nginx_common, nginx_http_common)
+        upstream_tls.gen(argv[2], *(int(p) for p in argv[3:8]), nginx_str(oa), nginx_common, nginx_http_common,
+                         mock_stream_and_404)
     elif cmd == "open-gen":
         open_streams.gen(argv[2], *(int(p) for p in argv[3:7]), nginx_common, nginx_http_common)
     elif cmd == "open-rows":

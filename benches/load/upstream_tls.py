@@ -87,7 +87,7 @@ def make_ca_and_cert(d):
     return ca, cert, key
 
 
-def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_common):
+def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_common, mock_stream_and_404):
     """Writes upstream.d/tls.conf (included by upstream.conf's http block), proxy-upstls.conf
     (nginx proxying to the HTTP/1.1 TLS port), bitrouter-upstls.yaml and bitrouter-uph2.yaml."""
     d = os.path.abspath(d)
@@ -110,17 +110,7 @@ def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_commo
             default_type application/json;
             return 200 {oa_quoted};
         }}
-        location = /stream/v1/chat/completions {{
-            default_type text/event-stream;
-            add_header Cache-Control no-cache;
-            alias {d}/sse.txt;
-            error_page 405 =200 $uri;
-        }}
-        location / {{
-            default_type application/json;
-            return 404 '{{"error":{{"message":"mock upstream: unexpected path","type":"not_found"}}}}';
-        }}
-    }}
+{mock_stream_and_404(d)}    }}
 """)
     with open(os.path.join(d, "upstream.d", "tls.conf"), "w") as f:
         f.write("    # HTTPS upstreams (upstream_tls.py): one line per request, for counting connections.\n")
