@@ -174,6 +174,17 @@ events {{ worker_connections 8192; }}
 """
 
 
+def nginx_upstream(name, port):
+    """An upstream block for a proxy nginx: the mock on `port`, pooled connections kept."""
+    return f"""    upstream {name} {{
+        server 127.0.0.1:{port};
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }}
+"""
+
+
 def nginx_http_common(prefix):
     return f"""    access_log off;
     keepalive_timeout 300s;
@@ -264,13 +275,7 @@ def gen(d, up, ngx, br, ngx_tls, br_tls):
     with open(os.path.join(d, "proxy.conf"), "w") as f:
         f.write(nginx_common(px_prefix))
         f.write("http {\n" + nginx_http_common(px_prefix))
-        f.write(f"""    upstream llm {{
-        server 127.0.0.1:{up};
-        keepalive 64;
-        keepalive_requests 1000000;
-        keepalive_timeout 300s;
-    }}
-    server {{
+        f.write(nginx_upstream("llm", up) + f"""    server {{
         listen 127.0.0.1:{ngx} backlog=8192;
         # The HTTPS rows: the same server on a TLS port, the certificate bitrouter uses too.
         listen 127.0.0.1:{ngx_tls} ssl backlog=8192;
@@ -1407,9 +1412,9 @@ def main(argv):
     elif cmd == "upstls-gen":
         oa = json.dumps(OPENAI_RESPONSE, separators=(",", ":"))
         upstream_tls.gen(argv[2], *(int(p) for p in argv[3:8]), nginx_str(oa), nginx_common, nginx_http_common,
-                         mock_stream_and_404)
+                         mock_stream_and_404, nginx_upstream)
     elif cmd == "open-gen":
-        open_streams.gen(argv[2], *(int(p) for p in argv[3:7]), nginx_common, nginx_http_common)
+        open_streams.gen(argv[2], *(int(p) for p in argv[3:7]), nginx_common, nginx_http_common, nginx_upstream)
     elif cmd == "open-rows":
         print(open_streams.rows_for_run())
     elif cmd == "quiet":

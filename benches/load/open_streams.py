@@ -49,7 +49,7 @@ def rows_for_run():
     return "\n".join(f"{n} {k} {s} {r} {h}" for n, (k, s, r, h) in ROWS.items())
 
 
-def gen(d, up, ngx, ngx_h2c, br, nginx_common, nginx_http_common):
+def gen(d, up, ngx, ngx_h2c, br, nginx_common, nginx_http_common, nginx_upstream):
     """The proxies' configs for these rows: nginx (HTTP/1.1 and an h2c port) and bitrouter
     (one port, h2c and HTTP/1.1), both in front of the streamload upstream on `up`."""
     prefix = os.path.join(d, "open-proxy")
@@ -62,8 +62,7 @@ def gen(d, up, ngx, ngx_h2c, br, nginx_common, nginx_http_common):
 {common}worker_rlimit_nofile 20000;
 http {{
 {nginx_http_common(prefix)}
-    upstream open_up {{ server 127.0.0.1:{up}; keepalive 64; keepalive_requests 1000000; }}
-    server {{
+{nginx_upstream("open_up", up)}    server {{
         listen 127.0.0.1:{ngx};
         listen 127.0.0.1:{ngx_h2c} http2;
         http2_max_concurrent_streams 256;

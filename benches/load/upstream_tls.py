@@ -87,7 +87,7 @@ def make_ca_and_cert(d):
     return ca, cert, key
 
 
-def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_common, mock_stream_and_404):
+def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_common, mock_stream_and_404, nginx_upstream):
     """Writes upstream.d/tls.conf (included by upstream.conf's http block), proxy-upstls.conf
     (nginx proxying to the HTTP/1.1 TLS port), bitrouter-upstls.yaml and bitrouter-uph2.yaml."""
     d = os.path.abspath(d)
@@ -132,13 +132,7 @@ def gen(d, up, up_tls, up_h2, ngx, br, oa_quoted, nginx_common, nginx_http_commo
     with open(os.path.join(d, "proxy-upstls.conf"), "w") as f:
         f.write(nginx_common(px_prefix))
         f.write("http {\n" + nginx_http_common(px_prefix))
-        f.write(f"""    upstream llm_tls {{
-        server 127.0.0.1:{up_tls};
-        keepalive 64;
-        keepalive_requests 1000000;
-        keepalive_timeout 300s;
-    }}
-    server {{
+        f.write(nginx_upstream("llm_tls", up_tls) + f"""    server {{
         listen 127.0.0.1:{ngx} backlog=8192;
         location / {{
             proxy_pass https://llm_tls;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
+use pingora_core::listeners::ListenerConfig;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -69,13 +69,10 @@ fn main() {
             upstream: args[3].clone(),
         },
     );
-    // bitrouter's listener setting (proxy/src/server.rs): no L4 read buffer in front of the
-    // HTTP/1 parser (Pingora's default is 64 KiB per connection).
+    // bitrouter's listener setting: no L4 read buffer in front of the HTTP/1 parser (Pingora's
+    // default is 64 KiB per connection).
     svc.add_listener(
-        ListenerConfig::tcp(args[2].as_str()).l4_buffer(L4BufferSettings {
-            read: Some(0),
-            write: None,
-        }),
+        ListenerConfig::tcp(args[2].as_str()).l4_buffer(bitrouter_proxy::server::l4_buffer()),
     );
     server.add_service(svc);
     server.run_forever();

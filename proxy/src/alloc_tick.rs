@@ -13,17 +13,35 @@
 //! `_mi_page_free`), process-wide. Under load nothing changes (pages are freed all the time);
 //! idle, the burst's memory goes back within ~2 s.
 
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 use std::time::Duration;
 
 /// Above mimalloc's largest "large" object (MiBs): a huge block, with its own page.
 const HUGE: usize = 64 << 20;
 
 /// How often: mimalloc's default purge delay.
-pub const EVERY: Duration = Duration::from_secs(1);
+const EVERY: Duration = Duration::from_secs(1);
 
 /// One tick: a huge block allocated and freed (`black_box` keeps the optimiser from eliding
 /// the pair).
-pub fn tick() {
+fn tick() {
     let block: Vec<u8> = Vec::with_capacity(HUGE);
     drop(std::hint::black_box(block));
+}
+
+/// The background service that ticks until shutdown.
+pub struct AllocTick;
+
+#[async_trait]
+impl BackgroundService for AllocTick {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(EVERY) => tick(),
+            }
+        }
+    }
 }

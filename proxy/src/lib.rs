@@ -10,6 +10,8 @@
 
 pub mod access_log;
 pub mod admin;
+/// Only with mimalloc as the allocator (proxy/src/main.rs), which it works around.
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 pub mod alloc_tick;
 pub mod balance;
 pub mod cli;

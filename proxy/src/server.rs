@@ -130,7 +130,10 @@ pub fn run(
         server.add_service(gateway_h2c);
     }
     #[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
-    server.add_service(background_service("allocator", AllocTick));
+    server.add_service(background_service(
+        "allocator",
+        crate::alloc_tick::AllocTick,
+    ));
     server.add_service(background_service(
         "drain",
         Drain {
@@ -179,24 +182,6 @@ fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-}
-
-/// Lets the allocator give a burst's memory back once the router falls idle
-/// ([`crate::alloc_tick`]).
-#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
-struct AllocTick;
-
-#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
-#[async_trait]
-impl BackgroundService for AllocTick {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                () = tokio::time::sleep(crate::alloc_tick::EVERY) => crate::alloc_tick::tick(),
-            }
-        }
-    }
 }
 
 /// Ends the process once a graceful shutdown has no request left in flight (Pingora itself
@@ -256,7 +241,7 @@ impl BackgroundService for Drain {
 /// only saved syscalls on pipelined or large requests; reads go straight to the socket. The
 /// write side keeps Pingora's MSS-sized buffer (1,460 bytes), which coalesces a response head
 /// with its first body bytes.
-fn l4_buffer() -> L4BufferSettings {
+pub fn l4_buffer() -> L4BufferSettings {
     L4BufferSettings {
         read: Some(0),
         write: None,
