@@ -28,6 +28,7 @@ import time
 
 # Parsers of the tools' outputs, and the HTTPS-upstream rows: modules beside this file.
 import open_streams
+import upstream_client
 import upstream_tls
 from parsers import load_json, median_run, parse_curl, parse_ir, parse_oha, parse_soak, parse_wrk
 
@@ -882,6 +883,9 @@ def report(raw, outdir):
     open_res = open_streams.parse(raw)
     for n in open_streams.failed(open_res):
         failures[n] = [f"{open_res[n].get('failed', 0)} streams failed: {open_res[n].get('errors') or open_res[n].get('error')}"]
+    upc = load_json(os.path.join(raw, "upstream-client", "result.json"))
+    if upc and upstream_client.failed(upc):
+        failures["upstream-client"] = upstream_client.failed(upc)
     if meta.get("only"):
         notes.insert(0, f"PARTIAL RUN (`--only {meta['only']}`): every other scenario, the soak and the reload/restart row were skipped.")
     if meta.get("stallwatch"):
@@ -975,10 +979,11 @@ def report(raw, outdir):
     out = {
         "schema": 1,
         "per_event_cpu_us": per_event_cpu(figs),
-        "targets": targets(figs, ratios, res, swap),
+        "targets": targets(figs, ratios, res, swap, upc),
         "swap": swap,
         "upstream_tls": {n: res[n]["upstream_tls"] for n in upstream_tls.SCENARIOS if n in res},
         "open_streams": open_res,
+        "upstream_client": upc,
         "mode": meta.get("mode"),
         "only": meta.get("only") or None,
         "started_utc": meta.get("started_utc"),
@@ -1034,7 +1039,7 @@ def per_event_cpu(figs):
 
 
 # The targets of issue 5, checked against this run's figures: (label, value, unit, limit, ok?).
-def targets(figs, ratios, res, swap=None):
+def targets(figs, ratios, res, swap=None, upc=None):
     def f(n, k):
         return g(figs, n, k)
 
@@ -1127,6 +1132,10 @@ def targets(figs, ratios, res, swap=None):
         x = swap.get("p99_ratio")
         shown = "–" if x is None else f"{fmt_us(g(swap, 'swap', 'p99_us'))} vs {fmt_us(g(swap, 'steady', 'p99_us'))} steady ({x:.2f}×)"
         T.append(row("p99 during reloads and restarts vs steady (same rate)", x, shown, "reported", None))
+    if upc:
+        x = g(upstream_client.summary(upc, f("bitrouter-pass", "instr_per_req"), None), "json", "of_request")
+        T.append(row("lean upstream client: instructions saved on a pass-through request (adopt at ≥ 15 %)", x,
+                     "–" if x is None else f"{x * 100:.1f} %", "≥ 15 % to adopt", x is not None and x >= 0.15))
     return T
 
 
@@ -1212,6 +1221,8 @@ def render_md(out, meta):
         L.append("")
     L += upstream_tls.render(out, label, fmt_n, fmt_x)
     L += open_streams.render(out.get("open_streams") or {})
+    L += upstream_client.render(out.get("upstream_client"), g(figs, "bitrouter-pass", "instr_per_req"),
+                                g(figs, "bitrouter-stream", "instr_per_req"), fmt_n, fmt_x)
     L.append("")
     L.append("## Streaming (`stream: true`, 50-event SSE, OpenAI → OpenAI)\n")
     L.append(
