@@ -176,22 +176,25 @@ def render(res):
          f"was open, and {AFTER_SECS} s after the last stream ended. *Per stream* = (all open - idle) / streams. "
          "Lateness = when an event reached the client - when the upstream wrote it; *added* = minus the direct row's. "
          "10k rows reach the proxy over h2c (the machine's hard limit is 20,000 descriptors per process; HTTP/1.1 "
-         "would need one per side per stream), the proxy reaches the upstream over HTTP/1.1.", "",
+         "would need one per side per stream), the proxy reaches the upstream over HTTP/1.1. "
+         "*p99 opening / all open*: the events the upstream wrote while streams were still being opened (the ramp: "
+         "the proxy also sets up new streams then) and after the last one was opened.", "",
          "| row | streams | ok / failed | idle RSS MiB | all open MiB | per stream KiB | x nginx | x Pingora | "
-         f"{AFTER_SECS} s after MiB | lateness p50 / p99 / max ms | added p99 ms |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         f"{AFTER_SECS} s after MiB | lateness p50 / p99 / max ms | p99 opening / all open ms | added p99 ms |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ROWS:
         r = res.get(name)
         if r is None:
             continue
         if "late_us" not in r:
-            L.append(f"| {LABELS[name]} | - | {r.get('error', 'no result')} | | | | | | | | |")
+            L.append(f"| {LABELS[name]} | - | {r.get('error', 'no result')} | | | | | | | | | |")
             continue
         rss, late = r.get("rss_kb", {}), r["late_us"]
+        phases = " / ".join(ms((r.get(k) or {}).get("p99")) for k in ("late_opening_us", "late_all_open_us"))
         L.append(f"| {LABELS[name]} | {r['streams']:,} | {r['ok']:,} / {r['failed']} | {mib(rss.get('idle'))} | "
                  f"{mib(rss.get('all_open'))} | {kib(r.get('per_stream_kb')) if r['kind'] != 'direct' else '-'} | "
                  f"{x(r.get('per_stream_vs_nginx'))} | {x(r.get('per_stream_vs_pingora'))} | {mib(rss.get('after'))} | "
-                 f"{ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | {ms(r.get('added_p99_us'))} |")
+                 f"{ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | {phases} | {ms(r.get('added_p99_us'))} |")
     t = targets(res)
     if t:
         L += ["", "| open-stream target | measured | met |", "|---|---|---|"]

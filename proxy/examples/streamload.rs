@@ -203,8 +203,9 @@ struct Totals {
     ok: usize,
     errors: Vec<String>,
     events: usize,
-    /// Microseconds each event arrived after the upstream wrote it.
-    late_us: Vec<u64>,
+    /// Each event: when the upstream wrote it (µs since the epoch) and how many microseconds
+    /// later it arrived.
+    late_us: Vec<(u64, u64)>,
 }
 
 async fn client(args: &[String]) -> Res<()> {
@@ -254,6 +255,8 @@ async fn client(args: &[String]) -> Res<()> {
     let done = Arc::new(AtomicUsize::new(0));
     let totals = Arc::new(Mutex::new(Totals::default()));
     let started = Instant::now();
+    // Events the upstream wrote after this were sent with every stream open (the ramp over).
+    let ramp_end_us = now_us() + ramp.as_micros() as u64;
     let sampler = tokio::spawn(sample(pids.clone(), open.clone(), done.clone(), streams));
     let mut tasks = Vec::with_capacity(streams);
     for i in 0..streams {
@@ -290,14 +293,40 @@ async fn client(args: &[String]) -> Res<()> {
     tokio::time::sleep(after).await;
     let after_kb = rss_kb(&pids);
 
-    let mut t = std::mem::take(&mut *lock(&totals));
-    t.late_us.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if t.late_us.is_empty() {
-            return 0;
-        }
-        let i = ((t.late_us.len() as f64 - 1.0) * p).round() as usize;
-        t.late_us[i.min(t.late_us.len() - 1)]
+    let t = std::mem::take(&mut *lock(&totals));
+    // The whole run, and its two phases: while streams were still being opened (the proxy also
+    // sets up new streams then), and once all were open.
+    let mut all: Vec<u64> = t.late_us.iter().map(|&(_, l)| l).collect();
+    let mut opening: Vec<u64> = t
+        .late_us
+        .iter()
+        .filter(|&&(s, _)| s < ramp_end_us)
+        .map(|&(_, l)| l)
+        .collect();
+    let mut steady: Vec<u64> = t
+        .late_us
+        .iter()
+        .filter(|&&(s, _)| s >= ramp_end_us)
+        .map(|&(_, l)| l)
+        .collect();
+    let late_json = |v: &mut Vec<u64>| -> String {
+        v.sort_unstable();
+        let pct = |p: f64| -> u64 {
+            if v.is_empty() {
+                return 0;
+            }
+            let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+            v[i.min(v.len() - 1)]
+        };
+        format!(
+            "{{\"n\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
+            v.len(),
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(0.999),
+            v.last().copied().unwrap_or(0)
+        )
     };
     let mut errors: HashMap<String, usize> = HashMap::new();
     for e in &t.errors {
@@ -310,7 +339,7 @@ async fn client(args: &[String]) -> Res<()> {
     let json = format!(
         "{{\"streams\":{streams},\"ok\":{},\"failed\":{},\"errors\":[{}],\"events\":{},\
          \"seconds\":{:.3},\"max_open\":{max_open},\
-         \"late_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+         \"late_us\":{},\"late_opening_us\":{},\"late_all_open_us\":{},\
          \"rss_kb\":{{\"idle\":{idle_kb},\"peak\":{peak_kb},\"all_open\":{all_open_kb},\
          \"after\":{after_kb},\"after_secs\":{}}}}}",
         t.ok,
@@ -318,11 +347,9 @@ async fn client(args: &[String]) -> Res<()> {
         errors_json.join(","),
         t.events,
         elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        pct(0.999),
-        t.late_us.last().copied().unwrap_or(0),
+        late_json(&mut all),
+        late_json(&mut opening),
+        late_json(&mut steady),
         after.as_secs()
     );
     match opts.get("out").and_then(|v| v.last()) {
@@ -360,7 +387,7 @@ async fn one_stream(
     authority: &str,
     request: &[u8],
     open: &AtomicUsize,
-    late: &mut Vec<u64>,
+    late: &mut Vec<(u64, u64)>,
 ) -> Res<()> {
     let mut sock = TcpStream::connect(authority)
         .await
@@ -433,12 +460,12 @@ async fn one_stream(
 /// `open` from its first event until [`Events::close`].
 struct Events<'a> {
     open: &'a AtomicUsize,
-    late: &'a mut Vec<u64>,
+    late: &'a mut Vec<(u64, u64)>,
     counted: bool,
 }
 
 impl<'a> Events<'a> {
-    fn new(open: &'a AtomicUsize, late: &'a mut Vec<u64>) -> Self {
+    fn new(open: &'a AtomicUsize, late: &'a mut Vec<(u64, u64)>) -> Self {
         Events {
             open,
             late,
@@ -461,7 +488,7 @@ impl<'a> Events<'a> {
                     .map(|&b| b as char)
                     .collect();
                 if let Ok(sent) = digits.parse::<u64>() {
-                    self.late.push(now.saturating_sub(sent));
+                    self.late.push((sent, now.saturating_sub(sent)));
                     if !self.counted {
                         self.counted = true;
                         self.open.fetch_add(1, Ordering::Relaxed);
@@ -487,7 +514,7 @@ async fn one_h2_stream(
     path: &str,
     body: bytes::Bytes,
     open: &AtomicUsize,
-    late: &mut Vec<u64>,
+    late: &mut Vec<(u64, u64)>,
 ) -> Res<()> {
     let mut conn = conn.ready().await.map_err(|e| format!("h2 ready: {e}"))?;
     let req = http::Request::post(format!("http://{authority}{path}"))

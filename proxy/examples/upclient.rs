@@ -85,7 +85,9 @@ fn parse(args: &[String]) -> Res<Opts> {
     };
     let mut i = 1;
     while i < args.len() {
-        let v = args.get(i + 1).ok_or(format!("{} needs a value", args[i]))?;
+        let v = args
+            .get(i + 1)
+            .ok_or(format!("{} needs a value", args[i]))?;
         match args[i].as_str() {
             "--body" => o.body = std::fs::read(v).map_err(|e| format!("{v}: {e}"))?.into(),
             "--requests" => o.requests = v.parse().map_err(|_| "bad --requests")?,
@@ -126,7 +128,8 @@ async fn run(args: &[String]) -> Res<()> {
     let mut tasks = Vec::new();
     for _ in 0..o.concurrency.max(1) {
         let (client, target) = (client.clone(), target.clone());
-        let (done, errors, bytes, stop) = (done.clone(), errors.clone(), bytes.clone(), stop.clone());
+        let (done, errors, bytes, stop) =
+            (done.clone(), errors.clone(), bytes.clone(), stop.clone());
         let limit = o.requests;
         tasks.push(tokio::spawn(async move {
             loop {
@@ -267,7 +270,11 @@ impl Client {
             let mut up = H1Session::new_with_options(stream, &t.peer);
             up.read_timeout = t.peer.options.read_timeout;
             let head = match sent {
-                Ok(()) => up.read_response().await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(()) => up
+                    .read_response()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = head {
