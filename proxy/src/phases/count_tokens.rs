@@ -28,7 +28,7 @@ pub async fn answer(
             .contains(&Protocol::Messages)
     });
     if !plan.resolution.targets.is_empty() {
-        return forward::forward(state, dn, ctx, plan).await;
+        return forward::forward(state, dn, ctx, &plan).await;
     }
     let request = tokens::decode_count_tokens(plan.body()).map_err(ProxyError::Translate)?;
     let count = tokens::estimate_input_tokens(&request);

@@ -126,7 +126,7 @@ pub async fn forward(
     state: &AppState,
     dn: &mut Downstream<'_>,
     ctx: &mut RequestCtx,
-    plan: Plan,
+    plan: &Plan,
 ) -> Result<(), ProxyError> {
     let resolution = &plan.resolution;
     let policy: &RetryPolicy = &resolution.retry;
@@ -138,7 +138,7 @@ pub async fn forward(
     let mut last: Option<Failed> = None;
     // Targets that could not take the request, and why.
     let mut refused: Vec<(String, CanonicalError)> = Vec::new();
-    let affinity = affinity_key(ctx, dn, &plan);
+    let affinity = affinity_key(ctx, dn, plan);
     'targets: for ti in balancer.order(resolution, Instant::now()) {
         let target: &Target = &resolution.targets[ti];
         let mut attempt = match plan.attempt(target) {

@@ -138,5 +138,7 @@ async fn llm(
     if let (Some(key), Some(gov)) = (&key, state.governance()) {
         ctx.reservation = admit::reserve(gov, &ctx.snapshot, key, &plan).await?;
     }
-    forward::forward(state, dn, ctx, plan).await
+    // By reference: an `async fn` keeps a by-value argument twice in its future (the argument
+    // and the local it is moved to), and `Plan` is 888 bytes (-Zprint-type-sizes).
+    forward::forward(state, dn, ctx, &plan).await
 }
