@@ -4,8 +4,9 @@ N slow SSE streams at once through a fresh proxy process: the upstream (`streaml
 proxy/examples/streamload.rs) paces one chat-completion chunk every INTERVAL ms, each carrying
 the time it was written; the client (`streamload client`) opens the streams over RAMP ms, reads
 every event, and samples the server's resident memory: before the load (idle), the most while
-every stream was open, and AFTER seconds after the last one ended (did the allocator give it
-back?). Lateness is receive time - write time of each event; the direct row (client straight to
+every stream was open, and AFTER seconds after the last one ended and the client closed its
+connections (did the allocator give it back?); over h2c also AFTER seconds after the last stream
+ended with the client's idle connections still open, which prices an idle client connection. Lateness is receive time - write time of each event; the direct row (client straight to
 the upstream) is the floor every proxy row is compared with ("added p99").
 
 10,000 streams over HTTP/1.1 need 20,000 descriptors in the proxy (one per side), which is the
@@ -113,6 +114,9 @@ def parse(raw):
         r["kind"], r["h2c_connections"] = kind, h2c
         r["per_stream_kb"] = (all_open - idle) / streams if all_open and streams else None
         r["after_vs_idle"] = after / idle if idle else None
+        conns_open = rss.get("after_conns_open")
+        # What one idle client connection holds once it has carried streams (h2c rows).
+        r["idle_conn_kb"] = (conns_open - after) / h2c if conns_open and after and h2c else None
         out[name] = r
     for size in ("1k", "10k"):
         base = out.get(f"open-direct-{size}", {}).get("late_us", {}).get("p99")
@@ -173,28 +177,32 @@ def render(res):
     L = ["", "## Open streams (issue 20)", "",
          f"Slow SSE streams held open at once: the upstream writes one chat-completion chunk every {INTERVAL_MS} ms "
          f"({EVENTS} per stream); resident memory of the server before the load, at its most while every stream "
-         f"was open, and {AFTER_SECS} s after the last stream ended. *Per stream* = (all open - idle) / streams. "
+         f"was open, and {AFTER_SECS} s after the last stream ended and the client closed its connections. "
+         "*Per stream* = (all open - idle) / streams. *Idle connection* (h2c rows): RSS "
+         f"{AFTER_SECS} s after the last stream ended with the client's connections still open, minus *after*, "
+         "divided by the connections. "
          "Lateness = when an event reached the client - when the upstream wrote it; *added* = minus the direct row's. "
          "10k rows reach the proxy over h2c (the machine's hard limit is 20,000 descriptors per process; HTTP/1.1 "
          "would need one per side per stream), the proxy reaches the upstream over HTTP/1.1. "
          "*p99 opening / all open*: the events the upstream wrote while streams were still being opened (the ramp: "
          "the proxy also sets up new streams then) and after the last one was opened.", "",
          "| row | streams | ok / failed | idle RSS MiB | all open MiB | per stream KiB | x nginx | x Pingora | "
-         f"{AFTER_SECS} s after MiB | lateness p50 / p99 / max ms | p99 opening / all open ms | added p99 ms |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         f"{AFTER_SECS} s after MiB | idle connection KiB | lateness p50 / p99 / max ms | p99 opening / all open ms | "
+         "added p99 ms |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ROWS:
         r = res.get(name)
         if r is None:
             continue
         if "late_us" not in r:
-            L.append(f"| {LABELS[name]} | - | {r.get('error', 'no result')} | | | | | | | | | |")
+            L.append(f"| {LABELS[name]} | - | {r.get('error', 'no result')} | | | | | | | | | | |")
             continue
         rss, late = r.get("rss_kb", {}), r["late_us"]
         phases = " / ".join(ms((r.get(k) or {}).get("p99")) for k in ("late_opening_us", "late_all_open_us"))
         L.append(f"| {LABELS[name]} | {r['streams']:,} | {r['ok']:,} / {r['failed']} | {mib(rss.get('idle'))} | "
                  f"{mib(rss.get('all_open'))} | {kib(r.get('per_stream_kb')) if r['kind'] != 'direct' else '-'} | "
                  f"{x(r.get('per_stream_vs_nginx'))} | {x(r.get('per_stream_vs_pingora'))} | {mib(rss.get('after'))} | "
-                 f"{ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | {phases} | {ms(r.get('added_p99_us'))} |")
+                 f"{kib(r.get('idle_conn_kb'))} | {ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | {phases} | {ms(r.get('added_p99_us'))} |")
     t = targets(res)
     if t:
         L += ["", "| open-stream target | measured | met |", "|---|---|---|"]

@@ -9,7 +9,9 @@
 //! reads every event and records how late it arrived (receive time − the time in it: the proxy's
 //! added delay plus the loopback's, which a direct run measures alone). With `--pid` it samples
 //! the server's resident memory every 100 ms: before the load, the peak while every stream is
-//! open, and `--after-secs` after the last stream ended (does the allocator give it back?).
+//! open, and `--after-secs` after the last stream ended and the client closed its connections
+//! (does the allocator give it back?); over h2c also `--after-secs` after the last stream ended
+//! with the idle connections still open (what the proxy holds per idle client connection).
 //!
 //! ```text
 //! streamload upstream 127.0.0.1:18200 --events 20 --interval-ms 300
@@ -241,16 +243,17 @@ async fn client(args: &[String]) -> Res<()> {
     request.extend_from_slice(&body);
     let request: Arc<[u8]> = request.into();
 
+    // Idle: before any connection (the h2c connections are part of what the load costs).
+    let idle_kb = rss_kb(&pids);
     let h2c = num(&opts, "h2c-conns", 0)? as usize;
-    let h2_conns = if h2c > 0 {
+    let (h2_conns, h2_tasks) = if h2c > 0 {
         h2_connections(&authority, h2c).await?
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let path: Arc<str> = path.into();
     let h2_body = bytes::Bytes::from(body.clone());
 
-    let idle_kb = rss_kb(&pids);
     let open = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let totals = Arc::new(Mutex::new(Totals::default()));
@@ -290,6 +293,20 @@ async fn client(args: &[String]) -> Res<()> {
     }
     let elapsed = started.elapsed();
     let (peak_kb, all_open_kb, max_open) = sampler.await.map_err(|e| e.to_string())?;
+    // HTTP/1.1 streams closed their connections as they ended. The h2c connections are still
+    // open: what the proxy holds for idle client connections is sampled first, then they are
+    // closed (the load is over) and `after` is sampled `--after-secs` later.
+    let after_conns_open_kb = if h2_tasks.is_empty() {
+        None
+    } else {
+        tokio::time::sleep(after).await;
+        let kb = rss_kb(&pids);
+        drop(h2_conns);
+        for t in &h2_tasks {
+            t.abort();
+        }
+        Some(kb)
+    };
     tokio::time::sleep(after).await;
     let after_kb = rss_kb(&pids);
 
@@ -341,7 +358,7 @@ async fn client(args: &[String]) -> Res<()> {
          \"seconds\":{:.3},\"max_open\":{max_open},\
          \"late_us\":{},\"late_opening_us\":{},\"late_all_open_us\":{},\
          \"rss_kb\":{{\"idle\":{idle_kb},\"peak\":{peak_kb},\"all_open\":{all_open_kb},\
-         \"after\":{after_kb},\"after_secs\":{}}}}}",
+         \"after\":{after_kb},\"after_conns_open\":{},\"after_secs\":{}}}}}",
         t.ok,
         t.errors.len(),
         errors_json.join(","),
@@ -350,6 +367,7 @@ async fn client(args: &[String]) -> Res<()> {
         late_json(&mut all),
         late_json(&mut opening),
         late_json(&mut steady),
+        after_conns_open_kb.map_or("null".to_string(), |kb| kb.to_string()),
         after.as_secs()
     );
     match opts.get("out").and_then(|v| v.last()) {
@@ -551,12 +569,15 @@ async fn one_h2_stream(
     res
 }
 
-/// `count` h2c connections (prior knowledge) to `authority`, each driven by its own task.
-async fn h2_connections(
-    authority: &str,
-    count: usize,
-) -> Res<Vec<h2::client::SendRequest<bytes::Bytes>>> {
+/// `count` h2c connections (prior knowledge) to `authority`, each driven by its own task
+/// (aborting the task closes the connection).
+type H2Conns = (
+    Vec<h2::client::SendRequest<bytes::Bytes>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+async fn h2_connections(authority: &str, count: usize) -> Res<H2Conns> {
     let mut conns = Vec::with_capacity(count);
+    let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
         let sock = TcpStream::connect(authority)
             .await
@@ -567,12 +588,12 @@ async fn h2_connections(
             .handshake(sock)
             .await
             .map_err(|e| format!("h2 handshake: {e}"))?;
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let _ = conn.await;
-        });
+        }));
         conns.push(send);
     }
-    Ok(conns)
+    Ok((conns, tasks))
 }
 
 /// Resident memory of the processes, every 100 ms until every stream ended: (peak, peak while
