@@ -6,8 +6,9 @@ the time it was written; the client (`streamload client`) opens the streams over
 every event, and samples the server's resident memory: before the load (idle), the most while
 every stream was open, and AFTER seconds after the last one ended and the client closed its
 connections (did the allocator give it back?); over h2c also AFTER seconds after the last stream
-ended with the client's idle connections still open, which prices an idle client connection. Lateness is receive time - write time of each event; the direct row (client straight to
-the upstream) is the floor every proxy row is compared with ("added p99").
+ended with the client's idle connections still open, which prices an idle client connection.
+Lateness is receive time - write time of each event; the direct row (client straight to the
+upstream) is the floor every proxy row is compared with ("added p99").
 
 10,000 streams over HTTP/1.1 need 20,000 descriptors in the proxy (one per side), which is the
 hard per-process limit on the machine the results come from (an unprivileged process cannot
@@ -202,7 +203,8 @@ def render(res):
         L.append(f"| {LABELS[name]} | {r['streams']:,} | {r['ok']:,} / {r['failed']} | {mib(rss.get('idle'))} | "
                  f"{mib(rss.get('all_open'))} | {kib(r.get('per_stream_kb')) if r['kind'] != 'direct' else '-'} | "
                  f"{x(r.get('per_stream_vs_nginx'))} | {x(r.get('per_stream_vs_pingora'))} | {mib(rss.get('after'))} | "
-                 f"{kib(r.get('idle_conn_kb'))} | {ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | {phases} | {ms(r.get('added_p99_us'))} |")
+                 f"{kib(r.get('idle_conn_kb'))} | {ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | "
+                 f"{phases} | {ms(r.get('added_p99_us'))} |")
     t = targets(res)
     if t:
         L += ["", "| open-stream target | measured | met |", "|---|---|---|"]

@@ -569,12 +569,14 @@ async fn one_h2_stream(
     res
 }
 
-/// `count` h2c connections (prior knowledge) to `authority`, each driven by its own task
-/// (aborting the task closes the connection).
+/// The h2c connections' request handles and the tasks that drive them.
 type H2Conns = (
     Vec<h2::client::SendRequest<bytes::Bytes>>,
     Vec<tokio::task::JoinHandle<()>>,
 );
+
+/// `count` h2c connections (prior knowledge) to `authority`, each driven by its own task
+/// (aborting the task closes the connection).
 async fn h2_connections(authority: &str, count: usize) -> Res<H2Conns> {
     let mut conns = Vec::with_capacity(count);
     let mut tasks = Vec::with_capacity(count);
