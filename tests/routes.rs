@@ -564,7 +564,9 @@ async fn a_route_health_check_takes_a_dead_url_out_before_any_request() {
 #[tokio::test]
 async fn least_requests_skips_the_url_holding_a_request_open() {
     let f = fixture();
-    let slow = f.router.url("/lr/slow/2500");
+    // Held for 8 s: in a full test run on 2 loaded cores the six quick requests below once took
+    // longer than a 2.5 s hold, so the held replica was idle again and rightly got requests.
+    let slow = f.router.url("/lr/slow/8000");
     let held = tokio::spawn(async move { get_json(&slow, &[]).await });
     // Until the router holds it (on a loaded machine the spawned request can take a while to
     // get there): one replica of the route shows it in flight.
