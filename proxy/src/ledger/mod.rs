@@ -79,9 +79,15 @@ impl Store {
         })
     }
 
-    pub(crate) fn insert(&mut self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+    /// Writes `rows` in one transaction; `polite`: see [`sqlite::Sqlite::insert`] (PostgreSQL's
+    /// COPY waits on the server, so it needs no yields of its own).
+    pub(crate) fn insert(
+        &mut self,
+        rows: &[LedgerRow],
+        polite: &dyn Fn() -> bool,
+    ) -> Result<(), LedgerError> {
         match self {
-            Store::Sqlite(db) => db.insert(rows),
+            Store::Sqlite(db) => db.insert(rows, polite),
             Store::Postgres(db) => db.insert(rows),
         }
     }

@@ -1,8 +1,10 @@
 //! The ledger in a SQLite file (rusqlite, SQLite compiled in): WAL mode, synchronous=NORMAL,
-//! one transaction per batch through a cached prepared statement.
+//! one transaction per batch through cached prepared statements of up to 32 rows each.
 
 use super::query::{recent_sql, spend_sql, Dialect, Grouping, SpendRow};
-use super::row::{intern, to_i64, to_u64, LedgerRow, COLUMNS, INBOUND_PROTOCOLS, USAGE_ORIGINS};
+use super::row::{
+    intern, to_i64, to_u64, LedgerRow, COLUMNS, COLUMN_COUNT, INBOUND_PROTOCOLS, USAGE_ORIGINS,
+};
 use super::LedgerError;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -81,9 +83,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Sqlite {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
-    /// The INSERT of one row (prepared once, through the connection's statement cache).
-    insert_sql: String,
+    /// The INSERT of [`CHUNKS`]`[i]` rows at once, for each `i` (each prepared once, through the
+    /// connection's statement cache).
+    insert_sql: [String; CHUNKS.len()],
 }
+
+/// Rows per INSERT statement, largest first. A batch is written as statements of 32 rows, then
+/// at most one each of 16, 8, 4, 2 and 1 for the rest (six prepared statements in all). A
+/// statement per row cost ~14,900 instructions a row on the pass-through benchmark (callgrind,
+/// 2026-12-03), 2,000 of them finishing the statement (`sqlite3VdbeHalt`) and ~1,500 opening the
+/// table and index again; many rows a statement pay that once.
+const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// Rows written between two yields of the CPU when the writer is polite (see [`Sqlite::insert`]).
+const YIELD_ROWS: usize = 64;
 
 /// Maps a driver error to the ledger's, naming the file.
 pub(crate) fn err(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
@@ -119,14 +132,10 @@ impl Sqlite {
             .map_err(&e)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&e)?;
-        let placeholders = (1..=super::row::COLUMN_COUNT)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut db = Sqlite {
             conn,
             path: path.to_path_buf(),
-            insert_sql: format!("INSERT INTO requests ({COLUMNS}) VALUES ({placeholders})"),
+            insert_sql: CHUNKS.map(insert_sql),
         };
         db.migrate()?;
         Ok(db)
@@ -173,56 +182,44 @@ impl Sqlite {
         tx.commit().map_err(&e)
     }
 
-    /// Writes `rows` in one transaction.
-    pub(crate) fn insert(&mut self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+    /// Writes `rows` in one transaction, yielding the CPU every [`YIELD_ROWS`] rows while
+    /// `polite()` says so. A batch of 1,024 rows is ~14 M instructions, and a writer on the
+    /// router's core under a real-time policy (the load benchmark's SCHED_RR, or an operator's)
+    /// kept the event loop off the CPU for a whole time slice, which delayed the events of
+    /// 10,000 open streams by ~50 ms at p99 (benches/load, open streams). Under the normal
+    /// scheduler a yield is a cheap system call. The writer stops being polite when it has
+    /// fallen behind: under SCHED_RR a saturated event loop gives the CPU back only when its
+    /// 100 ms slice ends, so each yield costs the writer up to a whole slice, and one that
+    /// always yields can fall behind for good (the queue then overflows and rows are dropped).
+    pub(crate) fn insert(
+        &mut self,
+        rows: &[LedgerRow],
+        polite: &dyn Fn() -> bool,
+    ) -> Result<(), LedgerError> {
         let e = err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
-        {
-            let mut st = tx.prepare_cached(&self.insert_sql).map_err(&e)?;
-            for (i, r) in rows.iter().enumerate() {
-                // A batch of 1,024 rows is ~35 M instructions: a writer on the router's core
-                // under a real-time policy (the load benchmark's SCHED_RR, or an operator's)
-                // kept the event loop off the CPU for a whole time slice, which delayed the
-                // events of 10,000 open streams by ~50 ms at p99 (benches/load, open streams).
-                // A yield every 64 rows lets the loop in; under the normal scheduler it is a
-                // cheap system call.
-                if i % 64 == 63 {
-                    std::thread::yield_now();
-                }
-                // Bound one by one (static dispatch, no parameter slice): the writer's cost
-                // per row is what the ledger costs the router.
-                macro_rules! bind {
-                    ($($i:literal => $v:expr),* $(,)?) => {
-                        $(st.raw_bind_parameter($i, $v).map_err(&e)?;)*
-                    };
-                }
-                bind!(
-                    1 => r.time_ms,
-                    2 => r.request_id.as_str(),
-                    3 => r.key_id.as_deref(),
-                    4 => r.user_id.as_deref(),
-                    5 => r.inbound,
-                    6 => r.model.as_str(),
-                    7 => r.provider.as_deref(),
-                    8 => r.upstream_model.as_deref(),
-                    9 => r.account.as_deref(),
-                    10 => r.attempts,
-                    11 => r.status,
-                    12 => r.stream,
-                    13 => to_i64(r.input_tokens),
-                    14 => to_i64(r.cache_read_tokens),
-                    15 => to_i64(r.cache_write_tokens),
-                    16 => to_i64(r.output_tokens),
-                    17 => to_i64(r.reasoning_tokens),
-                    18 => r.usage_origin,
-                    19 => r.cost_micro_usd,
-                    20 => r.cost_unknown_reason.as_deref(),
-                    21 => r.ttfb_ms.map(to_i64),
-                    22 => to_i64(r.duration_ms),
-                    23 => r.error_kind.as_deref(),
-                );
-                st.raw_execute().map_err(&e)?;
+        let mut rest = rows;
+        let mut since_yield = 0;
+        while !rest.is_empty() {
+            let (sql, n) = CHUNKS
+                .iter()
+                .zip(&self.insert_sql)
+                .find(|(n, _)| **n <= rest.len())
+                .map_or((&self.insert_sql[CHUNKS.len() - 1], 1), |(n, sql)| {
+                    (sql, *n)
+                });
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            if since_yield >= YIELD_ROWS && polite() {
+                std::thread::yield_now();
+                since_yield = 0;
             }
+            since_yield += n;
+            let mut st = tx.prepare_cached(sql).map_err(&e)?;
+            for (k, r) in chunk.iter().enumerate() {
+                bind_row(&mut st, k * COLUMN_COUNT, r).map_err(&e)?;
+            }
+            st.raw_execute().map_err(&e)?;
         }
         tx.commit().map_err(&e)
     }
@@ -300,5 +297,138 @@ impl Sqlite {
         self.conn
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .map_err(err(&self.path))
+    }
+}
+
+/// The INSERT of `rows` rows: `VALUES (?1, …, ?23), (?24, …), …`.
+fn insert_sql(rows: usize) -> String {
+    let values = (0..rows)
+        .map(|k| {
+            let row = (1..=COLUMN_COUNT)
+                .map(|c| format!("?{}", k * COLUMN_COUNT + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO requests ({COLUMNS}) VALUES {values}")
+}
+
+/// Binds `r` to the parameters after `base` (1-based within the row, in [`COLUMNS`] order),
+/// one by one (static dispatch, no parameter slice): the writer's cost per row is what the
+/// ledger costs the router.
+fn bind_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    r: &LedgerRow,
+) -> rusqlite::Result<()> {
+    macro_rules! bind {
+        ($($i:literal => $v:expr),* $(,)?) => {
+            $(st.raw_bind_parameter(base + $i, $v)?;)*
+        };
+    }
+    bind!(
+        1 => r.time_ms,
+        2 => r.request_id.as_str(),
+        3 => r.key_id.as_deref(),
+        4 => r.user_id.as_deref(),
+        5 => r.inbound,
+        6 => r.model.as_str(),
+        7 => r.provider.as_deref(),
+        8 => r.upstream_model.as_deref(),
+        9 => r.account.as_deref(),
+        10 => r.attempts,
+        11 => r.status,
+        12 => r.stream,
+        13 => to_i64(r.input_tokens),
+        14 => to_i64(r.cache_read_tokens),
+        15 => to_i64(r.cache_write_tokens),
+        16 => to_i64(r.output_tokens),
+        17 => to_i64(r.reasoning_tokens),
+        18 => r.usage_origin,
+        19 => r.cost_micro_usd,
+        20 => r.cost_unknown_reason.as_deref(),
+        21 => r.ttfb_ms.map(to_i64),
+        22 => to_i64(r.duration_ms),
+        23 => r.error_kind.as_deref(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row whose every column differs from the same column of any other row, so a value bound
+    /// to the wrong parameter (another row's, or another column's) shows.
+    fn row(i: u64) -> LedgerRow {
+        let n = |k: u64| i * 100 + k;
+        LedgerRow {
+            time_ms: 1_000 + i as i64,
+            request_id: format!("req-{i}"),
+            key_id: Some(format!("vk_{i}")),
+            user_id: (!i.is_multiple_of(3)).then(|| format!("user-{i}")),
+            inbound: INBOUND_PROTOCOLS[i as usize % INBOUND_PROTOCOLS.len()],
+            model: format!("model-{i}"),
+            provider: Some(format!("provider-{i}")),
+            upstream_model: Some(format!("up-{i}")),
+            account: (i.is_multiple_of(2)).then(|| format!("acct-{i}")),
+            attempts: 1 + i as u32,
+            status: 200 + i as u16,
+            stream: !i.is_multiple_of(2),
+            input_tokens: n(1),
+            cache_read_tokens: n(2),
+            cache_write_tokens: n(3),
+            output_tokens: n(4),
+            reasoning_tokens: n(5),
+            usage_origin: USAGE_ORIGINS[i as usize % USAGE_ORIGINS.len()],
+            cost_micro_usd: (!i.is_multiple_of(4)).then_some(i as f64 + 0.5),
+            cost_unknown_reason: (i.is_multiple_of(4)).then(|| "no_price".to_string()),
+            ttfb_ms: (!i.is_multiple_of(5)).then_some(n(6)),
+            duration_ms: n(7),
+            error_kind: (i.is_multiple_of(7)).then(|| format!("err-{i}")),
+        }
+    }
+
+    /// Batches of every shape the chunking takes (empty, below, at and across each statement
+    /// size) land whole, in order, each value in its own column.
+    #[test]
+    fn batches_of_every_size_are_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut start = 0;
+        for (n, polite) in [
+            (0, true),
+            (1, false),
+            (2, true),
+            (3, false),
+            (31, true),
+            (32, false),
+            (33, true),
+            (63, false),
+            (64, true),
+            (65, false),
+            (100, true),
+            (1024, false),
+        ] {
+            let path = dir.path().join(format!("ledger-{n}.db"));
+            let mut db = Sqlite::open(&path, true).unwrap();
+            let rows: Vec<LedgerRow> = (start..start + n).map(row).collect();
+            start += n;
+            db.insert(&rows, &|| polite).unwrap();
+            let mut back = db.recent(10_000).unwrap();
+            back.reverse();
+            assert_eq!(back.len(), rows.len(), "batch of {n}");
+            assert!(back == rows, "batch of {n}: rows differ");
+        }
+    }
+
+    #[test]
+    fn the_statements_have_one_parameter_per_column_and_row() {
+        for n in CHUNKS {
+            let sql = insert_sql(n);
+            assert_eq!(sql.matches('?').count(), n * COLUMN_COUNT, "{sql}");
+            assert!(sql.ends_with(&format!("?{})", n * COLUMN_COUNT)), "{sql}");
+        }
     }
 }
