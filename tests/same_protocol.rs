@@ -636,9 +636,19 @@ async fn upstream_connections_are_reused() {
         resp.bytes().await.unwrap();
     }
     assert_eq!(q.requests().len(), 5);
+    // Pingora 0.9's pool has a cross-thread race: the idle-watch task (on the thread that
+    // released the connection) lets go of the connection's lock before it drops its reference
+    // to it, so a request on the other thread that takes the connection in that instant cannot
+    // unwrap it, logs `failed to acquire reusable stream` (ERROR) and connects anew (seen about
+    // once in 20 runs of this file on 2 cores). Each such line may cost one connection more.
+    let races = fixture()
+        .router
+        .logs()
+        .matches("failed to acquire reusable stream")
+        .count();
     assert!(
-        q.connections() <= 2,
-        "5 sequential requests used {} upstream connections",
+        q.connections() <= 2 + races,
+        "5 sequential requests used {} upstream connections ({races} lost to Pingora's pool race)",
         q.connections()
     );
 }
