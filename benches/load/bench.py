@@ -975,6 +975,12 @@ def report(raw, outdir):
             notes.append(f"WARNING: {n} reached only {ach:,.0f} req/s of the fixed rate {rate}/s.")
         if res[n]["server_log_warnings"]:
             notes.append(f"NOTE: {n}: {len(res[n]['server_log_warnings'])} warning/error lines in the server log (see JSON).")
+        dropped = ledger_dropped(res[n]["server_log_warnings"])
+        if dropped:
+            notes.append(
+                f"WARNING: {n}: the ledger dropped {dropped:,} rows (its queue was full): the writer fell behind, "
+                "so this row's figures leave out part of the ledger's work."
+            )
 
     out = {
         "schema": 1,
@@ -1026,6 +1032,18 @@ def report(raw, outdir):
                 print(f"  {n}: {e}", file=sys.stderr)
         return 3
     return 0
+
+
+def ledger_dropped(lines):
+    """Rows the ledger dropped during a scenario, from its log (`ledger: N row(s) dropped: ...;
+    M dropped since start`; the same line may be collected more than once, so the largest
+    since-start count is the answer)."""
+    most = 0
+    for line in lines:
+        m = re.search(r"ledger: \d+ row\(s\) dropped: .*?(\d+) dropped since start", line)
+        if m:
+            most = max(most, int(m.group(1)))
+    return most
 
 
 def per_event_cpu(figs):
