@@ -578,14 +578,7 @@ async fn least_requests_skips_the_url_holding_a_request_open() {
     for i in 0..6 {
         let mut holding = false;
         for _ in 0..200 {
-            let health: Value = client()
-                .get(f.router.url("/health/upstreams"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, health) = get_json(&f.router.url("/health/upstreams"), &[]).await;
             let in_flight: Vec<u64> = health["routes"]
                 .as_array()
                 .and_then(|routes| routes.iter().find(|r| r["route"] == "lr"))
