@@ -345,6 +345,25 @@ async fn client(args: &[String]) -> Res<()> {
             v.last().copied().unwrap_or(0)
         )
     };
+    // p99 lateness per second of the run (by when the upstream wrote the event), to see *when*
+    // events are late: the ramp, the steady state, or the streams' ends.
+    let first = t.late_us.iter().map(|&(s, _)| s).min().unwrap_or(0);
+    let mut by_sec: Vec<Vec<u64>> = Vec::new();
+    for &(s, l) in &t.late_us {
+        let i = ((s - first) / 1_000_000) as usize;
+        if by_sec.len() <= i {
+            by_sec.resize_with(i + 1, Vec::new);
+        }
+        by_sec[i].push(l);
+    }
+    let series: Vec<String> = by_sec
+        .iter_mut()
+        .map(|v| {
+            v.sort_unstable();
+            let i = ((v.len() as f64 - 1.0) * 0.99).round() as usize;
+            v.get(i).copied().unwrap_or(0).to_string()
+        })
+        .collect();
     let mut errors: HashMap<String, usize> = HashMap::new();
     for e in &t.errors {
         *errors.entry(e.clone()).or_default() += 1;
@@ -356,7 +375,7 @@ async fn client(args: &[String]) -> Res<()> {
     let json = format!(
         "{{\"streams\":{streams},\"ok\":{},\"failed\":{},\"errors\":[{}],\"events\":{},\
          \"seconds\":{:.3},\"max_open\":{max_open},\
-         \"late_us\":{},\"late_opening_us\":{},\"late_all_open_us\":{},\
+         \"late_us\":{},\"late_opening_us\":{},\"late_all_open_us\":{},\"late_p99_by_second_us\":[{}],\
          \"rss_kb\":{{\"idle\":{idle_kb},\"peak\":{peak_kb},\"all_open\":{all_open_kb},\
          \"after\":{after_kb},\"after_conns_open\":{},\"after_secs\":{}}}}}",
         t.ok,
@@ -367,6 +386,7 @@ async fn client(args: &[String]) -> Res<()> {
         late_json(&mut all),
         late_json(&mut opening),
         late_json(&mut steady),
+        series.join(","),
         after_conns_open_kb.map_or("null".to_string(), |kb| kb.to_string()),
         after.as_secs()
     );
