@@ -332,6 +332,17 @@ routes:
     })
 }
 
+/// The route `name`'s entry in the router's `/health/upstreams` (panics, with the whole answer,
+/// when there is none).
+async fn route_health(router: &Router, name: &str) -> Value {
+    let (_, health) = get_json(&router.url("/health/upstreams"), &[]).await;
+    health["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["route"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{health}"))
+}
+
 async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut req = client().get(url);
     for (k, v) in headers {
@@ -467,19 +478,7 @@ async fn a_list_with_one_url_down_still_answers_every_request() {
             .text()
             .await
             .unwrap();
-        let health: Value = client()
-            .get(f.router.url("/health/upstreams"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        pair = health["routes"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["route"] == "pair"))
-            .cloned()
-            .unwrap_or_else(|| panic!("{health}"));
+        pair = route_health(&f.router, "pair").await;
         if metrics.contains(r#"bitrouter_route_requests_total{route="pair",status="200"} 9"#)
             && pair["replicas"][1]["in_flight"] == 0
         {
@@ -519,19 +518,7 @@ async fn a_route_health_check_takes_a_dead_url_out_before_any_request() {
     let f = fixture();
     let mut checked = Value::Null;
     for _ in 0..100 {
-        let health: Value = client()
-            .get(f.router.url("/health/upstreams"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        checked = health["routes"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["route"] == "checked"))
-            .cloned()
-            .unwrap_or_else(|| panic!("{health}"));
+        checked = route_health(&f.router, "checked").await;
         if checked["replicas"][0]["check_down"] == true {
             break;
         }
@@ -578,18 +565,16 @@ async fn least_requests_skips_the_url_holding_a_request_open() {
     for i in 0..6 {
         let mut holding = false;
         for _ in 0..200 {
-            let (_, health) = get_json(&f.router.url("/health/upstreams"), &[]).await;
-            let in_flight: Vec<u64> = health["routes"]
+            let lr = route_health(&f.router, "lr").await;
+            let in_flight: u64 = lr["replicas"]
                 .as_array()
-                .and_then(|routes| routes.iter().find(|r| r["route"] == "lr"))
-                .and_then(|r| r["replicas"].as_array())
                 .map(|rs| {
                     rs.iter()
                         .map(|x| x["in_flight"].as_u64().unwrap_or(0))
-                        .collect()
+                        .sum()
                 })
-                .unwrap_or_default();
-            holding = in_flight.iter().sum::<u64>() == 1;
+                .unwrap_or(0);
+            holding = in_flight == 1;
             if holding {
                 break;
             }
@@ -779,10 +764,10 @@ async fn a_websocket_is_upgraded_and_echoed() {
     // One more try when the tunnel closes right after the 101: Pingora 0.9's duplex loop
     // (proxy_h1.rs) ends an upgraded request as soon as either side is done, and, most likely,
     // the end of the upgrade request's empty body, when it reaches the upstream half after the
-    // 101 has, counts as the client being done. The router then logs the request as `status=101 bytes_in=0
-    // bytes_out=0` and closes both connections. Seen in about 1 of 10 runs of this file on 2
-    // cores, never with the test alone: a Pingora race (no fork), which a client sees as a
-    // connection closed after the handshake.
+    // 101 has, counts as the client being done. The router then logs the request as
+    // `status=101 bytes_in=0 bytes_out=0` and closes both connections. Seen in about 1 of 10
+    // runs of this file on 2 cores, never with the test alone: a Pingora race (no fork), which
+    // a client sees as a connection closed after the handshake.
     let mut tries = 0;
     let mut ws = loop {
         tries += 1;

@@ -328,20 +328,13 @@ async fn client(args: &[String]) -> Res<()> {
         .collect();
     let late_json = |v: &mut Vec<u64>| -> String {
         v.sort_unstable();
-        let pct = |p: f64| -> u64 {
-            if v.is_empty() {
-                return 0;
-            }
-            let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-            v[i.min(v.len() - 1)]
-        };
         format!(
             "{{\"n\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
             v.len(),
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(0.999),
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99),
+            percentile(v, 0.999),
             v.last().copied().unwrap_or(0)
         )
     };
@@ -360,8 +353,7 @@ async fn client(args: &[String]) -> Res<()> {
         .iter_mut()
         .map(|v| {
             v.sort_unstable();
-            let i = ((v.len() as f64 - 1.0) * 0.99).round() as usize;
-            v.get(i).copied().unwrap_or(0).to_string()
+            percentile(v, 0.99).to_string()
         })
         .collect();
     let mut errors: HashMap<String, usize> = HashMap::new();
@@ -399,6 +391,15 @@ async fn client(args: &[String]) -> Res<()> {
     } else {
         Err(format!("{} of {streams} streams failed", t.errors.len()))
     }
+}
+
+/// The `p` quantile of sorted `v` (nearest rank; 0 when empty).
+fn percentile(v: &[u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
 }
 
 fn lock<T: Default>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
