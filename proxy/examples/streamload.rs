@@ -245,6 +245,11 @@ async fn client(args: &[String]) -> Res<()> {
 
     // Idle: before any connection (the h2c connections are part of what the load costs).
     let idle_kb = rss_kb(&pids);
+    let out_dir = opts
+        .get("out")
+        .and_then(|v| v.last())
+        .and_then(|o| std::path::Path::new(o).parent().map(|d| d.to_path_buf()));
+    keep_smaps(&pids, out_dir.as_deref(), "idle");
     let h2c = num(&opts, "h2c-conns", 0)? as usize;
     let (h2_conns, h2_tasks) = if h2c > 0 {
         h2_connections(&authority, h2c).await?
@@ -309,6 +314,7 @@ async fn client(args: &[String]) -> Res<()> {
     };
     tokio::time::sleep(after).await;
     let after_kb = rss_kb(&pids);
+    keep_smaps(&pids, out_dir.as_deref(), "after");
 
     let t = std::mem::take(&mut *lock(&totals));
     // The whole run, and its two phases: while streams were still being opened (the proxy also
@@ -639,6 +645,17 @@ async fn sample(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (peak, all_open, max_open)
+}
+
+/// Copies each process's `/proc/PID/smaps` beside the report (`smaps_TAG.PID.txt`), so what
+/// is resident can be split by mapping afterwards (glibc's heap, mimalloc's arenas, stacks).
+fn keep_smaps(pids: &[u32], dir: Option<&std::path::Path>, tag: &str) {
+    let Some(dir) = dir else { return };
+    for p in pids {
+        if let Ok(s) = std::fs::read(format!("/proc/{p}/smaps")) {
+            let _ = std::fs::write(dir.join(format!("smaps_{tag}.{p}.txt")), s);
+        }
+    }
 }
 
 /// VmRSS of the processes, in KiB (0 when none is given or readable).

@@ -95,6 +95,16 @@ pub(crate) struct Sqlite {
 /// table and index again; many rows a statement pay that once.
 const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
+/// Each connection's page cache, in KiB (`PRAGMA cache_size` takes a negative number for KiB).
+/// SQLite's default is 2,000 KiB, which the writer fills with pages it will not read again: it
+/// only appends, so what it needs is the right edge of the table and of its index plus the
+/// pages a batch dirties (a batch of 1,024 rows dirties ~50 pages, 200 KB, which must fit or
+/// spill to the WAL mid-transaction). 512 KiB holds ~120 pages. Measured (2026-12-03, the 10k
+/// open-stream row, two quick runs each, `/proc/PID/smaps` 10 s after the burst): the writer
+/// thread's heap held ~1.9 MB with the default and 0.8 MB with this, for good (the pages stay
+/// cached whether or not they are read again); RSS after 24.7 / 25.2 MiB → 24.2 / 24.3 MiB.
+const PAGE_CACHE_KIB: i64 = -512;
+
 /// Rows written between two yields of the CPU when the writer is polite (see [`Sqlite::insert`]).
 const YIELD_ROWS: usize = 64;
 
@@ -131,6 +141,8 @@ impl Sqlite {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&e)?;
+        conn.pragma_update(None, "cache_size", PAGE_CACHE_KIB)
             .map_err(&e)?;
         let mut db = Sqlite {
             conn,
@@ -421,6 +433,18 @@ mod tests {
             assert_eq!(back.len(), rows.len(), "batch of {n}");
             assert!(back == rows, "batch of {n}: rows differ");
         }
+    }
+
+    /// Every connection caps its page cache (SQLite's default would grow to 2 MB and stay).
+    #[test]
+    fn the_page_cache_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("ledger.db"), true).unwrap();
+        let kib: i64 = db
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kib, PAGE_CACHE_KIB);
     }
 
     #[test]
