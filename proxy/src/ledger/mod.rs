@@ -91,6 +91,15 @@ impl Store {
             Store::Postgres(db) => db.insert(rows),
         }
     }
+
+    /// Gives back what the connection holds between batches, once the writer has been idle: the
+    /// prepared statements and SQLite's page cache. PostgreSQL's client holds nothing sizeable.
+    pub(crate) fn release_memory(&mut self) -> Result<(), LedgerError> {
+        match self {
+            Store::Sqlite(db) => db.release_memory(),
+            Store::Postgres(_) => Ok(()),
+        }
+    }
 }
 
 /// Reads the ledger (`bitrouter spend`, `bitrouter status --requests`). Blocking: from async

@@ -236,6 +236,17 @@ impl Sqlite {
         tx.commit().map_err(&e)
     }
 
+    /// Drops the cached INSERT statements (six, the largest with 736 parameters) and the page
+    /// cache (`PRAGMA shrink_memory`): the writer calls it once it has been idle for a while, so
+    /// what a burst of rows made resident goes back. The next batch prepares the statements
+    /// again (~1 ms) and reads the few pages an append needs.
+    pub(crate) fn release_memory(&mut self) -> Result<(), LedgerError> {
+        self.conn.flush_prepared_statement_cache();
+        self.conn
+            .execute_batch("PRAGMA shrink_memory")
+            .map_err(err(&self.path))
+    }
+
     pub(crate) fn spend(
         &mut self,
         since_ms: i64,
@@ -433,6 +444,22 @@ mod tests {
             assert_eq!(back.len(), rows.len(), "batch of {n}");
             assert!(back == rows, "batch of {n}: rows differ");
         }
+    }
+
+    /// Releasing an idle connection's memory leaves it writable (the statements are prepared
+    /// again) and loses nothing.
+    #[test]
+    fn release_memory_keeps_the_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(&dir.path().join("ledger.db"), true).unwrap();
+        let rows: Vec<LedgerRow> = (0..40).map(row).collect();
+        db.insert(&rows[..33], &|| false).unwrap();
+        db.release_memory().unwrap();
+        db.release_memory().unwrap();
+        db.insert(&rows[33..], &|| false).unwrap();
+        let mut back = db.recent(100).unwrap();
+        back.reverse();
+        assert!(back == rows);
     }
 
     /// Every connection caps its page cache (SQLite's default would grow to 2 MB and stay).

@@ -22,6 +22,11 @@ const DEFAULT_BATCH_ROWS: usize = 1024;
 /// much later; nothing on the request path waits for it).
 const LINGER: Duration = Duration::from_millis(50);
 
+/// How long the writer waits without rows before it gives back what its connection holds
+/// ([`Store::release_memory`]): long enough that steady traffic, or a benchmark's pause between
+/// two runs, never pays for preparing the statements again.
+const RELEASE_AFTER: Duration = Duration::from_secs(5);
+
 /// How often the writer reports dropped rows (and at most how often it repeats a database
 /// error while retrying).
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -272,6 +277,8 @@ impl Writer {
     fn run(&mut self) {
         let mut batch: Vec<LedgerRow> = Vec::with_capacity(self.batch_rows);
         let mut backoff = BACKOFF_FIRST;
+        // When the last batch was written, until the connection's memory is released.
+        let mut wrote_at: Option<Instant> = None;
         loop {
             self.report_drops(false);
             if batch.is_empty() {
@@ -280,7 +287,13 @@ impl Writer {
                         self.stats.in_queue.fetch_sub(1, Ordering::AcqRel);
                         batch.push(row);
                     }
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if wrote_at.is_some_and(|t| t.elapsed() >= RELEASE_AFTER) {
+                            wrote_at = None;
+                            self.release_memory();
+                        }
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 // Rows that arrive within LINGER join this batch: one transaction for many
@@ -307,6 +320,7 @@ impl Writer {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     batch.clear();
                     backoff = BACKOFF_FIRST;
+                    wrote_at = Some(Instant::now());
                     if let Some(since) = self.failing_since.take() {
                         log::info!(
                             "ledger: {} {} is writable again after {:.1} s; {} row(s) waiting",
@@ -367,6 +381,17 @@ impl Writer {
             None => self.store.insert(Store::open(&self.url, true)?),
         };
         store.insert(batch, &polite)
+    }
+
+    /// Releases what the idle connection holds. A failure here is not a failed write: the
+    /// connection is dropped (the next batch reopens it) and nothing is logged beyond debug.
+    fn release_memory(&mut self) {
+        if let Some(store) = &mut self.store {
+            if let Err(e) = store.release_memory() {
+                log::debug!("ledger: releasing the idle connection's memory: {e}");
+                self.store = None;
+            }
+        }
     }
 
     /// Logs a failed write: at once the first time, then at most once per interval.
