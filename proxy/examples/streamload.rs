@@ -648,13 +648,26 @@ async fn sample(
 }
 
 /// Copies each process's `/proc/PID/smaps` beside the report (`smaps_TAG.PID.txt`), so what
-/// is resident can be split by mapping afterwards (glibc's heap, mimalloc's arenas, stacks).
+/// is resident can be split by mapping afterwards (glibc's heap, mimalloc's arenas, stacks),
+/// and lists its threads (`threads_TAG.PID.txt`).
 fn keep_smaps(pids: &[u32], dir: Option<&std::path::Path>, tag: &str) {
     let Some(dir) = dir else { return };
     for p in pids {
         if let Ok(s) = std::fs::read(format!("/proc/{p}/smaps")) {
             let _ = std::fs::write(dir.join(format!("smaps_{tag}.{p}.txt")), s);
         }
+        // And its threads, by name (a thread that exited leaves its allocator pages behind).
+        let names: Vec<String> = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect();
+        let _ = std::fs::write(
+            dir.join(format!("threads_{tag}.{p}.txt")),
+            names.join("\n") + "\n",
+        );
     }
 }
 
