@@ -238,8 +238,8 @@ impl Sqlite {
 
     /// Drops the cached INSERT statements (six, the largest with 736 parameters) and the page
     /// cache (`PRAGMA shrink_memory`): the writer calls it once it has been idle for a while, so
-    /// what a burst of rows made resident goes back. The next batch prepares the statements
-    /// again (~1 ms) and reads the few pages an append needs.
+    /// what a burst of rows made resident goes back. The next batch prepares the statements it
+    /// uses again and reads back the few pages an append needs.
     pub(crate) fn release_memory(&mut self) -> Result<(), LedgerError> {
         self.conn.flush_prepared_statement_cache();
         self.conn
