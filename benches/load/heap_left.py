@@ -10,7 +10,7 @@ count of every kind at BEFORE_MS (an instant before the load: see the timeline i
 and at the end of the trace, and prints the call stacks with more allocations live at the end,
 by count, then by bytes.
 
-    benches/load/heap_left.py /tmp/ht.zst 3000 [--top 30] [--frames 6]
+    benches/load/heap_left.py /tmp/ht.zst 3000 [--at MS] [--top 30] [--frames 6]
 
 How it was used (benches/load/README.md, "What held those pages"): a system-allocator build
 (`cargo build --release -p bitrouter-proxy --bin bitrouter --no-default-features`) run under
@@ -39,12 +39,15 @@ def main():
     ap.add_argument("before_ms", type=int, help="an instant before the load, in the trace's clock")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--at", type=int, default=None,
+                    help="compare the live allocations at this instant (ms) instead of the trace's end")
     a = ap.parse_args()
 
     strings, ips, traces = [None], [None], [None]  # 1-based in the trace
     kinds = []  # 0-based: (size, trace)
     live = collections.Counter()
     before = None
+    at = None
     now = 0
     live_bytes = live_count = 0
     last_print = None
@@ -67,6 +70,10 @@ def main():
                 before = collections.Counter(live)
                 print(f"  {now:>7}  {live_count:>9}  {live_bytes // 1024:>9}   <- before")
                 last_print = now
+            elif a.at is not None and at is None and now >= a.at:
+                at = collections.Counter(live)
+                print(f"  {now:>7}  {live_count:>9}  {live_bytes // 1024:>9}   <- at")
+                last_print = now
             elif last_print is None or now - last_print >= 2000:
                 print(f"  {now:>7}  {live_count:>9}  {live_bytes // 1024:>9}")
                 last_print = now
@@ -87,6 +94,10 @@ def main():
     print(f"  {now:>7}  {live_count:>9}  {live_bytes // 1024:>9}   <- end")
     if before is None:
         sys.exit(f"the trace ends at {now} ms, before {a.before_ms}")
+    if a.at is not None:
+        if at is None:
+            sys.exit(f"the trace ends at {now} ms, before --at {a.at}")
+        live = at
 
     grew = collections.defaultdict(lambda: [0, 0])  # trace -> [allocations, bytes] left
     for i, n in live.items():
@@ -96,7 +107,7 @@ def main():
             grew[trace][0] += d
             grew[trace][1] += d * size
     left = [(t, c, b) for t, (c, b) in grew.items() if c > 0]
-    print(f"\nleft from after {a.before_ms} ms: {sum(c for _, c, _ in left)} allocations, "
+    print(f"\nleft from after {a.before_ms} ms{'' if a.at is None else f' at {a.at} ms'}: {sum(c for _, c, _ in left)} allocations, "
           f"{sum(b for _, _, b in left)} bytes, from {len(left)} call stacks")
 
     def stack(t):
