@@ -1108,11 +1108,14 @@ async fn weighted_spreads_three_to_one() {
 /// although the slow one is declared first.
 #[tokio::test]
 async fn least_latency_prefers_the_faster_endpoint() {
-    // Every request of ll-1 (and only of it: matched by its key) waits 250 ms.
+    // Every request of ll-1 (and only of it: matched by its key) waits 1 s. The router's
+    // average moves 0.3 of the way to each sample, so ll-2 overtakes ll-1 only if one of its
+    // own requests takes over 3.3x that: with 250 ms, one 0.8 s stall of the shared CI machine
+    // did (2026-12-03: ll-2 then lost half the requests).
     fx().first.script(
         Script::new(
             Match::header("authorization", "key-ll-1"),
-            Action::Delay(Duration::from_millis(250)),
+            Action::Delay(Duration::from_secs(1)),
         )
         .times(usize::MAX),
     );
