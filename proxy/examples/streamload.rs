@@ -245,9 +245,10 @@ async fn client(args: &[String]) -> Res<()> {
 
     // Idle: before any connection (the h2c connections are part of what the load costs).
     let idle_kb = rss_kb(&pids);
-    let out_dir = opts
-        .get("out")
-        .and_then(|v| v.last())
+    // The report's path; the smaps snapshots go beside it.
+    let out = opts.get("out").and_then(|v| v.last()).cloned();
+    let out_dir = out
+        .as_deref()
         .and_then(|o| std::path::Path::new(o).parent().map(|d| d.to_path_buf()));
     keep_smaps(&pids, out_dir.as_deref(), "idle");
     let h2c = num(&opts, "h2c-conns", 0)? as usize;
@@ -388,7 +389,7 @@ async fn client(args: &[String]) -> Res<()> {
         after_conns_open_kb.map_or("null".to_string(), |kb| kb.to_string()),
         after.as_secs()
     );
-    match opts.get("out").and_then(|v| v.last()) {
+    match &out {
         Some(path) => std::fs::write(path, &json).map_err(|e| format!("{path}: {e}"))?,
         None => println!("{json}"),
     }
