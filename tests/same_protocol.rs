@@ -15,6 +15,8 @@ struct Fixture {
     mock: MockUpstream,
     /// A second upstream only the connection-reuse test talks to.
     quiet: MockUpstream,
+    /// A third, only the surplus-connection test talks to (it counts connections).
+    burst: MockUpstream,
     router: Router,
 }
 
@@ -28,6 +30,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let mock = MockUpstream::start();
         let quiet = MockUpstream::start();
+        let burst = MockUpstream::start();
         let m = mock.base_url();
         let config = format!(
             r#"
@@ -63,6 +66,11 @@ providers:
     api_key: quiet-key
     models:
       - id: quiet-model
+  burst:
+    api_base: {b}/v1
+    api_key: burst-key
+    models:
+      - id: burst-model
   dead:
     api_base: http://127.0.0.1:{dead}/v1
     api_key: dead-key
@@ -91,6 +99,7 @@ models:
         service_id: claude-sonnet-4-5
 "#,
             q = quiet.base_url(),
+            b = burst.base_url(),
             dead = closed_port(),
         );
         let router = Router::start(RouterSpec {
@@ -100,6 +109,7 @@ models:
         Fixture {
             mock,
             quiet,
+            burst,
             router,
         }
     })
@@ -650,6 +660,52 @@ async fn upstream_connections_are_reused() {
         q.connections() <= 2 + races,
         "5 sequential requests used {} upstream connections ({races} lost to Pingora's pool race)",
         q.connections()
+    );
+}
+
+/// `n` chat requests at once to the `burst` provider, each held 400 ms by the upstream so that
+/// all are open together.
+async fn burst_of(n: usize, t: &str) {
+    fixture()
+        .burst
+        .script(Script::for_body(t, Action::Delay(Duration::from_millis(400))).times(n));
+    let calls = (0..n).map(|i| async move {
+        let resp = post("/v1/chat/completions", json!({"model": "burst/burst-model", "messages": [{"role": "user", "content": format!("{t} {i}")}]})).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    });
+    futures_util::future::join_all(calls).await;
+}
+
+#[tokio::test]
+async fn a_burst_keeps_a_warm_set_of_upstream_connections_and_closes_the_surplus() {
+    // 64 connections to an origin stay pooled for `pool_idle_secs` (90 s); those released
+    // while more than 64 exchanges were still running are surplus and closed after 5 s idle.
+    let b = &fixture().burst;
+    let t = tag("burst");
+    burst_of(80, &t).await;
+    let first = b.connections();
+    assert!(
+        first >= 70,
+        "80 requests held open together used {first} upstream connections"
+    );
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    burst_of(80, &t).await;
+    let new = b.connections() - first;
+    // All 80 pooled for 90 s (the old behaviour): ~0 new. None kept: 80 new. Pingora's pool
+    // race (see `upstream_connections_are_reused`) only ever adds connections.
+    let races = fixture()
+        .router
+        .logs()
+        .matches("failed to acquire reusable stream")
+        .count();
+    assert!(
+        new >= 8,
+        "the surplus of the first burst was still pooled 7 s later: the second burst opened only {new} connections"
+    );
+    assert!(
+        new <= 32 + races,
+        "the warm set was not kept: the second burst opened {new} new connections ({races} pool races)"
     );
 }
 

@@ -17,6 +17,7 @@ use pingora_error::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -27,15 +28,37 @@ const STALE_RETRIES: usize = 2;
 /// after it, without a copy).
 const COALESCE_BODY: usize = 64 * 1024;
 
-/// The peer a session was opened to: an entry of the provider's cached peer set.
+/// The peer a session was opened to: an entry of the provider's cached peer set. Counted in
+/// the set's busy exchanges for as long as it lives (it goes with the session, and is dropped
+/// once the connection went back to the pool or was closed).
 pub struct PeerRef {
     set: PeerSet,
     index: usize,
 }
 
 impl PeerRef {
+    fn new(set: &PeerSet, index: usize) -> PeerRef {
+        set.busy.fetch_add(1, Ordering::Relaxed);
+        PeerRef {
+            set: set.clone(),
+            index,
+        }
+    }
+
     pub fn peer(&self) -> &HttpPeer {
         &self.set[self.index]
+    }
+
+    /// How long this exchange's connection stays pooled once released: `configured`, unless it
+    /// is surplus to the origin's warm set ([`super::pool_idle`]).
+    pub fn pool_idle(&self, configured: Duration) -> Duration {
+        super::pool_idle(self.set.busy(), configured)
+    }
+}
+
+impl Drop for PeerRef {
+    fn drop(&mut self) {
+        self.set.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -51,18 +74,11 @@ pub async fn exchange(
     let mut tries = 0;
     loop {
         let (up, reused, index) = connect(client, provider, &peers).await?;
-        let peer = &peers[index];
+        // Busy from the moment the connection is taken, so that a burst of slow answers counts.
+        let busy = PeerRef::new(&peers, index);
         let header = build_header(up.as_http2().is_some())?;
-        match send(up, peer, header, body).await {
-            Ok(up) => {
-                return Ok((
-                    up,
-                    PeerRef {
-                        set: peers.clone(),
-                        index,
-                    },
-                ))
-            }
+        match send(up, busy.peer(), header, body).await {
+            Ok(up) => return Ok((up, busy)),
             Err(e) if reused && tries < STALE_RETRIES && !is_timeout(&e) => {
                 log::debug!("pooled connection to `{}` was stale: {e}", provider.id);
                 tries += 1;
@@ -89,9 +105,9 @@ pub async fn exchange_streaming(
     let mut tries = 0;
     loop {
         let (mut up, reused, index) = connect(client, provider, &peers).await?;
-        let peer = &peers[index];
+        let busy = PeerRef::new(&peers, index);
         let header = build_header(up.as_http2().is_some())?;
-        apply_timeouts(&mut up, peer);
+        apply_timeouts(&mut up, busy.peer());
         let head = async {
             up.write_request_header(Box::new(header)).await?;
             up.write_request_body(prefix.clone(), false).await
@@ -121,13 +137,7 @@ pub async fn exchange_streaming(
         up.read_response_header()
             .await
             .map_err(|e| classify(provider, &e, false))?;
-        return Ok((
-            up,
-            PeerRef {
-                set: peers.clone(),
-                index,
-            },
-        ));
+        return Ok((up, busy));
     }
 }
 
@@ -219,7 +229,7 @@ async fn connect(
 pub async fn release(client: &UpstreamClient, up: HttpSession, peer: &PeerRef, idle: Duration) {
     let mut up = up;
     if up.response_done() {
-        client.release(up, peer.peer(), idle).await;
+        client.release(up, peer.peer(), peer.pool_idle(idle)).await;
     } else {
         up.shutdown().await;
     }
@@ -373,7 +383,8 @@ impl<'a> UpstreamBody<'a> {
     pub async fn release_if_done(&mut self) {
         if self.up.as_mut().is_some_and(|up| up.response_done()) {
             if let Some(up) = self.up.take() {
-                Box::pin(self.client.release(up, self.peer.peer(), self.idle)).await;
+                let idle = self.peer.pool_idle(self.idle);
+                Box::pin(self.client.release(up, self.peer.peer(), idle)).await;
             }
         }
     }
@@ -444,5 +455,28 @@ impl<'a> UpstreamBody<'a> {
         }
         self.release_if_done().await;
         Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{Peers, WARM_CONNECTIONS};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_peer_ref_counts_as_busy_while_it_lives() {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+        let set: PeerSet = Arc::new(Peers::new(vec![HttpPeer::new(addr, false, "h".into())]));
+        let ninety = Duration::from_secs(90);
+        let refs: Vec<PeerRef> = (0..=WARM_CONNECTIONS)
+            .map(|_| PeerRef::new(&set, 0))
+            .collect();
+        assert_eq!(set.busy(), WARM_CONNECTIONS + 1);
+        assert_eq!(refs[0].pool_idle(ninety), crate::upstream::SURPLUS_IDLE);
+        drop(refs);
+        assert_eq!(set.busy(), 0);
+        assert_eq!(PeerRef::new(&set, 0).pool_idle(ninety), ninety);
+        assert_eq!(set.busy(), 0);
     }
 }
