@@ -241,8 +241,11 @@ impl UpstreamClient {
     }
 
     /// Returns a fully read session to its pool (an HTTP/1 connection is kept only if it can
-    /// be reused).
-    pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Duration) {
+    /// be reused), for `idle` (the provider's `pool_idle_secs`) or, when the connection is
+    /// surplus to its origin's warm set, less ([`pool_idle`]).
+    pub async fn release(&self, session: HttpSession, peer: &transport::PeerRef, idle: Duration) {
+        let idle = peer.pool_idle(idle);
+        let peer = peer.peer();
         match session {
             HttpSession::H1(h1) => self.h1.release_http_session(h1, peer, Some(idle)).await,
             HttpSession::H2(h2) => self.h2.release_http_session(h2, peer, Some(idle)),

@@ -229,7 +229,7 @@ async fn connect(
 pub async fn release(client: &UpstreamClient, up: HttpSession, peer: &PeerRef, idle: Duration) {
     let mut up = up;
     if up.response_done() {
-        client.release(up, peer.peer(), peer.pool_idle(idle)).await;
+        client.release(up, peer, idle).await;
     } else {
         up.shutdown().await;
     }
@@ -383,8 +383,7 @@ impl<'a> UpstreamBody<'a> {
     pub async fn release_if_done(&mut self) {
         if self.up.as_mut().is_some_and(|up| up.response_done()) {
             if let Some(up) = self.up.take() {
-                let idle = self.peer.pool_idle(self.idle);
-                Box::pin(self.client.release(up, self.peer.peer(), idle)).await;
+                Box::pin(self.client.release(up, &self.peer, self.idle)).await;
             }
         }
     }
