@@ -223,6 +223,8 @@ fn closed_port() -> u16 {
 const FAST_FIRST_BYTE: &str = "    timeouts: { first_byte_secs: 0.5 }\n";
 /// Providers whose idle read timeout is short (the stalled-stream tests).
 const FAST_IDLE: &str = "    timeouts: { read_secs: 1 }\n";
+/// A provider whose whole exchange may last 1.5 s (`total_secs`).
+const SHORT_TOTAL: &str = "    timeouts: { total_secs: 1.5 }\n";
 
 fn fx() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -292,6 +294,7 @@ fn fx() -> &'static Fixture {
             c.provider(&format!("cut-{}", p.config_name()), p, a, "");
         }
         c.provider("hangup", P::Chat, a, "");
+        c.provider("total", P::Chat, a, SHORT_TOTAL);
         // Strategies.
         for (name, strategy) in [("rr", "round_robin"), ("ll", "least_latency")] {
             c.provider(&format!("{name}-1"), P::Chat, a, "");
@@ -984,6 +987,49 @@ async fn a_stream_stalled_mid_way_ends_with_an_error_event() {
             .expect("the router let go of the stalled upstream stream");
         assert!(outcome.aborted_by_peer, "{ctx}: {outcome:?}");
     }
+}
+
+/// A stream still flowing when `total_secs` (1.5 s) is up ends there with a well-formed error
+/// event, and the upstream is let go: events keep coming every 300 ms, so the idle read
+/// timeout never fires and only the exchange's deadline can end it.
+#[tokio::test]
+async fn a_stream_longer_than_total_secs_ends_with_an_error_event() {
+    let t = tag("total");
+    // 30 words at 300 ms per event: about 10 s in full.
+    fx().first.script(Script::for_body(
+        &t,
+        Action::StreamInterval(Duration::from_millis(300)),
+    ));
+    let started = Instant::now();
+    let r = send(
+        P::Chat,
+        "total/total-m",
+        &format!("{t} {}", "w ".repeat(30)),
+        true,
+    )
+    .await;
+    let took = started.elapsed();
+    let ctx = r.about();
+    assert_eq!(r.status, 200, "{ctx}");
+    assert!(
+        r.body.contains("chat.completion.chunk"),
+        "{ctx}: events came before the deadline"
+    );
+    assert!(
+        ends_with_error_event(P::Chat, &r.body),
+        "{ctx}: must end with an error event"
+    );
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
+        "{ctx}: total_secs 1.5 ended the stream after {took:?}"
+    );
+    let outcome = fx()
+        .first
+        .wait_stream_outcome(&t, Duration::from_secs(5))
+        .await
+        .expect("the router let go of the upstream stream");
+    assert!(outcome.aborted_by_peer, "{ctx}: {outcome:?}");
+    assert!(outcome.events_sent < outcome.events_total, "{outcome:?}");
 }
 
 /// An upstream stream cut after two events ends the client's stream with a well-formed error
