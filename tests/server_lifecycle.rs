@@ -64,6 +64,86 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits() {
     assert!(std::net::TcpStream::connect(router.addr).is_err());
 }
 
+/// One chat request on a raw HTTP/1.1 connection, keep-alive; returns the whole response
+/// (read up to its Content-Length).
+fn raw_chat(conn: &mut std::net::TcpStream, text: &str) -> String {
+    use std::io::{Read, Write};
+    let body =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}).to_string();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            });
+            if len.is_some_and(|len| rest.len() >= len) {
+                return text;
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+/// An HTTP/1.1 keep-alive connection left idle between requests serves the next one whole:
+/// while idle it waits for the first byte of the next request (the router holds only the
+/// socket then), which must reach the request parser with the rest.
+#[tokio::test]
+async fn an_idle_keepalive_connection_serves_its_next_request() {
+    let mock = MockUpstream::start();
+    let config = openai_config(&mock, "  log_level: warn");
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        ..Default::default()
+    });
+    let mut conn = std::net::TcpStream::connect(router.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for i in 0..3 {
+        let r = raw_chat(&mut conn, &format!("idle keep-alive {i}"));
+        assert!(r.starts_with("HTTP/1.1 200"), "request {i}: {r}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+/// A request sent on an idle keep-alive connection just after SIGTERM is still served (the
+/// listener's linger), then the connection is closed.
+#[tokio::test]
+async fn a_request_on_an_idle_connection_during_the_linger_is_served() {
+    let mock = MockUpstream::start();
+    let config = openai_config(&mock, "  shutdown_grace_secs: 20");
+    let mut router = Router::start(RouterSpec {
+        config: Some(&config),
+        ..Default::default()
+    });
+    let mut conn = std::net::TcpStream::connect(router.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = raw_chat(&mut conn, "before the signal");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    router.sigterm();
+    std::thread::sleep(Duration::from_millis(100));
+    let r = raw_chat(&mut conn, "during the linger");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let status = router
+        .wait_exit(Duration::from_secs(15))
+        .expect("bitrouter exited");
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn gateway_key_is_required_when_skip_auth_is_false() {
     let mock = MockUpstream::start();
