@@ -8,6 +8,7 @@ Subcommands:
   upstls-gen DIR UP UPTLS UPH2 NGX BR   the HTTPS-upstream rows' configs (upstream_tls.py)
   open-gen DIR UP NGX NGX_H2C BR         the open-stream rows' configs (open_streams.py)
   open-rows                    the open-stream rows: `name kind streams ramp_ms h2c_conns` per line
+  event-rows / events-summary DIR   the instructions-per-event rows / one row's figures
   snap PID [PID ...]           JSON snapshot: CPU ticks and memory of the process trees, /proc/stat
   quiet PID A B                two snapshots 0.5 s apart, into files A and B
   check KIND FILE              validate a sanity response body (chat | sse)
@@ -1453,6 +1454,11 @@ def main(argv):
         open_streams.gen(argv[2], *(int(p) for p in argv[3:7]), nginx_common, nginx_http_common, nginx_upstream)
     elif cmd == "open-rows":
         print(open_streams.rows_for_run())
+    elif cmd == "event-rows":
+        print(open_streams.event_rows_for_run())
+    elif cmd == "events-summary":
+        r = open_streams.parse_events(argv[2])
+        print(r.get("error") or f"{r['per_event']:,.0f} instructions/event, {r.get('per_stream') or 0:,.0f}/stream")
     elif cmd == "quiet":
         # Two snapshots 0.5 s apart from one process, so this script's own start-up is outside.
         pids = [int(argv[2])]

@@ -35,6 +35,26 @@ ROWS = {
     "open-bitrouter-10k": ("bitrouter", 10000, 4000, 10000 // STREAMS_PER_H2),
 }
 
+# Instructions per relayed event and per opened stream (callgrind): EVENT_STREAMS streams through
+# a proxy under valgrind, the upstream writing EVENT_COUNTS[0] events per stream in one run and
+# EVENT_COUNTS[1] in another; name: (kind, h2c connections).
+EVENT_STREAMS = 200
+EVENT_COUNTS = (10, 30)
+EVENT_ROWS = {
+    "events-nginx": ("nginx", 0),
+    "events-pingora": ("pingora", 0),
+    "events-bitrouter": ("bitrouter", 0),
+    "events-nginx-h2c": ("nginx", EVENT_STREAMS // STREAMS_PER_H2),
+    "events-bitrouter-h2c": ("bitrouter", EVENT_STREAMS // STREAMS_PER_H2),
+}
+EVENT_LABELS = {
+    "events-nginx": "nginx (HTTP/1.1 in)",
+    "events-pingora": "Pingora's stock proxy loop (HTTP/1.1 in)",
+    "events-bitrouter": "bitrouter pass-through (HTTP/1.1 in)",
+    "events-nginx-h2c": "nginx (h2c in)",
+    "events-bitrouter-h2c": "bitrouter pass-through (h2c in)",
+}
+
 LABELS = {
     "open-direct-1k": "direct (no proxy), 1,000 streams",
     "open-nginx-1k": "nginx, 1,000 streams",
@@ -49,6 +69,50 @@ LABELS = {
 def rows_for_run():
     """`name kind streams ramp h2c` lines for the run script."""
     return "\n".join(f"{n} {k} {s} {r} {h}" for n, (k, s, r, h) in ROWS.items())
+
+
+def event_rows_for_run():
+    """`name kind h2c` lines for the run script."""
+    return "\n".join(f"{n} {k} {h}" for n, (k, h) in EVENT_ROWS.items())
+
+
+def callgrind_total(path):
+    """The instructions a callgrind dump counted (its `summary:` line), or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def parse_events(d):
+    """One instructions-per-event row from its raw directory: per event = the difference of the
+    two runs' counts over the difference of their events; per stream = what the shorter run
+    counted beyond its events, over its streams (setting up and ending a stream: the request,
+    the upstream connection, the ledger's row)."""
+    runs = {}
+    for ev in EVENT_COUNTS:
+        total = callgrind_total(os.path.join(d, f"callgrind-{ev}.out.1"))
+        try:
+            r = json.load(open(os.path.join(d, f"events-{ev}.json")))
+        except (OSError, ValueError):
+            r = {}
+        runs[ev] = {"instructions": total, "streams": r.get("streams"), "ok": r.get("ok"),
+                    "failed": r.get("failed"), "events": r.get("events")}
+    out = {"runs": runs}
+    lo, hi = runs[EVENT_COUNTS[0]], runs[EVENT_COUNTS[1]]
+    out["failed"] = sum((x.get("failed") or 0) for x in runs.values())
+    if None in (lo["instructions"], hi["instructions"], lo["events"], hi["events"]) or hi["events"] <= lo["events"]:
+        out["error"] = "incomplete (see the row's client and callgrind logs)"
+        return out
+    per_event = (hi["instructions"] - lo["instructions"]) / (hi["events"] - lo["events"])
+    out["per_event"] = per_event
+    if lo.get("streams"):
+        out["per_stream"] = (lo["instructions"] - per_event * lo["events"]) / lo["streams"]
+    return out
 
 
 def gen(d, up, ngx, ngx_h2c, br, nginx_common, nginx_http_common, nginx_upstream):
@@ -119,6 +183,16 @@ def parse(raw):
         # What one idle client connection holds once it has carried streams (h2c rows).
         r["idle_conn_kb"] = (conns_open - after) / h2c if conns_open and after and h2c else None
         out[name] = r
+    for name in EVENT_ROWS:
+        d = os.path.join(raw, name)
+        if os.path.isdir(d):
+            out[name] = parse_events(d)
+    for name, (kind, h2c) in EVENT_ROWS.items():
+        r, ngx = out.get(name), out.get("events-nginx-h2c" if h2c else "events-nginx", {})
+        if r and ngx.get("per_event") and r.get("per_event") is not None:
+            r["per_event_vs_nginx"] = r["per_event"] / ngx["per_event"]
+            if r.get("per_stream") is not None and ngx.get("per_stream"):
+                r["per_stream_vs_nginx"] = r["per_stream"] / ngx["per_stream"]
     for size in ("1k", "10k"):
         base = out.get(f"open-direct-{size}", {}).get("late_us", {}).get("p99")
         ngx = out.get(f"open-nginx-{size}", {}).get("per_stream_kb")
@@ -205,8 +279,38 @@ def render(res):
                  f"{x(r.get('per_stream_vs_nginx'))} | {x(r.get('per_stream_vs_pingora'))} | {mib(rss.get('after'))} | "
                  f"{kib(r.get('idle_conn_kb'))} | {ms(late['p50'])} / {ms(late['p99'])} / {ms(late['max'])} | "
                  f"{phases} | {ms(r.get('added_p99_us'))} |")
+    L += render_events(res)
     t = targets(res)
     if t:
         L += ["", "| open-stream target | measured | met |", "|---|---|---|"]
         L += [f"| {n} | {v} | {'yes' if ok else '**no**'} |" for n, v, ok in t]
+    return L
+
+
+def render_events(res):
+    """The instructions-per-event table (empty when none of its rows ran)."""
+    rows = [n for n in EVENT_ROWS if n in res]
+    if not rows:
+        return []
+    n = lambda v: "-" if v is None else f"{v:,.0f}"
+    x = lambda v: "" if v is None else f" ({v:.2f}x)"
+    L = ["", "### Instructions per relayed event and per stream (callgrind)", "",
+         f"What lateness is made of, counted exactly: {EVENT_STREAMS} streams through the proxy under valgrind, the "
+         f"upstream writing one event every {INTERVAL_MS} ms, {EVENT_COUNTS[0]} events per stream in one run and "
+         f"{EVENT_COUNTS[1]} in another (a fresh process each, 20 streams of warm-up first). *Per event* = the "
+         "difference of the two runs' user-space instructions over the difference of their events: reading one event "
+         "from the upstream and writing it to the client, wake-ups included. *Per stream* = the shorter run's count "
+         "beyond its events, over its streams: the request, the upstream connection, the end of the stream. "
+         "x = against nginx with the same client protocol. While thousands of streams are open, every event a "
+         "proxy relays waits behind the others it is relaying (and, during the ramp, behind the streams being "
+         "set up): the added inter-event p99 above grows with these two figures.", "",
+         "| row | instructions / event | instructions / stream | streams ok |", "|---|---|---|---|"]
+    for name in rows:
+        r = res[name]
+        ok = " / ".join(str((v or {}).get("ok", "-")) for v in r.get("runs", {}).values())
+        if "per_event" not in r:
+            L.append(f"| {EVENT_LABELS[name]} | {r.get('error', 'no result')} | | {ok} |")
+            continue
+        L.append(f"| {EVENT_LABELS[name]} | {n(r['per_event'])}{x(r.get('per_event_vs_nginx'))} | "
+                 f"{n(r.get('per_stream'))}{x(r.get('per_stream_vs_nginx'))} | {ok} |")
     return L
