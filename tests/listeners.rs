@@ -237,6 +237,42 @@ async fn https_with_alpn_h2_and_http1_and_a_plain_listener_beside_it() {
     // Nothing of the human line for these requests.
     assert!(!router.logs().contains(" status=200 stream="));
 
+    // The HTTP/1.1 TLS connection, left idle, serves its next requests whole (the router reads
+    // the next request's first bytes while idle and puts them back in front of the TLS
+    // stream), on the same connection and with its TLS details in the access log.
+    for i in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let t = tag(&format!("idle-tls-{i}"));
+        let r = c1
+            .post(format!("{https}/v1/chat/completions"))
+            .json(&chat("m/gpt-4o", &t, false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(&t), "{text}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = json_lines(&router);
+        if lines.len() >= 5 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 5, "{}", router.logs());
+    for again in &lines[3..] {
+        assert_eq!(again["http"], "HTTP/1.1", "{again}");
+        assert_eq!(
+            again["client"], lines[1]["client"],
+            "one connection: {again}"
+        );
+        assert_eq!(again["tls"], lines[1]["tls"], "{again}");
+        assert!(again["listener"].as_str().unwrap().ends_with(tls_port));
+    }
+
     // Errors and the other surfaces answer over HTTP/2 too.
     let r = c
         .post(format!("{https}/v1/chat/completions"))

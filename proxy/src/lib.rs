@@ -32,6 +32,7 @@ pub mod metering;
 pub mod metrics;
 pub mod phases;
 pub mod render;
+pub mod rewound;
 pub mod routes;
 pub mod server;
 pub mod state;
