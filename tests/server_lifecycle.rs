@@ -119,6 +119,91 @@ async fn an_idle_keepalive_connection_serves_its_next_request() {
     }
 }
 
+/// Reads until the server closes the connection; `Err` when it stays open past the socket's
+/// read timeout.
+fn read_to_close(conn: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf)? {
+            0 => return Ok(got),
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// `server.keepalive_secs`: an idle HTTP/1.1 connection is closed once it has waited that long
+/// for its next request (and not before), a partial next request head is not waited on longer,
+/// and after a reload to 0 every response says `Connection: close` and the connection ends.
+#[tokio::test]
+async fn keepalive_secs_closes_idle_connections_and_zero_turns_keepalive_off() {
+    use std::io::Write;
+    let mock = MockUpstream::start();
+    let config = openai_config(&mock, "  keepalive_secs: 2");
+    let router = Router::start(RouterSpec {
+        config: Some(&config),
+        ..Default::default()
+    });
+    let open = || {
+        let conn = std::net::TcpStream::connect(router.addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn
+    };
+
+    // Still open after 1 s idle (serves its next request), closed about 2 s after that one.
+    let mut conn = open();
+    let r = raw_chat(&mut conn, "first");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    std::thread::sleep(Duration::from_secs(1));
+    let r = raw_chat(&mut conn, "after 1 s idle");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let idle = std::time::Instant::now();
+    let rest = read_to_close(&mut conn).expect("closed by the router");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800) && waited < Duration::from_secs(6),
+        "closed after {waited:?}"
+    );
+
+    // A next request that stops half-way through its head is not waited on forever either.
+    let mut conn = open();
+    let r = raw_chat(&mut conn, "before a partial head");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    conn.write_all(b"POST /v1/chat/comp").unwrap();
+    let started = std::time::Instant::now();
+    let _ = read_to_close(&mut conn).expect("closed by the router");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // keepalive_secs: 0, by reload: the connection ends with each response.
+    std::fs::write(
+        router.dir.path().join("bitrouter.yaml"),
+        openai_config(&mock, "  keepalive_secs: 0"),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &router.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    router.wait_for_log("reloaded configuration");
+    let mut conn = open();
+    let r = raw_chat(&mut conn, "no keep-alive");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{r}"
+    );
+    let rest = read_to_close(&mut conn).expect("closed by the router");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
 /// A request sent on an idle keep-alive connection just after SIGTERM is still served (the
 /// listener's linger), then the connection is closed.
 #[tokio::test]

@@ -298,12 +298,14 @@ fn server(
     if s.max_body_bytes == 0 {
         diag.at_value(&at("max_body_bytes"), "`max_body_bytes` must be at least 1");
     }
-    if s.shutdown_grace_secs > MAX_DURATION_SECS {
-        let path = at("shutdown_grace_secs");
-        diag.at_value(
-            &path,
-            format!("{} {}", describe(&path), too_long(s.shutdown_grace_secs)),
-        );
+    for (key, secs) in [
+        ("shutdown_grace_secs", s.shutdown_grace_secs),
+        ("keepalive_secs", s.keepalive_secs),
+    ] {
+        if secs > MAX_DURATION_SECS {
+            let path = at(key);
+            diag.at_value(&path, format!("{} {}", describe(&path), too_long(secs)));
+        }
     }
     let api_key = gateway_key(env);
     if !s.skip_auth && api_key.is_none() {
@@ -326,6 +328,7 @@ fn server(
         control_socket: s.control_socket.as_deref().map(|p| rooted(p, base_dir)),
         max_body_bytes: s.max_body_bytes,
         shutdown_grace_secs: s.shutdown_grace_secs,
+        keepalive_secs: s.keepalive_secs,
         threads: s.threads.map(|n| n.get()),
         work_stealing: s.work_stealing,
         api_key,

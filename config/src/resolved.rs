@@ -102,6 +102,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long SIGTERM waits for in-flight requests; default 5 s.
     pub shutdown_grace_secs: u64,
+    /// How long an idle HTTP/1.1 client connection waits for its next request; 0: no
+    /// keep-alive. Default 60 s (Pingora's and nginx's).
+    pub keepalive_secs: u64,
     /// Worker threads; default: the number of CPUs.
     pub threads: Option<usize>,
     /// Tokio work stealing between worker threads (off: one single-threaded runtime per thread).
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             control_socket: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_secs: 5,
+            keepalive_secs: crate::DEFAULT_KEEPALIVE_SECS,
             threads: None,
             work_stealing: false,
             api_key: None,
@@ -241,6 +245,8 @@ pub const GUARDRAIL_BUILTINS: &[&str] = &[
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4356";
 /// Default `server.max_body_bytes`: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default `server.keepalive_secs`: 60 s, Pingora's and nginx's `keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_SECS: u64 = 60;
 
 /// Where a provider entry came from (for the start-up log and `bitrouter route`).
 #[derive(Debug, Clone, PartialEq, Eq)]

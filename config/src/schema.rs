@@ -169,6 +169,12 @@ pub struct ServerSection {
     #[serde(default = "default_shutdown_grace_secs")]
     #[schemars(range(max = crate::MAX_DURATION_SECS))]
     pub shutdown_grace_secs: u64,
+    /// Seconds an idle HTTP/1.1 client connection is kept open for its next request (nginx's
+    /// `keepalive_timeout`); 0 closes every connection after its response. Default 60, at most
+    /// 2592000 (30 days). HTTP/2 connections are not affected.
+    #[serde(default = "default_keepalive_secs")]
+    #[schemars(range(max = crate::MAX_DURATION_SECS))]
+    pub keepalive_secs: u64,
     /// Worker threads (default: one per CPU).
     #[serde(default)]
     pub threads: Option<NonZeroUsize>,
@@ -192,6 +198,7 @@ impl Default for ServerSection {
             control_socket: None,
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
+            keepalive_secs: default_keepalive_secs(),
             threads: None,
             work_stealing: false,
         }
@@ -206,6 +213,9 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_shutdown_grace_secs() -> u64 {
     5
+}
+fn default_keepalive_secs() -> u64 {
+    crate::DEFAULT_KEEPALIVE_SECS
 }
 
 /// The `database:` section.

@@ -801,7 +801,7 @@ fn debug_output_never_contains_secrets() {
 
 #[test]
 fn server_section() {
-    let text = "server:\n  listen: '[::1]:0'\n  log_level: debug\n  skip_auth: false\n  control_socket: /run/bitrouter.sock\n  max_body_bytes: 1024\n  shutdown_grace_secs: 2\n  threads: 4\n";
+    let text = "server:\n  listen: '[::1]:0'\n  log_level: debug\n  skip_auth: false\n  control_socket: /run/bitrouter.sock\n  max_body_bytes: 1024\n  shutdown_grace_secs: 2\n  keepalive_secs: 0\n  threads: 4\n";
     let config = ok(text, &env(&[("BITROUTER_API_KEY", "gw")]));
     let s = &config.server;
     assert_eq!(s.listen, "[::1]:0");
@@ -815,6 +815,7 @@ fn server_section() {
         (s.max_body_bytes, s.shutdown_grace_secs, s.threads),
         (1024, 2, Some(4))
     );
+    assert_eq!(s.keepalive_secs, 0);
     // No providers is worth a warning, not an error.
     assert!(config.warnings.iter().any(|w| w.contains("no providers")));
 
@@ -822,7 +823,15 @@ fn server_section() {
     assert_eq!(defaults.listen, "127.0.0.1:4356");
     assert_eq!(defaults.max_body_bytes, 32 * 1024 * 1024);
     assert_eq!(defaults.shutdown_grace_secs, 5);
+    assert_eq!(defaults.keepalive_secs, 60);
     assert!(defaults.skip_auth);
+    let p = problems("server:\n  keepalive_secs: 2592001\n", &env(&[]));
+    assert_problem(
+        &p,
+        2,
+        19,
+        "`server.keepalive_secs` must be at most 2592000 seconds (30 days), found 2592001",
+    );
 
     let warned = ok("server:\n  skip_auth: false\n", &env(&[]));
     assert!(warned

@@ -45,11 +45,6 @@ use tokio::sync::Notify;
 /// How long connections already accepted keep being served after the listener stopped.
 pub const LINGER: Duration = Duration::from_millis(500);
 
-/// How long an idle HTTP/1 keep-alive connection waits for its next request: Pingora's default
-/// for every downstream HTTP/1 session (`set_keepalive(Some(60))` in `pingora_core::apps`),
-/// which bitrouter does not change. Pingora's own read of the next request applies it again.
-const KEEPALIVE: Duration = Duration::from_secs(60);
-
 /// The first read of a kept-alive connection's next request: Pingora's own first read of a
 /// request head (`INIT_HEADER_BUF_SIZE`), so a request that came in one segment is still read
 /// in one system call.
@@ -61,6 +56,9 @@ const FIRST_READ: usize = 4096;
 pub struct Lingering<A> {
     inner: Arc<A>,
     options: Option<HttpServerOptions>,
+    /// How long an idle HTTP/1 keep-alive connection waits for its next request
+    /// (`server.keepalive_secs` of the current configuration).
+    keepalive: Box<dyn Fn() -> Duration + Send + Sync>,
     /// Set once the linger is over: the idle keep-alive connections waiting in
     /// [`Lingering::next_request`] close then, as Pingora's own waiting ones do.
     closed: AtomicBool,
@@ -68,10 +66,15 @@ pub struct Lingering<A> {
 }
 
 impl<A> Lingering<A> {
-    pub fn new(inner: Arc<A>, options: Option<HttpServerOptions>) -> Lingering<A> {
+    pub fn new(
+        inner: Arc<A>,
+        options: Option<HttpServerOptions>,
+        keepalive: Box<dyn Fn() -> Duration + Send + Sync>,
+    ) -> Lingering<A> {
         Lingering {
             inner,
             options,
+            keepalive,
             closed: AtomicBool::new(false),
             closing: Notify::new(),
         }
@@ -110,10 +113,14 @@ impl<A> Lingering<A> {
     /// client closed the connection, the read failed, the keep-alive timeout passed or the
     /// linger is over.
     async fn first_bytes<S: AsyncRead + Unpin>(&self, stream: &mut S) -> Option<Vec<u8>> {
+        let keepalive = (self.keepalive)();
+        if keepalive.is_zero() {
+            return None;
+        }
         let mut first = Vec::with_capacity(FIRST_READ);
         let read = tokio::select! {
             biased;
-            r = tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut first)) => r,
+            r = tokio::time::timeout(keepalive, stream.read_buf(&mut first)) => r,
             () = self.closed() => return None,
         };
         match read {

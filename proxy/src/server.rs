@@ -110,10 +110,16 @@ pub fn run(
     let proxy = Arc::new(proxy);
     let mut h2c_options = HttpServerOptions::default();
     h2c_options.h2c = true;
-    let mut gateway = Service::new("bitrouter".to_string(), Lingering::new(proxy.clone(), None));
+    let keepalive = |state: Arc<AppState>| -> Box<dyn Fn() -> Duration + Send + Sync> {
+        Box::new(move || Duration::from_secs(state.keepalive_secs()))
+    };
+    let mut gateway = Service::new(
+        "bitrouter".to_string(),
+        Lingering::new(proxy.clone(), None, keepalive(state.clone())),
+    );
     let mut gateway_h2c = Service::new(
         "bitrouter h2c".to_string(),
-        Lingering::new(proxy, Some(h2c_options)),
+        Lingering::new(proxy, Some(h2c_options), keepalive(state.clone())),
     );
     let (mut on_gateway, mut h2c) = (0, 0);
     for b in &listeners {

@@ -191,6 +191,12 @@ impl AppState {
         self.snapshot.load_full()
     }
 
+    /// `server.keepalive_secs` of the current configuration (read without taking a reference
+    /// to the snapshot: asked once per idle wait of a client connection).
+    pub fn keepalive_secs(&self) -> u64 {
+        self.snapshot.load().config.server.keepalive_secs
+    }
+
     /// Replaces the configuration for every request that starts from now on; requests in
     /// flight finish on the snapshot they started with. Returns the new generation. A config
     /// whose trust roots cannot be read is refused and the running one stays.

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 /// Runs a request to completion.
 pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+    keepalive(session, ctx.snapshot.config.server.keepalive_secs);
     let req = session.req_header();
     let surface = surface::classify(req.method.as_str(), req.uri.path());
     if surface == Surface::Unknown && !ctx.snapshot.routes.is_empty() {
@@ -58,6 +59,22 @@ pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut Requ
     ctx.status = dn.status();
     ctx.bytes_out = dn.bytes_out();
     handled
+}
+
+/// Applies `server.keepalive_secs` to an HTTP/1.1 client connection that is to be kept open
+/// (HTTP/2 has no such setting here). Pingora keeps an HTTP/1.1 connection without a time limit
+/// once a request has been read (its 60 s applies to a connection's first request only), so the
+/// idle wait ([`crate::linger`]) applies the setting between requests, and this sets it for
+/// Pingora's own reads of a next request's head; 0 answers with `Connection: close`. Set per
+/// request, so that a reload applies to the next request of a connection already open. A
+/// connection already closing (`Connection: close`, HTTP/1.0, shutdown) stays so.
+fn keepalive(session: &mut Session, secs: u64) {
+    match session.get_keepalive() {
+        None => {}
+        Some(_) if secs == 0 => session.set_keepalive(None),
+        Some(now) if now != secs => session.set_keepalive(Some(secs)),
+        Some(_) => {}
+    }
 }
 
 async fn dispatch(
