@@ -600,11 +600,7 @@ async fn a_budget_holds_under_100_concurrent_requests() {
 
 /// SIGHUP: re-read bitrouter.yaml and the policies.
 fn nix_reload(router: &Router) {
-    let out = std::process::Command::new("kill")
-        .args(["-HUP", &router.pid.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    router.sighup();
     router.wait_for_log("access policies");
     std::thread::sleep(Duration::from_millis(300));
 }

@@ -103,6 +103,18 @@ fn json_lines(router: &Router) -> Vec<Value> {
         .collect()
 }
 
+/// The access log's JSON lines once there are `n` of them (or whatever there is after 10 s).
+async fn json_lines_at_least(router: &Router, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = json_lines(router);
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -200,14 +212,7 @@ async fn https_with_alpn_h2_and_http1_and_a_plain_listener_beside_it() {
 
     // The JSON access log: one object per request, with the listener, client, upstream and
     // TLS version.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = json_lines(&router);
-        if lines.len() >= 3 || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = json_lines_at_least(&router, 3).await;
     assert_eq!(lines.len(), 3, "{}", router.logs());
     let tls_port = urls[1].rsplit(':').next().unwrap();
     let plain_port = urls[0].rsplit(':').next().unwrap();
@@ -254,14 +259,7 @@ async fn https_with_alpn_h2_and_http1_and_a_plain_listener_beside_it() {
         let text = r.text().await.unwrap();
         assert!(text.contains(&t), "{text}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = json_lines(&router);
-        if lines.len() >= 5 || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = json_lines_at_least(&router, 5).await;
     assert_eq!(lines.len(), 5, "{}", router.logs());
     for again in &lines[3..] {
         assert_eq!(again["http"], "HTTP/1.1", "{again}");
@@ -336,14 +334,7 @@ async fn a_hundred_streams_multiplexed_over_one_h2_connection() {
         t.await.unwrap();
     }
     // Server side: every request came from the same client address (one connection).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = json_lines(&router);
-        if lines.len() >= 101 || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = json_lines_at_least(&router, 101).await;
     assert_eq!(lines.len(), 101);
     let clients: std::collections::BTreeSet<&str> = lines
         .iter()
@@ -543,11 +534,7 @@ async fn the_access_log_file_is_reopened_on_reload() {
     send(tag("first")).await;
     assert_eq!(read("access.log", 1).len(), 1);
     std::fs::rename(dir.join("access.log"), dir.join("access.log.1")).unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &router.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    router.sighup();
     router.wait_for_log("reloaded configuration");
     send(tag("second")).await;
     let lines = read("access.log", 1);

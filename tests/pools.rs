@@ -464,11 +464,7 @@ async fn health_lists_replicas_and_a_reload_keeps_their_state() {
         top,
     );
     std::fs::write(router.dir.path().join("bitrouter.yaml"), config).unwrap();
-    let out = std::process::Command::new("kill")
-        .args(["-HUP", &router.pid.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    router.sighup();
     router.wait_for_log("reloaded configuration");
     let state = replicas(&router).await;
     assert_eq!(state.len(), 3, "{state:?}");

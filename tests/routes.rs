@@ -871,11 +871,7 @@ async fn a_reload_swaps_the_routes() {
     let (_, body) = get_json(&router.url("/r"), &[]).await;
     assert_eq!(body["server"], "a");
     std::fs::write(router.dir.path().join("bitrouter.yaml"), route(b)).unwrap();
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &router.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    router.sighup();
     router.wait_for_log("reloaded configuration");
     let (_, body) = get_json(&router.url("/r"), &[]).await;
     assert_eq!(body["server"], "b");

@@ -66,6 +66,14 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits() {
 
 /// One chat request on a raw HTTP/1.1 connection, keep-alive; returns the whole response
 /// (read up to its Content-Length).
+/// A plain TCP connection to the router that gives up reading after 10 s.
+fn raw_conn(router: &Router) -> std::net::TcpStream {
+    let conn = std::net::TcpStream::connect(router.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn
+}
+
 fn raw_chat(conn: &mut std::net::TcpStream, text: &str) -> String {
     use std::io::{Read, Write};
     let body =
@@ -109,9 +117,7 @@ async fn an_idle_keepalive_connection_serves_its_next_request() {
         config: Some(&config),
         ..Default::default()
     });
-    let mut conn = std::net::TcpStream::connect(router.addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = raw_conn(&router);
     for i in 0..3 {
         let r = raw_chat(&mut conn, &format!("idle keep-alive {i}"));
         assert!(r.starts_with("HTTP/1.1 200"), "request {i}: {r}");
@@ -145,15 +151,9 @@ async fn keepalive_secs_closes_idle_connections_and_zero_turns_keepalive_off() {
         config: Some(&config),
         ..Default::default()
     });
-    let open = || {
-        let conn = std::net::TcpStream::connect(router.addr).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        conn
-    };
 
     // Still open after 1 s idle (serves its next request), closed about 2 s after that one.
-    let mut conn = open();
+    let mut conn = raw_conn(&router);
     let r = raw_chat(&mut conn, "first");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     std::thread::sleep(Duration::from_secs(1));
@@ -169,7 +169,7 @@ async fn keepalive_secs_closes_idle_connections_and_zero_turns_keepalive_off() {
     );
 
     // A next request that stops half-way through its head is not waited on forever either.
-    let mut conn = open();
+    let mut conn = raw_conn(&router);
     let r = raw_chat(&mut conn, "before a partial head");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     conn.write_all(b"POST /v1/chat/comp").unwrap();
@@ -187,13 +187,9 @@ async fn keepalive_secs_closes_idle_connections_and_zero_turns_keepalive_off() {
         openai_config(&mock, "  keepalive_secs: 0"),
     )
     .unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &router.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    router.sighup();
     router.wait_for_log("reloaded configuration");
-    let mut conn = open();
+    let mut conn = raw_conn(&router);
     let r = raw_chat(&mut conn, "no keep-alive");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(
@@ -214,9 +210,7 @@ async fn a_request_on_an_idle_connection_during_the_linger_is_served() {
         config: Some(&config),
         ..Default::default()
     });
-    let mut conn = std::net::TcpStream::connect(router.addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = raw_conn(&router);
     let r = raw_chat(&mut conn, "before the signal");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     router.sigterm();

@@ -205,6 +205,17 @@ impl Router {
         assert!(status.success());
     }
 
+    /// Sends SIGHUP to bitrouter itself (re-read bitrouter.yaml; the caller waits for the
+    /// log line it expects).
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Waits for the whole wrapper to exit (after [`Router::sigterm`]).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.stdin.take();
